@@ -1,0 +1,379 @@
+"""Run configuration: preset + experiment + overrides, validated and hashed.
+
+A run's config is assembled from YAML in `parameters/`:
+
+    parameters/presets/<preset>.yaml          every field, for one scale (paper, cpu, smoke)
+    parameters/experiments/<name>.yaml        description + only what differs from baseline
+    overrides                                 a dict from papermill or `--set key=value`
+
+Every user mistake raises `ConfigError`, whose message names the file, key and value
+and says what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from moe_core.errors import UserInputError
+
+PARAMETERS_DIR = Path(__file__).resolve().parent.parent / "parameters"
+
+
+class ConfigError(UserInputError):
+    """A configuration the user wrote cannot be used; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    # identity
+    name: str = "baseline"
+    description: str = ""
+    preset: str = "cpu"
+
+    # model
+    vocab_size: int = 2048  # for synthetic data: the language's size; otherwise set by the tokenizer
+    n_layers: int = 6
+    d_model: int = 384
+    n_heads: int = 8
+    d_ff: int = 1536
+    num_experts: int = 8
+    top_k: int = 2
+    max_seq_len: int = 512
+    dropout: float = 0.1
+    router_noise_std: float = 0.1
+    rope_base: float = 10000.0
+
+    # routing balance
+    balance_method: str = "aux_loss"  # aux_loss | aux_free
+    load_balancing_weight: float = 0.01
+    router_z_loss_weight: float = 0.0
+    aux_free_bias_rate: float = 0.001
+
+    # data
+    data_source: str = "synthetic"  # synthetic | local | hub
+    seq_len: int = 512
+    num_documents: int = 2000
+    val_fraction: float = 0.1
+    data_seed: int = 1234
+    data_path: str = ""
+    text_field: str = "text"
+    tokenizer: str = "bpe"  # bpe (trained on the train split) | path to tokenizer.json | hub name
+    hub_dataset: str = "HuggingFaceTB/smollm-corpus"
+    hub_config: str = "cosmopedia-v2"
+    hub_split: str = "train"
+    synthetic_topics: int = 8
+    synthetic_branching: int = 24
+    synthetic_zipf: float = 1.1
+    synthetic_doc_tokens: int = 400
+
+    # training
+    max_steps: int = 1000  # micro-batches; optimizer updates = max_steps // grad_accum_steps
+    batch_size: int = 24
+    grad_accum_steps: int = 4
+    optimizer: str = "muon_adamw"  # muon_adamw | adamw
+    lr: float = 0.01  # peak LR of Muon (or of AdamW when optimizer = adamw)
+    adamw_lr_ratio: float = 0.1  # AdamW LR in the hybrid, as a fraction of lr
+    weight_decay: float = 0.1
+    muon_momentum: float = 0.95
+    grad_clip: float = 1.0
+    lr_schedule: str = "cosine"  # cosine | linear_decay | constant | step
+    lr_horizon: str = "updates"  # updates | reference (the reference's micro-step horizon)
+    warmup_ratio: float = 0.05
+    min_lr_ratio: float = 0.1
+    lr_step_milestones: tuple[float, ...] = (0.5, 0.75)
+    lr_step_gamma: float = 0.3
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
+    device: str = "auto"  # auto | cpu | cuda
+
+    # evaluation and stopping
+    eval_every: int = 10
+    early_stopping: bool = False
+    patience: int = 30  # evals without an improvement of min_delta
+    min_delta: float = 0.001
+    checkpoint_every_evals: int = 10
+    save_best_checkpoint: bool = False
+
+    # relative scales an experiment can set, applied to the preset when the config is built,
+    # so one experiment file means the same thing at every preset
+    steps_fraction: float = 1.0  # max_steps = preset max_steps x this (short_run)
+    documents_factor: float = 1.0  # num_documents = preset num_documents x this (fresh_data)
+
+    # diagnostics only
+    fault_nan_at_step: int = 0  # > 0: make the loss NaN at this step (tests the diverged path)
+
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def optimizer_updates(self) -> int:
+        return self.max_steps // self.grad_accum_steps
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    def data_fields(self) -> dict[str, Any]:
+        """The fields that decide the prepared data (the data cache key)."""
+        keys = ["data_source", "seq_len", "num_documents", "val_fraction", "data_seed"]
+        if self.data_source == "synthetic":
+            keys += ["vocab_size", "synthetic_topics", "synthetic_branching", "synthetic_zipf",
+                     "synthetic_doc_tokens"]
+        elif self.data_source == "local":
+            keys += ["data_path", "text_field", "tokenizer", "vocab_size"]
+        else:
+            keys += ["hub_dataset", "hub_config", "hub_split", "tokenizer"]
+        return {k: getattr(self, k) for k in keys}
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("extra")
+        d["lr_step_milestones"] = list(self.lr_step_milestones)
+        return d
+
+    def config_hash(self) -> str:
+        """Stable hash of everything that changes the outcome of a run (not its seed)."""
+        d = self.to_dict()
+        for cosmetic in ("description",):
+            d.pop(cosmetic)
+        return stable_hash(d)
+
+
+def stable_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(RunConfig) if f.name != "extra"}
+
+CHOICES = {
+    "balance_method": ("aux_loss", "aux_free"),
+    "data_source": ("synthetic", "local", "hub"),
+    "optimizer": ("muon_adamw", "adamw"),
+    "lr_schedule": ("cosine", "linear_decay", "constant", "step"),
+    "lr_horizon": ("updates", "reference"),
+    "precision": ("auto", "fp32", "bf16", "fp16"),
+    "device": ("auto", "cpu", "cuda"),
+}
+
+POSITIVE_INTS = ("vocab_size", "n_layers", "d_model", "n_heads", "d_ff", "num_experts", "top_k",
+                 "max_seq_len", "seq_len", "num_documents", "max_steps", "batch_size",
+                 "grad_accum_steps", "eval_every", "patience", "checkpoint_every_evals",
+                 "synthetic_topics", "synthetic_branching", "synthetic_doc_tokens")
+NON_NEGATIVE_FLOATS = ("router_noise_std", "load_balancing_weight", "router_z_loss_weight",
+                       "aux_free_bias_rate", "weight_decay", "grad_clip", "min_delta",
+                       "adamw_lr_ratio", "muon_momentum", "steps_fraction", "documents_factor")
+
+
+def _where(source: str, key: str) -> str:
+    return f"{source}: key '{key}'"
+
+
+def _coerce(key: str, value: Any, source: str) -> Any:
+    """Check one value's type against the dataclass field; ints are accepted for floats."""
+    expected = FIELDS[key].type
+    where = _where(source, key)
+    if expected == "bool":
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} = {value!r}: expected true or false")
+    if expected == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} = {value!r}: expected an integer")
+        return value
+    if expected == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} = {value!r}: expected a number")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} = {value!r}: expected a finite number")
+        return float(value)
+    if expected == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} = {value!r}: expected a string")
+        return value
+    if expected.startswith("tuple"):
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        ):
+            raise ConfigError(f"{where} = {value!r}: expected a list of numbers")
+        return tuple(float(v) for v in value)
+    raise AssertionError(f"unhandled field type {expected}")
+
+
+def _check_keys(values: dict, source: str) -> None:
+    for key in values:
+        if key not in FIELDS:
+            close = difflib.get_close_matches(str(key), FIELDS, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(
+                f"{source}: unknown key '{key}'{hint} "
+                f"(see moe_core/config.py RunConfig for the allowed keys)"
+            )
+
+
+def _validate(cfg: RunConfig, source: str) -> None:
+    """Check values that are well-typed but impossible, naming the offending key."""
+
+    def bad(key: str, allowed: str) -> ConfigError:
+        return ConfigError(f"{_where(source, key)} = {getattr(cfg, key)!r}: {allowed}")
+
+    for key, allowed in CHOICES.items():
+        if getattr(cfg, key) not in allowed:
+            raise bad(key, "allowed values are " + ", ".join(allowed))
+    for key in POSITIVE_INTS:
+        if getattr(cfg, key) <= 0:
+            raise bad(key, "must be a positive integer")
+    for key in NON_NEGATIVE_FLOATS:
+        if getattr(cfg, key) < 0:
+            raise bad(key, "must be >= 0")
+    if cfg.lr <= 0:
+        raise bad("lr", "must be > 0")
+    if cfg.top_k > cfg.num_experts:
+        raise bad("top_k", f"must be <= num_experts ({cfg.num_experts})")
+    if cfg.d_model % cfg.n_heads:
+        raise bad("d_model", f"must be divisible by n_heads ({cfg.n_heads})")
+    if cfg.head_dim % 2:
+        raise bad("d_model", "d_model / n_heads must be even for rotary embeddings")
+    if not 0 <= cfg.warmup_ratio < 1:
+        raise bad("warmup_ratio", "must be in [0, 1)")
+    if not 0 <= cfg.dropout < 1:
+        raise bad("dropout", "must be in [0, 1)")
+    if not 0 <= cfg.min_lr_ratio <= 1:
+        raise bad("min_lr_ratio", "must be in [0, 1]")
+    if not 0 < cfg.val_fraction < 1:
+        raise bad("val_fraction", "must be in (0, 1)")
+    if not 0 < cfg.lr_step_gamma <= 1:
+        raise bad("lr_step_gamma", "must be in (0, 1]")
+    if any(not 0 < m < 1 for m in cfg.lr_step_milestones):
+        raise bad("lr_step_milestones", "each milestone is a fraction of training in (0, 1)")
+    if cfg.seq_len > cfg.max_seq_len:
+        raise bad("seq_len", f"must be <= max_seq_len ({cfg.max_seq_len}), the longest "
+                  "sequence the model's positions allow")
+    if cfg.max_steps < cfg.grad_accum_steps:
+        raise bad("max_steps", f"must be >= grad_accum_steps ({cfg.grad_accum_steps}) so that "
+                  "at least one optimizer update happens")
+    if cfg.max_steps % cfg.grad_accum_steps:
+        raise bad("max_steps", f"must be a multiple of grad_accum_steps ({cfg.grad_accum_steps})")
+    if cfg.data_source == "local" and not cfg.data_path:
+        raise bad("data_path", "data_source 'local' needs data_path: a file or folder of "
+                  ".txt, .jsonl or .parquet files")
+
+
+def read_yaml(path: Path) -> dict:
+    """Read one YAML mapping, turning every failure into a ConfigError naming the file."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: malformed YAML{at}: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of key: value, got {type(data).__name__}")
+    return data
+
+
+def available(kind: str, parameters_dir: Path = PARAMETERS_DIR) -> list[str]:
+    """Names of the presets or experiments defined under parameters/."""
+    return sorted(p.stem for p in (parameters_dir / kind).glob("*.yaml"))
+
+
+def _named_file(kind: str, name: str, parameters_dir: Path) -> Path:
+    path = parameters_dir / kind / f"{name}.yaml"
+    if not path.is_file():
+        names = available(kind, parameters_dir)
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        singular = kind.rstrip("s")
+        raise ConfigError(
+            f"unknown {singular} '{name}'{hint} (no file {path}); "
+            f"available: {', '.join(names) or 'none'}"
+        )
+    return path
+
+
+def load_experiment(name: str, parameters_dir: Path = PARAMETERS_DIR) -> dict:
+    """The experiment's YAML as a dict: its description and the keys it changes."""
+    path = _named_file("experiments", name, parameters_dir)
+    values = read_yaml(path)
+    _check_keys(values, str(path))
+    if not isinstance(values.get("description", ""), str) or not values.get("description"):
+        raise ConfigError(f"{path}: key 'description' is missing; give a one-line description")
+    return values
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key=value` from a command line into (key, typed value), the value read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}': expected key=value, for example dropout=0.2")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def build_config(
+    experiment: str = "baseline",
+    preset: str = "cpu",
+    overrides: dict | None = None,
+    parameters_dir: Path = PARAMETERS_DIR,
+) -> RunConfig:
+    """Assemble and validate one run's config: preset ⊕ experiment ⊕ overrides."""
+    preset_path = _named_file("presets", preset, parameters_dir)
+    merged: dict[str, Any] = {}
+    source_of: dict[str, str] = {}
+    layers = [
+        (str(preset_path), read_yaml(preset_path)),
+        (str(_named_file("experiments", experiment, parameters_dir)),
+         load_experiment(experiment, parameters_dir)),
+        ("overrides", dict(overrides or {})),
+    ]
+    for source, values in layers:
+        _check_keys(values, source)
+        for key, value in values.items():
+            merged[key] = _coerce(key, value, source)
+            source_of[key] = source
+    merged["name"] = experiment
+    merged["preset"] = preset
+    cfg = RunConfig(**merged)
+    cfg = _apply_scales(cfg, source_of)
+    # name the file that set an impossible value, not just the key
+    try:
+        _validate(cfg, "merged config")
+    except ConfigError as e:
+        key = str(e).split("key '", 1)[1].split("'", 1)[0]
+        raise ConfigError(str(e).replace("merged config", source_of.get(key, "defaults"), 1)) from None
+    return cfg
+
+
+def _apply_scales(cfg: RunConfig, source_of: dict[str, str]) -> RunConfig:
+    for key in ("steps_fraction", "documents_factor"):
+        if getattr(cfg, key) <= 0:
+            raise ConfigError(f"{_where(source_of.get(key, 'defaults'), key)} = "
+                              f"{getattr(cfg, key)!r}: must be > 0")
+    accum = cfg.grad_accum_steps
+    max_steps = max(accum, round(cfg.max_steps * cfg.steps_fraction / accum) * accum)
+    num_documents = max(1, round(cfg.num_documents * cfg.documents_factor))
+    return dataclasses.replace(cfg, max_steps=max_steps, num_documents=num_documents)
+
+
+def config_from_dict(values: dict, source: str = "metrics.json") -> RunConfig:
+    """Rebuild a RunConfig recorded in a metrics file (for resume and reports)."""
+    values = {k: v for k, v in values.items() if k in FIELDS}
+    typed = {k: _coerce(k, v, source) for k, v in values.items()}
+    cfg = RunConfig(**typed)
+    _validate(cfg, source)
+    return cfg
