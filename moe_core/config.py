@@ -261,8 +261,8 @@ def _validate(cfg: RunConfig, source: str) -> None:
     if cfg.max_steps % cfg.grad_accum_steps:
         raise bad("max_steps", f"must be a multiple of grad_accum_steps ({cfg.grad_accum_steps})")
     if cfg.data_source == "local" and not cfg.data_path:
-        raise bad("data_path", "data_source 'local' needs data_path: a file or folder of "
-                  ".txt, .jsonl or .parquet files")
+        raise bad("data_source", "'local' needs data_path: a file or folder of .txt, .jsonl "
+                  "or .parquet files")
 
 
 def read_yaml(path: Path) -> dict:
@@ -349,14 +349,20 @@ def build_config(
     merged["name"] = experiment
     merged["preset"] = preset
     cfg = RunConfig(**merged)
+    # validate before scaling, so a bad max_steps is reported as written
+    _validate_naming_source(cfg, source_of)
     cfg = _apply_scales(cfg, source_of)
-    # name the file that set an impossible value, not just the key
+    _validate_naming_source(cfg, source_of)
+    return cfg
+
+
+def _validate_naming_source(cfg: RunConfig, source_of: dict[str, str]) -> None:
+    """Validate, naming the file (or overrides) that set the offending key."""
     try:
         _validate(cfg, "merged config")
     except ConfigError as e:
         key = str(e).split("key '", 1)[1].split("'", 1)[0]
         raise ConfigError(str(e).replace("merged config", source_of.get(key, "defaults"), 1)) from None
-    return cfg
 
 
 def _apply_scales(cfg: RunConfig, source_of: dict[str, str]) -> RunConfig:
