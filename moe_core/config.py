@@ -73,7 +73,7 @@ class RunConfig:
     synthetic_topics: int = 8
     synthetic_branching: int = 24
     synthetic_zipf: float = 1.1
-    synthetic_doc_tokens: int = 400
+    synthetic_doc_tokens: int = 100
 
     # training
     max_steps: int = 1000  # micro-batches; optimizer updates = max_steps // grad_accum_steps

@@ -229,8 +229,6 @@ def train(
     A finished run with the same config hash and seed in out_dir is returned unchanged
     unless force; an interrupted one resumes from its last checkpoint unless resume=False.
     """
-    from moe_core.data import prepare_data  # deferred: the data module pulls in `datasets`
-
     run_dir = Path(out_dir) if out_dir is not None else None
     if run_dir is not None:
         try:
@@ -247,7 +245,10 @@ def train(
 
     device = select_device(cfg)
     dtype = autocast_dtype(cfg, device)
-    data = data if data is not None else prepare_data(cfg)
+    if data is None:
+        from moe_core.data import prepare_data  # deferred: the data module pulls in `datasets`
+
+        data = prepare_data(cfg)
     if data.train.shape[0] < cfg.batch_size:
         raise UserInputError(
             f"the train split has {data.train.shape[0]} sequences of {cfg.seq_len} tokens, "
@@ -268,7 +269,7 @@ def train(
             if resume and not force:
                 print(f"note: {ckpt_path} is from another config or seed; starting this run "
                       "from scratch", file=sys.stderr)
-            ckpt_path.unlink()
+            ckpt_path.unlink(missing_ok=True)
 
     train_windows = data.train.pin_memory() if device.type == "cuda" else data.train
     # a fixed train subset the size of the val split measures the generalization gap

@@ -1,0 +1,59 @@
+"""Command-line skins over the library: `moe-train` (one run) and `moe-suite` (many)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from moe_core.config import build_config, parse_override
+from moe_core.errors import UserInputError
+
+
+def _overrides(pairs: list[str] | None) -> dict:
+    return dict(parse_override(p) for p in pairs or [])
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="moe-train", description="Train one MoE run.")
+    parser.add_argument("--experiment", "-e", default="baseline")
+    parser.add_argument("--preset", "-p", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None,
+                        help="run folder (default runs/single/<experiment>/seed<k>)")
+    parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set dropout=0.2 (repeatable)")
+    parser.add_argument("--force", action="store_true", help="retrain even if finished")
+    parser.add_argument("--no-resume", action="store_true",
+                        help="start over instead of resuming from the last checkpoint")
+    args = parser.parse_args(argv)
+    from moe_core.train import train
+
+    try:
+        cfg = build_config(args.experiment, args.preset, _overrides(args.overrides))
+        out = args.out or f"runs/single/{args.experiment}/seed{args.seed}"
+        metrics = train(cfg, seed=args.seed, out_dir=out, force=args.force,
+                        resume=not args.no_resume)
+    except UserInputError as e:
+        print(f"moe-train: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("moe-train: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    best, final = metrics["best_metrics"], metrics["final_metrics"]
+    floor = metrics.get("bayes_floor")
+    print(f"{cfg.name} seed {args.seed}: {metrics['status']} after {metrics['actual_steps']} "
+          f"steps in {metrics['total_time_minutes'] * 60:.1f} s; "
+          f"val loss best {best['val_loss']:.4f} @ {best['step']}, final {final['val_loss']:.4f}"
+          + (f"; Bayes floor {floor:.4f}" if floor is not None else "")
+          + f"\nmetrics: {out}/metrics.json")
+    return 0 if metrics["status"] in ("completed", "early_stopped") else 1
+
+
+def suite_main(argv: list[str] | None = None) -> int:
+    from moe_core import suite
+
+    return suite.main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(train_main())
