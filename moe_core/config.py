@@ -40,7 +40,7 @@ class RunConfig:
     preset: str = "cpu"
 
     # model
-    vocab_size: int = 2048  # for synthetic data: the language's size; otherwise set by the tokenizer
+    vocab_size: int = 256  # for synthetic data: the language's size; otherwise set by the tokenizer
     n_layers: int = 6
     d_model: int = 384
     n_heads: int = 8
@@ -70,8 +70,8 @@ class RunConfig:
     hub_dataset: str = "HuggingFaceTB/smollm-corpus"
     hub_config: str = "cosmopedia-v2"
     hub_split: str = "train"
-    synthetic_topics: int = 8
-    synthetic_branching: int = 24
+    synthetic_topics: int = 4
+    synthetic_branching: int = 8
     synthetic_zipf: float = 1.1
     synthetic_doc_tokens: int = 100
 
@@ -362,7 +362,8 @@ def _validate_naming_source(cfg: RunConfig, source_of: dict[str, str]) -> None:
         _validate(cfg, "merged config")
     except ConfigError as e:
         key = str(e).split("key '", 1)[1].split("'", 1)[0]
-        raise ConfigError(str(e).replace("merged config", source_of.get(key, "defaults"), 1)) from None
+        source = source_of.get(key, "defaults")
+        raise ConfigError(str(e).replace("merged config", source, 1)) from None
 
 
 def _apply_scales(cfg: RunConfig, source_of: dict[str, str]) -> RunConfig:

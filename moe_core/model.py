@@ -18,7 +18,8 @@ from moe_core.config import RunConfig
 
 def rope_tables(seq_len: int, head_dim: int, base: float, device=None) -> tuple[torch.Tensor, ...]:
     """cos and sin of the rotary angles, each (seq_len, head_dim // 2)."""
-    inv_freq = base ** (-torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+    channel = torch.arange(0, head_dim, 2, device=device, dtype=torch.float32)
+    inv_freq = base ** (-channel / head_dim)
     angles = torch.outer(torch.arange(seq_len, device=device, dtype=torch.float32), inv_freq)
     return angles.cos(), angles.sin()
 

@@ -263,7 +263,8 @@ def train(
     ckpt_path = run_dir / CHECKPOINT_FILE if run_dir else None
     if ckpt_path is not None and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if resume and not force and (ckpt["config_hash"], ckpt["seed"]) == (cfg.config_hash(), seed):
+        same_run = (ckpt["config_hash"], ckpt["seed"]) == (cfg.config_hash(), seed)
+        if resume and not force and same_run:
             state = _restore(ckpt, model, optimizers, scaler)
         else:
             if resume and not force:
@@ -525,9 +526,9 @@ def _restore(ckpt: dict, model, optimizers, scaler) -> _State:
     for name, opt, _ in optimizers:
         opt.load_state_dict(ckpt["optimizers"][name])
     scaler.load_state_dict(ckpt["scaler"])
-    for p, g in zip(model.parameters(), ckpt["grads"]):
+    for p, g in zip(model.parameters(), ckpt["grads"], strict=True):
         p.grad = g
-    for m, load in zip(model.moe_layers, ckpt["aux_free_load"]):
+    for m, load in zip(model.moe_layers, ckpt["aux_free_load"], strict=True):
         m.load_since_update.copy_(load)
     torch.set_rng_state(ckpt["rng_cpu"])
     if ckpt["rng_cuda"] is not None and torch.cuda.is_available():
