@@ -1,0 +1,42 @@
+# Two entry points (see README): `make demo` runs the study, `make test` runs the tests.
+# Both create .venv on first use. TORCH picks the torch build: the default is the
+# CPU wheel these machines carry; on a CUDA machine use e.g. `make demo TORCH=torch`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+PRESET ?= cpu
+SEEDS ?= 3
+JOBS ?= 2
+
+.PHONY: setup demo quick test lint bench clean
+
+setup: $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+# the whole study: every experiment x $(SEEDS) seeds, then reports/inflection_report.html
+demo: setup
+	$(BIN)/moe-suite run --all --preset $(PRESET) --seeds $(SEEDS) --jobs $(JOBS) --out runs/all
+
+# the quick variant: the reference's --quick suite, 2 seeds
+quick: setup
+	$(BIN)/moe-suite run --quick --preset $(PRESET) --seeds 2 --jobs $(JOBS) --out runs/quick
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+	MOE_NOTEBOOK_PRESET=smoke $(BIN)/python -m pytest -q --nbval-lax -p no:cacheprovider notebooks/train_experiment.ipynb
+
+lint: setup
+	$(BIN)/ruff check moe_core tests benchmarks
+
+bench: setup
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python benchmarks/bench_moe.py
+
+clean:
+	rm -rf runs reports/*.html .pytest_cache

@@ -1,0 +1,446 @@
+"""Every metrics.json under some folders, ours or the reference framework's, as tidy tables.
+
+    runs          one row per run: identity, status, final/best/degradation, inflection
+    evals         one row per eval: losses, LR applied per group, epochs, routing summary
+    routing       one row per (run, eval, layer, expert): the expert's share of tokens
+    layer_routing one row per (run, eval, layer): max violation, router entropy, aux terms
+    coselection   one row per (run, layer, expert i, expert j) at the end of training
+
+A file that cannot be read becomes a `runs` row with status `unreadable` and the error;
+it never stops the others from loading.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from moe_core.config import PARAMETERS_DIR, read_yaml
+from moe_core.diagnostics import detect_inflection, routing_entropy
+from moe_core.errors import UserInputError
+
+METRICS_FILE = "metrics.json"
+OURS = "ours"
+REFERENCE = "reference"
+UNREADABLE = "unreadable"
+FINISHED = ("completed", "early_stopped")
+# the reference's `_seed_run` folder: the run that first showed the inflection
+REFERENCE_SEED_RUN = "seed_run"
+
+RUN_COLUMNS = [
+    "run_id", "experiment", "seed", "source", "status", "preset", "config_hash", "description",
+    "final_loss", "final_accuracy", "best_loss", "best_step", "best_accuracy", "degradation",
+    "degradation_pct", "final_loss_se", "best_loss_se", "degradation_se", "actual_steps",
+    "max_steps", "stopped_early", "time_min", "epochs_seen", "final_gap", "bayes_floor",
+    "inflection", "onset_step", "degradation_z", "run_dir", "error",
+]
+EVAL_COLUMNS = [
+    "run_id", "experiment", "seed", "source", "step", "fraction", "val_loss", "val_loss_se",
+    "val_accuracy", "val_perplexity", "elapsed_min", "lr", "train_loss", "train_subset_loss",
+    "aux_loss", "grad_norm", "epochs_seen", "tokens_seen", "max_violation", "router_entropy",
+]
+IDENTITY = ["run_id", "experiment", "seed", "source"]
+
+
+@dataclass
+class Results:
+    """The tidy tables of a set of runs (see the module docstring for their rows)."""
+
+    runs: pd.DataFrame
+    evals: pd.DataFrame
+    routing: pd.DataFrame = field(default_factory=pd.DataFrame)
+    layer_routing: pd.DataFrame = field(default_factory=pd.DataFrame)
+    coselection: pd.DataFrame = field(default_factory=pd.DataFrame)
+    environments: dict[str, dict] = field(default_factory=dict)
+
+    def coselection_matrix(self, run_id: str) -> np.ndarray:
+        """End-of-training co-selection shares of one run: (layers, E, E)."""
+        part = self.coselection[self.coselection["run_id"] == run_id] \
+            if len(self.coselection) else self.coselection
+        if part.empty:
+            raise UserInputError(f"run {run_id!r} has no co-selection matrix (reference runs and "
+                                 "runs without an eval record none)")
+        layers = int(part["layer"].max()) + 1
+        experts = int(part["expert_i"].max()) + 1
+        matrix = np.full((layers, experts, experts), np.nan)
+        matrix[part["layer"], part["expert_i"], part["expert_j"]] = part["share"]
+        return matrix
+
+    def of_source(self, source: str) -> Results:
+        """The same tables restricted to one source ("ours" or "reference")."""
+        keep = set(self.runs.loc[self.runs["source"] == source, "run_id"])
+
+        def pick(df: pd.DataFrame) -> pd.DataFrame:
+            return df[df["run_id"].isin(keep)].reset_index(drop=True) if len(df) else df
+        return Results(pick(self.runs), pick(self.evals), pick(self.routing),
+                       pick(self.layer_routing), pick(self.coselection),
+                       {k: v for k, v in self.environments.items() if k in keep})
+
+
+# ---------------------------------------------------------------- reading files
+
+
+def find_metrics_files(folder: str | Path) -> list[Path]:
+    """Every metrics.json under folder (or folder itself when it is one), sorted."""
+    path = Path(folder)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise UserInputError(f"results folder {path} does not exist; pass a folder that holds "
+                             "run folders with metrics.json files (e.g. runs/all)")
+    return sorted(path.rglob(METRICS_FILE))
+
+
+def is_our_format(metrics: dict) -> bool:
+    """Our metrics.json carries a status and a config hash; the reference's has neither."""
+    return "status" in metrics and "config_hash" in metrics
+
+
+def _experiment_from_path(path: Path) -> str:
+    """runs/<suite>/<experiment>/seed<k>/metrics.json -> experiment; else the folder name."""
+    folder = path.parent
+    if re.fullmatch(r"seed\d+", folder.name) and folder.parent.name:
+        return folder.parent.name
+    name = folder.name
+    return REFERENCE_SEED_RUN if name == "_seed_run" else name.lstrip("_")
+
+
+def _seed_from_path(path: Path) -> int | None:
+    match = re.fullmatch(r"seed(\d+)", path.parent.name)
+    return int(match.group(1)) if match else None
+
+
+def _number(value: Any) -> float:
+    """A JSON number as float; None and non-numbers become NaN."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return float("nan")
+    return float(value)
+
+
+def _first_group_lr(lr: Any) -> float:
+    if isinstance(lr, dict) and lr:
+        return _number(next(iter(lr.values())))
+    return _number(lr)
+
+
+def _our_evals(metrics: dict, max_steps: float) -> pd.DataFrame:
+    rows = []
+    for record in metrics.get("evals") or []:
+        routing = record.get("routing") or []
+        lr = record.get("lr") or {}
+        rows.append({
+            "step": record["step"],
+            "fraction": record["step"] / max_steps if max_steps else float("nan"),
+            "val_loss": _number(record.get("val_loss")),
+            "val_loss_se": _number(record.get("val_loss_se")),
+            "val_accuracy": _number(record.get("val_accuracy")),
+            "val_perplexity": _number(record.get("val_perplexity")),
+            "elapsed_min": _number(record.get("elapsed_s")) / 60,
+            "lr": _first_group_lr(lr),
+            **{f"lr_{group}": _number(value) for group, value in lr.items()},
+            "train_loss": _number(record.get("train_loss")),
+            "train_subset_loss": _number(record.get("train_subset_loss")),
+            "aux_loss": _number(record.get("aux_loss")),
+            "grad_norm": _number(record.get("grad_norm")),
+            "epochs_seen": _number(record.get("epochs_seen")),
+            "tokens_seen": _number(record.get("tokens_seen")),
+            "max_violation": float(np.nanmean([_number(r.get("max_violation")) for r in routing]))
+            if routing else float("nan"),
+            "router_entropy": float(np.nanmean([_number(r.get("router_entropy"))
+                                                for r in routing]))
+            if routing else float("nan"),
+        })
+    return pd.DataFrame(rows)
+
+
+def _reference_evals(metrics: dict, max_steps: float) -> pd.DataFrame:
+    """The reference's parallel history lists as eval rows (its LR is the first group's)."""
+    history = metrics.get("history") or {}
+    steps = history.get("steps") or []
+    n = len(steps)
+
+    def column(name: str) -> list[float]:
+        values = list(history.get(name) or [])
+        if len(values) != n:
+            raise UserInputError(f"history.{name} has {len(values)} values but history.steps "
+                                 f"has {n}")
+        return [_number(v) for v in values]
+
+    frame = pd.DataFrame({
+        "step": steps,
+        "val_loss": column("val_losses"),
+        "val_accuracy": column("val_accuracies"),
+        "val_perplexity": column("val_perplexities"),
+        "elapsed_min": column("elapsed_times"),
+        "lr": column("learning_rates") if "learning_rates" in history else [np.nan] * n,
+    })
+    frame["fraction"] = frame["step"] / max_steps if max_steps else np.nan
+    return frame
+
+
+def _routing_tables(metrics: dict, identity: dict, max_steps: float
+                    ) -> tuple[list[dict], list[dict], list[dict]]:
+    """(expert rows, layer rows, final co-selection rows) of one of our runs."""
+    experts, layers, coselection = [], [], []
+    for record in metrics.get("evals") or []:
+        step = record["step"]
+        where = {**identity, "step": step,
+                 "fraction": step / max_steps if max_steps else float("nan")}
+        for layer, stats in enumerate(record.get("routing") or []):
+            load = np.asarray(stats.get("tokens_per_expert") or [], dtype=float)
+            total = load.sum()
+            probs = stats.get("mean_router_prob") or [float("nan")] * load.size
+            for expert, count in enumerate(load):
+                experts.append({**where, "layer": layer, "expert": expert,
+                                "load_share": count / total if total > 0 else float("nan"),
+                                "router_prob": _number(probs[expert])})
+            layers.append({**where, "layer": layer,
+                           "max_violation": _number(stats.get("max_violation")),
+                           "router_entropy": _number(stats.get("router_entropy")),
+                           "load_entropy_fraction": float(routing_entropy(load)[1])
+                           if total > 0 else float("nan"),
+                           "balance_loss": _number(stats.get("balance_loss")),
+                           "z_loss": _number(stats.get("z_loss"))})
+    final_step = (metrics.get("evals") or [{}])[-1].get("step")
+    for layer, stats in enumerate(metrics.get("final_routing") or []):
+        for i, row in enumerate(stats.get("coselection") or []):
+            for j, share in enumerate(row):
+                coselection.append({**identity, "step": final_step, "layer": layer,
+                                    "expert_i": i, "expert_j": j, "share": _number(share)})
+    return experts, layers, coselection
+
+
+def _inflection_columns(evals: pd.DataFrame) -> dict[str, Any]:
+    """Best/final/degradation and the inflection verdict from the finite part of the curve."""
+    finite = evals[np.isfinite(evals["val_loss"])] if len(evals) else evals
+    if len(finite) < len(evals):  # a diverged run: analyse the curve before the first NaN
+        first_bad = int(np.flatnonzero(~np.isfinite(evals["val_loss"].to_numpy()))[0])
+        finite = evals.iloc[:first_bad]
+    out: dict[str, Any] = {}
+    if finite.empty:
+        return out
+    best = finite.loc[finite["val_loss"].idxmin()]
+    last = finite.iloc[-1]
+    out.update(best_loss=best["val_loss"], best_step=int(best["step"]),
+               best_accuracy=best["val_accuracy"], best_loss_se=best["val_loss_se"],
+               degradation=last["val_loss"] - best["val_loss"],
+               degradation_pct=100 * (last["val_loss"] - best["val_loss"]) / best["val_loss"])
+    se = finite["val_loss_se"].to_numpy() if "val_loss_se" in finite else None
+    if se is not None and not np.all(np.isfinite(se)):
+        se = None
+    try:
+        found = detect_inflection(finite["step"].to_numpy(), finite["val_loss"].to_numpy(), se)
+    except UserInputError:
+        return out
+    out.update(inflection=found.verdict, onset_step=found.onset_step,
+               degradation_z=found.degradation_z,
+               # the val-set standard error of the degradation; a curve estimate is not one
+               degradation_se=found.noise if found.noise_source == "val_loss_se" else np.nan)
+    return out
+
+
+def _parse(path: Path) -> dict:
+    metrics = json.loads(path.read_text())
+    if not isinstance(metrics, dict):
+        raise UserInputError(f"expected a JSON object, got {type(metrics).__name__}")
+    return metrics
+
+
+def _read_run(metrics: dict, path: Path, run_id: str, force_reference: bool) -> dict[str, Any]:
+    """Everything one metrics.json gives: run row, eval rows, routing rows, environment."""
+    ours = is_our_format(metrics) and not force_reference
+    exp_config = metrics.get("experiment_config") or {}
+    config = metrics.get("config") or {}
+    if ours:
+        experiment = config.get("name") or exp_config.get("name") or _experiment_from_path(path)
+        seed = metrics.get("seed")
+        status = metrics.get("status")
+    else:
+        experiment = _experiment_from_path(path)
+        seed = None
+        status = "early_stopped" if metrics.get("stopped_early") else "completed"
+    max_steps = _number(config.get("max_steps", exp_config.get("max_steps")))
+    identity = {"run_id": run_id, "experiment": experiment,
+                "seed": seed if seed is not None else float("nan"),
+                "source": OURS if ours else REFERENCE}
+    evals = _our_evals(metrics, max_steps) if ours and metrics.get("evals") \
+        else _reference_evals(metrics, max_steps)
+    for key, value in reversed(identity.items()):
+        evals.insert(0, key, value)
+    evals = evals.reindex(columns=EVAL_COLUMNS + sorted(c for c in evals.columns
+                                                        if c.startswith("lr_")))
+
+    final = metrics.get("final_metrics") or {}
+    last = evals.iloc[-1] if len(evals) else None
+    run = {
+        **identity,
+        "status": status,
+        "preset": config.get("preset"),
+        "config_hash": metrics.get("config_hash"),
+        "description": exp_config.get("description") or config.get("description"),
+        "final_loss": _number(final.get("val_loss")),
+        "final_accuracy": _number(final.get("val_accuracy")),
+        "final_loss_se": _number(final.get("val_loss_se")),
+        "actual_steps": metrics.get("actual_steps"),
+        "max_steps": max_steps,
+        "stopped_early": bool(metrics.get("stopped_early")),
+        "time_min": _number(metrics.get("total_time_minutes")),
+        "epochs_seen": last["epochs_seen"] if last is not None else float("nan"),
+        "final_gap": last["val_loss"] - last["train_subset_loss"] if last is not None
+        else float("nan"),
+        "bayes_floor": _number(metrics.get("bayes_floor")),
+        "run_dir": str(path.parent),
+        "error": metrics.get("error"),
+        **_inflection_columns(evals),
+    }
+    experts, layers, coselection = _routing_tables(metrics, identity, max_steps) if ours \
+        else ([], [], [])
+    environment = {"environment": metrics.get("environment"),
+                   "config_hash": metrics.get("config_hash"),
+                   "data": metrics.get("data"), "parameter_counts": metrics.get("parameter_counts")}
+    return {"run": run, "evals": evals, "routing": experts, "layer_routing": layers,
+            "coselection": coselection, "environment": environment}
+
+
+def _unique_id(base: str, taken: set[str]) -> str:
+    run_id, n = base, 2
+    while run_id in taken:
+        run_id, n = f"{base}#{n}", n + 1
+    taken.add(run_id)
+    return run_id
+
+
+def _base_id(path: Path, metrics: dict | None, force_reference: bool) -> str:
+    """<experiment>/seed<k> for our runs, "<experiment> (reference)" for the reference's."""
+    if metrics is not None and is_our_format(metrics) and not force_reference:
+        experiment = (metrics.get("config") or {}).get("name") or _experiment_from_path(path)
+        return f"{experiment}/seed{metrics.get('seed')}"
+    experiment = _experiment_from_path(path)
+    seed = _seed_from_path(path)
+    if force_reference or metrics is not None:
+        return f"{experiment} (reference)"
+    return f"{experiment}/seed{seed}" if seed is not None else experiment
+
+
+def load_runs(*dirs: str | Path, reference_dirs: tuple | list = ()) -> Results:
+    """Read every metrics.json under dirs (ours or reference format) and reference_dirs
+    (always labelled reference); comparison_summary.json and other files are ignored."""
+    sources = [(d, False) for d in dirs] + [(d, True) for d in reference_dirs]
+    runs, evals, routing, layer_routing, coselection = [], [], [], [], []
+    environments: dict[str, dict] = {}
+    taken: set[str] = set()
+    for folder, force_reference in sources:
+        for path in find_metrics_files(folder):
+            metrics, run_id = None, None
+            try:
+                metrics = _parse(path)
+                run_id = _unique_id(_base_id(path, metrics, force_reference), taken)
+                read = _read_run(metrics, path, run_id, force_reference)
+            except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+                run_id = run_id or _unique_id(_base_id(path, None, force_reference), taken)
+                # half-written or corrupted: list it, keep going
+                runs.append({"run_id": run_id, "experiment": _experiment_from_path(path),
+                             "seed": _seed_from_path(path) if _seed_from_path(path) is not None
+                             else float("nan"),
+                             "source": REFERENCE if force_reference else OURS,
+                             "status": UNREADABLE, "run_dir": str(path.parent),
+                             "error": f"{path}: {type(e).__name__}: {e}"})
+                continue
+            runs.append(read["run"])
+            evals.append(read["evals"])
+            routing += read["routing"]
+            layer_routing += read["layer_routing"]
+            coselection += read["coselection"]
+            environments[run_id] = read["environment"]
+    runs_frame = pd.DataFrame(runs).reindex(columns=RUN_COLUMNS)
+    evals_frame = pd.concat([e for e in evals if len(e)], ignore_index=True) \
+        if any(len(e) for e in evals) else pd.DataFrame(columns=EVAL_COLUMNS)
+    return Results(runs_frame, evals_frame, pd.DataFrame(routing), pd.DataFrame(layer_routing),
+                   pd.DataFrame(coselection), environments)
+
+
+# ---------------------------------------------------------------- the summary table
+
+
+def experiment_order() -> list[str]:
+    """Experiments in the order of the `all` suite (the reference's nine first)."""
+    suites = PARAMETERS_DIR / "suites.yaml"
+    try:
+        order = list(read_yaml(suites).get("all") or [])
+    except UserInputError:
+        order = []
+    return order + [REFERENCE_SEED_RUN]
+
+
+def sort_experiments(names: Any) -> list[str]:
+    """Unique experiment names, suite order first, then alphabetical."""
+    order = {name: i for i, name in enumerate(experiment_order())}
+    return sorted(set(names), key=lambda n: (order.get(n, len(order)), str(n)))
+
+
+def _mean_sd(values: pd.Series, digits: int, pct: bool = False) -> str:
+    x = pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype=float)
+    unit = "%" if pct else ""
+    if x.size == 0:
+        return ""
+    if x.size == 1:
+        return f"{x[0]:.{digits}f}{unit}"
+    return f"{x.mean():.{digits}f} ± {x.std(ddof=1):.{digits}f}{unit}"
+
+
+def _status_text(statuses: pd.Series) -> str:
+    counts = statuses.fillna("unknown").value_counts()
+    if len(counts) == 1:
+        return str(counts.index[0])
+    return ", ".join(f"{n} {status}" for status, n in counts.items())
+
+
+SUMMARY_COLUMNS = [
+    ("final_loss", "final loss", 4, False), ("best_loss", "best loss", 4, False),
+    ("best_step", "best step", 0, False), ("degradation", "degradation", 4, False),
+    ("degradation_pct", "degradation %", 2, False), ("final_accuracy", "final acc %", 2, True),
+    ("best_accuracy", "best acc %", 2, True), ("time_min", "time (min)", 2, False),
+    ("actual_steps", "steps", 0, False), ("epochs_seen", "epochs", 2, False),
+    ("final_gap", "val - train gap", 4, False), ("bayes_floor", "Bayes floor", 4, False),
+]
+
+
+def results_table(results: Results) -> pd.DataFrame:
+    """The reference's summary per (experiment, source), plus epochs, gap, floor and status;
+    with >= 2 seeds each number reads "mean ± sd" over seeds."""
+    runs = results.runs
+    rows = []
+    for experiment in sort_experiments(runs["experiment"].dropna()):
+        for source in (OURS, REFERENCE):
+            part = runs[(runs["experiment"] == experiment) & (runs["source"] == source)]
+            if part.empty:
+                continue
+            usable = part[part["status"] != UNREADABLE]
+            row = {"experiment": experiment, "source": source, "seeds": len(usable)}
+            for column, label, digits, is_fraction in SUMMARY_COLUMNS:
+                values = usable[column] * (100 if is_fraction else 1)
+                row[label] = _mean_sd(values, digits)
+            stopped = int(usable["stopped_early"].fillna(False).astype(bool).sum())
+            row["early stop"] = f"{stopped}/{len(usable)}" if len(usable) > 1 else \
+                ("yes" if stopped else "no")
+            row["status"] = _status_text(part["status"])
+            rows.append(row)
+    columns = ["experiment", "source", "seeds", *(c[1] for c in SUMMARY_COLUMNS),
+               "early stop", "status"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def finite_or_none(value: Any) -> float | None:
+    """A float for finite numbers, None for NaN/None (for the diagnostics dataclasses)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
