@@ -1,0 +1,856 @@
+"""Suites of runs: the training notebook executed by papermill once per (experiment, seed).
+
+    moe-suite list
+    moe-suite run --quick --seeds 3 --jobs 2
+    moe-suite view --out runs/quick
+    moe-suite report --out runs/quick --include exp8_original
+
+Every configuration is built (and so validated) before the first run starts. A run whose
+folder holds a finished metrics.json with the same config hash and seed is skipped; an
+interrupted one resumes from its checkpoint; a failing one is recorded as failed and the
+others go on. A lock file per run keeps two suites on one folder from training a run twice.
+The Python API (`plan_runs`, `execute_run`, `run_suite`, `LocalExecutor`, ...) does the work;
+`main` is a thin argparse skin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import functools
+import hashlib
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+from jupyter_client.manager import AsyncKernelManager
+
+from moe_core.config import (
+    PARAMETERS_DIR,
+    ConfigError,
+    RunConfig,
+    available,
+    build_config,
+    load_experiment,
+    parse_override,
+    read_yaml,
+)
+from moe_core.errors import UserInputError
+from moe_core.train import METRICS_FILE, is_finished, read_metrics, write_json_atomic
+
+REPO_ROOT = PARAMETERS_DIR.parent
+TRAIN_NOTEBOOK = REPO_ROOT / "notebooks" / "train_experiment.ipynb"
+SUITES_FILE = "suites.yaml"
+LOCK_FILE = ".lock"
+KERNEL_LOG = "kernel.log"
+FINISHED = ("completed", "early_stopped")
+
+
+# ---------------------------------------------------------------- experiments and suites
+
+
+@dataclass(frozen=True)
+class ExperimentInfo:
+    name: str
+    description: str
+    changes: dict[str, Any]  # the keys its YAML sets, besides the description
+
+
+def load_suites(parameters_dir: Path = PARAMETERS_DIR) -> dict[str, list[str]]:
+    """The named suites of parameters/suites.yaml, each checked to name known experiments."""
+    path = parameters_dir / SUITES_FILE
+    suites = read_yaml(path)
+    known = available("experiments", parameters_dir)
+    for name, members in suites.items():
+        if not isinstance(members, list) or not members or \
+                not all(isinstance(m, str) for m in members):
+            raise ConfigError(f"{path}: key '{name}' = {members!r}: expected a non-empty list "
+                              "of experiment names")
+        for member in members:
+            if member not in known:
+                close = difflib.get_close_matches(member, known, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                raise ConfigError(f"{path}: key '{name}' names unknown experiment "
+                                  f"'{member}'{hint}; available: {', '.join(known)}")
+    return {str(name): list(members) for name, members in suites.items()}
+
+
+def list_experiments(parameters_dir: Path = PARAMETERS_DIR) -> list[ExperimentInfo]:
+    """Every experiment under parameters/experiments, in the order of the `all` suite."""
+    names = available("experiments", parameters_dir)
+    order = load_suites(parameters_dir).get("all", [])
+    names.sort(key=lambda n: (order.index(n) if n in order else len(order), n))
+    infos = []
+    for name in names:
+        values = dict(load_experiment(name, parameters_dir))
+        description = values.pop("description")
+        infos.append(ExperimentInfo(name, description, values))
+    return infos
+
+
+def resolve_experiments(
+    experiments: Sequence[str] = (),
+    suite: str | None = None,
+    parameters_dir: Path = PARAMETERS_DIR,
+) -> list[str]:
+    """The experiments of a named suite, or the given names checked to exist (deduplicated)."""
+    if suite is not None:
+        suites = load_suites(parameters_dir)
+        if suite not in suites:
+            close = difflib.get_close_matches(suite, suites, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"unknown suite '{suite}'{hint}; the suites in "
+                              f"{parameters_dir / SUITES_FILE} are {', '.join(suites)}")
+        experiments = suites[suite]
+    if not experiments:
+        raise UserInputError("no experiments given: name some with -e NAME, or pick a suite "
+                             "with --all, --quick or --suite NAME (see `moe-suite list`)")
+    for name in experiments:
+        load_experiment(name, parameters_dir)  # an unknown name raises, with did-you-mean
+    return list(dict.fromkeys(experiments))
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`3` means seeds 0, 1, 2; `0,4,7` (any comma) means exactly those seeds."""
+    how = "expected a count like 3 (seeds 0,1,2) or a comma list like 0,4,7 (a single seed: 5,)"
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        numbers = [int(p) for p in parts if p]
+    except ValueError:
+        raise UserInputError(f"--seeds '{text}': {how}") from None
+    if not numbers or any(n < 0 for n in numbers):
+        raise UserInputError(f"--seeds '{text}': {how}; seeds are >= 0")
+    if "," in str(text):
+        return list(dict.fromkeys(numbers))
+    if numbers[0] == 0:
+        raise UserInputError(f"--seeds '{text}': a count of 0 runs nothing; {how}")
+    return list(range(numbers[0]))
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """`--set key=value` pairs into a dict, values read as YAML."""
+    return dict(parse_override(p) for p in pairs)
+
+
+# ---------------------------------------------------------------- planning
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One (experiment, seed) to execute: everything a worker needs, already validated."""
+
+    experiment: str
+    seed: int
+    preset: str
+    overrides: dict[str, Any]
+    config: RunConfig
+    run_dir: Path  # absolute: <out>/<experiment>/seed<k>
+    notebook: Path
+    force: bool = False
+    threads: int = 0  # torch threads in the kernel; 0 = torch's default
+
+    @property
+    def label(self) -> str:
+        return f"{self.experiment} seed{self.seed}"
+
+
+def cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_run(jobs: int, cores: int | None = None) -> int:
+    """Torch threads for each of `jobs` concurrent runs, so they share the cores instead of
+    oversubscribing them (0: one run at a time keeps torch's default)."""
+    if jobs <= 1:
+        return 0
+    return max(1, (cores or cpu_cores()) // jobs)
+
+
+def plan_runs(
+    experiments: Sequence[str],
+    seeds: Sequence[int] = (0,),
+    preset: str = "cpu",
+    overrides: dict[str, Any] | None = None,
+    out_dir: str | Path = "runs/custom",
+    force: bool = False,
+    jobs: int = 1,
+    notebook: str | Path = TRAIN_NOTEBOOK,
+) -> list[RunSpec]:
+    """Build and validate every run's config up front: one mistake fails here, before any
+    run starts. Raises UserInputError (ConfigError for configs)."""
+    if jobs < 1:
+        raise UserInputError(f"--jobs {jobs}: expected at least 1 concurrent run")
+    notebook = Path(notebook).absolute()
+    if not notebook.is_file():
+        raise UserInputError(f"training notebook {notebook} not found; run from a checkout of "
+                             "the repository or pass the notebook to use")
+    overrides = dict(overrides or {})
+    # the same parameters/ as the notebook's, so both compute the same config hash
+    configs = {name: build_config(name, preset, overrides) for name in dict.fromkeys(experiments)}
+    out = Path(out_dir).absolute()
+    threads = threads_per_run(jobs)
+    return [RunSpec(experiment=name, seed=seed, preset=preset, overrides=overrides,
+                    config=cfg, run_dir=out / name / f"seed{seed}", notebook=notebook,
+                    force=force, threads=threads)
+            for name, cfg in configs.items() for seed in dict.fromkeys(seeds)]
+
+
+# ---------------------------------------------------------------- the Jupyter kernel
+
+
+def _runs_this_python(argv: Sequence[str]) -> bool:
+    """Whether a kernelspec's command starts the interpreter (environment) running us."""
+    if not argv:
+        return False
+    major, minor = sys.version_info[:2]
+    # jupyter_client itself replaces a bare `python` with sys.executable when it launches
+    if argv[0] in ("python", f"python{major}", f"python{major}.{minor}"):
+        return True
+    # a venv's python is a symlink to the base one: compare environments, not real files
+    return Path(os.path.abspath(argv[0])).parent == Path(os.path.abspath(sys.executable)).parent
+
+
+@functools.cache
+def kernel_for_this_python() -> str:
+    """The name of a Jupyter kernel that runs this very Python (found or installed once)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return find_or_install_kernel(KernelSpecManager())
+
+
+def find_or_install_kernel(ksm: Any, install_prefix: str | None = None) -> str:
+    """`python3` when that kernelspec runs this Python, else a `moe-core-<hash>` kernelspec
+    that does, installed into this environment's prefix (or the user's Jupyter folder) when
+    missing: so that notebooks see the same packages as the suite."""
+    from jupyter_client.kernelspec import NoSuchKernel
+
+    own = "moe-core-" + hashlib.sha256(sys.executable.encode()).hexdigest()[:8]
+    for name in ("python3", own):
+        try:
+            if _runs_this_python(ksm.get_kernel_spec(name).argv):
+                return name
+        except NoSuchKernel:
+            pass
+    from ipykernel.kernelspec import install
+
+    display = f"Python ({sys.prefix})"
+    errors = []
+    for where in ({"prefix": install_prefix or sys.prefix}, {"user": True}):
+        try:
+            install(kernel_spec_manager=ksm, kernel_name=own, display_name=display, **where)
+            return own
+        except OSError as e:
+            errors.append(f"{e.filename or where}: {e.strerror}")
+    raise UserInputError(
+        f"no Jupyter kernel runs this Python ({sys.executable}) and none could be installed "
+        f"({'; '.join(errors)}); install one with `{sys.executable} -m ipykernel install "
+        f"--user --name {own}`")
+
+
+# kernels started by this process and not yet shut down: Ctrl-C interrupts them, because a
+# kernel runs in a session of its own and never sees the terminal's SIGINT
+_LIVE_KERNELS: set[AsyncKernelManager] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+class _RunKernelManager(AsyncKernelManager):
+    """Starts the kernel in the repository root (not through papermill's `cwd`, which chdirs
+    the whole process and so races between concurrent runs) with the run's thread count in
+    its environment and its low-level output (crashes, native warnings) in the run's
+    kernel.log, and registers it for interruption."""
+
+    kernel_env: dict[str, str] = {}
+    kernel_log: Path | None = None
+
+    async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
+        kw.setdefault("cwd", str(REPO_ROOT))
+        kw["env"] = {**os.environ, **self.kernel_env}
+        log = open(self.kernel_log, "a") if self.kernel_log else None
+        try:
+            if log is not None:
+                kw["stdout"] = kw["stderr"] = log
+            await super().start_kernel(**kw)
+        finally:
+            if log is not None:
+                log.close()  # the kernel process holds its own copy
+        with _LIVE_LOCK:
+            _LIVE_KERNELS.add(self)
+
+    async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:  # type: ignore[override]
+        with _LIVE_LOCK:
+            _LIVE_KERNELS.discard(self)
+        await super().shutdown_kernel(now=now, restart=restart)
+
+
+def _kernel_manager_class(spec: RunSpec) -> type[_RunKernelManager]:
+    env = {}
+    if spec.threads > 0:
+        env = {var: str(spec.threads) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    return type("RunKernelManager", (_RunKernelManager,),
+                {"kernel_env": env, "kernel_log": spec.run_dir / KERNEL_LOG})
+
+
+def signal_live_kernels(signum: int = signal.SIGINT, skip: set | None = None) -> set:
+    """Send signum to every kernel this process runs (except those in skip); returns them."""
+    with _LIVE_LOCK:
+        kernels = set(_LIVE_KERNELS) - (skip or set())
+    for km in kernels:
+        provisioner = km.provisioner
+        pid = getattr(provisioner, "pid", None)
+        pgid = getattr(provisioner, "pgid", None)
+        try:
+            if pgid:
+                os.killpg(pgid, signum)
+            elif pid:
+                os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return kernels
+
+
+# ---------------------------------------------------------------- per-run lock
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of a process (Linux), so that a reused pid is not mistaken for it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_HELD_TOKENS: set[str] = set()  # the locks this process holds now
+
+
+class RunLock:
+    """`<run>/.lock`, created with O_CREAT|O_EXCL and holding the owner's pid, host and
+    process start time.
+
+    A lock whose process is gone (same host) is stale and taken over; one held by a live
+    process, or by another host, makes the run busy.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK_FILE
+        self._token: str | None = None
+
+    def acquire(self) -> str | None:
+        """Take the lock: None on success, else a description of who holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        token = uuid.uuid4().hex
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "token": token,
+                  "process_start": _process_start(os.getpid()),
+                  "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._read()
+                # an unreadable lock is one being written right now: busy, not stale
+                if holder is None or not self._is_stale(holder):
+                    return self._describe(holder)
+                self._break(holder)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(record))
+            self._token = token
+            _HELD_TOKENS.add(token)
+            return None
+        return self._describe(self._read())
+
+    def release(self) -> None:
+        holder = self._read()
+        if self._token and holder and holder.get("token") == self._token:
+            self.path.unlink(missing_ok=True)
+        _HELD_TOKENS.discard(self._token or "")
+        self._token = None
+
+    def _read(self) -> dict | None:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    @staticmethod
+    def _is_stale(holder: dict) -> bool:
+        if holder.get("host") != socket.gethostname():
+            return False  # cannot see another machine's processes
+        pid = holder.get("pid")
+        if not isinstance(pid, int):
+            return False
+        if pid == os.getpid():  # ours unless an earlier process with our pid left it
+            return holder.get("token") not in _HELD_TOKENS
+        if not _pid_alive(pid):
+            return True
+        recorded, now = holder.get("process_start"), _process_start(pid)
+        return recorded is not None and now is not None and recorded != now
+
+    def _break(self, holder: dict) -> None:
+        """Move the stale lock aside; if another suite took the lock in the meantime, what
+        was moved is its live lock, so put it back."""
+        aside = self.path.with_name(f"{LOCK_FILE}.stale.{uuid.uuid4().hex}")
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return
+        try:
+            moved = json.loads(aside.read_text()).get("token")
+        except (OSError, ValueError):
+            moved = None  # a lock still being written: live
+        try:
+            if moved != holder.get("token"):
+                os.link(aside, self.path)
+        except OSError:
+            pass
+        finally:
+            aside.unlink(missing_ok=True)
+
+    def _describe(self, holder: dict | None) -> str:
+        if holder is None:
+            return (f"another suite is taking the lock {self.path}; if none is running, "
+                    "delete it")
+        return (f"held by pid {holder.get('pid')} on {holder.get('host')} since "
+                f"{holder.get('since')} ({self.path}; delete it if no suite is running there)")
+
+
+# ---------------------------------------------------------------- executing one run
+
+
+@dataclass
+class RunOutcome:
+    """What happened to one run in this suite invocation."""
+
+    experiment: str
+    seed: int
+    run_dir: Path
+    action: str  # ran | skipped (finished before) | busy (another suite holds it)
+    status: str  # the metrics status: completed, early_stopped, diverged, failed, ...
+    final_val_loss: float | None = None
+    best_val_loss: float | None = None
+    time_min: float | None = None
+    error: str | None = None
+    notebook: Path | None = None  # the executed notebook
+
+    @property
+    def ok(self) -> bool:
+        """Finished normally (or busy elsewhere, which is not a failure of this suite)."""
+        return self.action == "busy" or (self.error is None and self.status in FINISHED)
+
+
+def _outcome(spec: RunSpec, action: str, metrics: dict | None, error: str | None = None,
+             status: str | None = None) -> RunOutcome:
+    metrics = metrics or {}
+    final, best = metrics.get("final_metrics") or {}, metrics.get("best_metrics") or {}
+    return RunOutcome(experiment=spec.experiment, seed=spec.seed, run_dir=spec.run_dir,
+                      action=action, status=status or metrics.get("status") or "unknown",
+                      final_val_loss=final.get("val_loss"), best_val_loss=best.get("val_loss"),
+                      time_min=metrics.get("total_time_minutes"),
+                      notebook=spec.run_dir / spec.notebook.name,
+                      error=error or (metrics.get("error") if metrics.get("status") == "failed"
+                                      else None))
+
+
+def record_failure(spec: RunSpec, metrics: dict | None, error: str,
+                   status: str = "failed") -> dict:
+    """Mark a run failed (or interrupted) in its metrics.json, keeping whatever training of
+    this config and seed recorded, so that reports show it; the checkpoint (if any) stays,
+    so the next suite resumes it."""
+    cfg = spec.config
+    ours = bool(metrics) and metrics.get("config_hash") == cfg.config_hash() \
+        and metrics.get("seed") == spec.seed
+    base = metrics if ours else {
+        "experiment_config": {"name": cfg.name, "description": cfg.description,
+                              "max_steps": cfg.max_steps},
+        "final_metrics": None, "best_metrics": None, "total_time_minutes": 0.0,
+        "stopped_early": False, "actual_steps": 0,
+        "history": {"steps": [], "val_losses": [], "val_accuracies": [],
+                    "val_perplexities": [], "elapsed_times": [], "learning_rates": []},
+        "config": cfg.to_dict(), "run_dir": str(spec.run_dir),
+    }
+    failed = {**base, "status": status, "error": error, "experiment": spec.experiment,
+              "seed": spec.seed, "config_hash": cfg.config_hash(),
+              "notebook": str(spec.run_dir / spec.notebook.name),
+              "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    write_json_atomic(spec.run_dir / METRICS_FILE, failed)
+    return failed
+
+
+def _describe_error(e: BaseException) -> str:
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(e, PapermillExecutionError):
+        return f"{e.ename}: {e.evalue} (in notebook cell [{e.exec_count}])"
+    return f"{type(e).__name__}: {e}"
+
+
+def execute_run(spec: RunSpec, log: Callable[[str], None] = print) -> RunOutcome:
+    """Run the training notebook for one spec, unless it is finished or another suite holds
+    it. Never raises for a failing run: the outcome (and metrics.json) says it failed."""
+    try:
+        lock = RunLock(spec.run_dir)
+        holder = lock.acquire()
+    except OSError as e:
+        return _outcome(spec, "ran", None, error=f"cannot lock {spec.run_dir}: {e}",
+                        status="failed")
+    if holder is not None:
+        log(f"{spec.label}: busy, another suite is training it ({holder}); not run here")
+        metrics = _read_quietly(spec.run_dir)
+        return _outcome(spec, "busy", metrics, status=(metrics or {}).get("status", "running"))
+    try:
+        try:
+            metrics = read_metrics(spec.run_dir)
+        except UserInputError as e:  # an unreadable metrics.json: leave it for the user
+            return _outcome(spec, "ran", None, error=str(e), status="failed")
+        if not spec.force and is_finished(metrics, spec.config, spec.seed):
+            log(f"{spec.label}: skipped, finished before ({metrics['status']})")
+            return _outcome(spec, "skipped", metrics)
+        log(f"{spec.label}: running -> {spec.run_dir / spec.notebook.name}")
+        error = _execute_notebook(spec)
+        metrics = _read_quietly(spec.run_dir)
+        if error is not None and not _records_this_run_ending(metrics, spec):
+            ending = "interrupted" if error.startswith("KeyboardInterrupt") else "failed"
+            metrics = record_failure(spec, metrics, error, status=ending)
+        return _outcome(spec, "ran", metrics, error=error)
+    except OSError as e:  # the run folder itself misbehaves: this run fails, not the suite
+        return _outcome(spec, "ran", None, error=f"{type(e).__name__}: {e}", status="failed")
+    finally:
+        lock.release()
+
+
+def _records_this_run_ending(metrics: dict | None, spec: RunSpec) -> bool:
+    """metrics.json belongs to this config and seed and says how training ended."""
+    return bool(metrics) and metrics.get("status") != "running" \
+        and metrics.get("config_hash") == spec.config.config_hash() \
+        and metrics.get("seed") == spec.seed
+
+
+def _execute_notebook(spec: RunSpec) -> str | None:
+    """papermill on the training notebook; the error (None if none), the executed notebook
+    (showing any failing cell) kept in the run folder."""
+    import papermill
+
+    try:
+        papermill.execute_notebook(
+            str(spec.notebook), str(spec.run_dir / spec.notebook.name),
+            parameters={"experiment": spec.experiment, "preset": spec.preset,
+                        "seed": spec.seed, "overrides": spec.overrides,
+                        "out_dir": str(spec.run_dir), "force": spec.force,
+                        "threads": spec.threads},
+            kernel_name=kernel_for_this_python(), progress_bar=False,
+            kernel_manager_class=_kernel_manager_class(spec))
+    except Exception as e:  # a failing run must not stop the others
+        return _describe_error(e)
+    return None
+
+
+def _read_quietly(run_dir: Path) -> dict | None:
+    try:
+        return read_metrics(run_dir)
+    except UserInputError:
+        return None
+
+
+# ---------------------------------------------------------------- executors
+
+
+class Executor(Protocol):
+    """Runs `fn` on every spec and yields the results as they finish (in any order)."""
+
+    def map(self, fn: Callable[[RunSpec], RunOutcome],
+            specs: Sequence[RunSpec]) -> Iterator[RunOutcome]: ...
+
+
+class LocalExecutor:
+    """Up to `jobs` runs at once on this machine (threads driving separate kernels).
+
+    Ctrl-C stops new runs from starting and interrupts the running kernels, so training
+    records an "interrupted" status; a second Ctrl-C kills them. Either way KeyboardInterrupt
+    is re-raised once the workers have stopped.
+    """
+
+    def __init__(self, jobs: int = 1, grace_s: float = 60.0):
+        if jobs < 1:
+            raise UserInputError(f"--jobs {jobs}: expected at least 1 concurrent run")
+        self.jobs = jobs
+        self.grace_s = grace_s
+
+    def map(self, fn: Callable[[RunSpec], RunOutcome],
+            specs: Sequence[RunSpec]) -> Iterator[RunOutcome]:
+        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="moe-run")
+        futures: set[Future] = {pool.submit(fn, spec) for spec in specs}
+        try:
+            while futures:
+                done, futures = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        except BaseException:  # Ctrl-C, or the caller stopped reading: stop the runs too
+            pool.shutdown(wait=False, cancel_futures=True)
+            self._stop(futures)
+            raise
+        pool.shutdown()
+
+    def _stop(self, futures: set[Future]) -> None:
+        running = {f for f in futures if not f.cancelled()}
+        interrupted: set = set()
+        deadline = time.monotonic() + self.grace_s
+        try:
+            while running and time.monotonic() < deadline:
+                # keep interrupting: a kernel that was still starting registers later
+                interrupted |= signal_live_kernels(signal.SIGINT, skip=interrupted)
+                _, running = wait(running, timeout=0.5)
+        except KeyboardInterrupt:
+            pass
+        if running:
+            signal_live_kernels(signal.SIGKILL)
+            wait(running, timeout=10)
+
+
+# ---------------------------------------------------------------- a suite
+
+
+@dataclass
+class SuiteResult:
+    out_dir: Path
+    outcomes: list[RunOutcome] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(o.ok for o in self.outcomes)
+
+    def table(self):
+        """One row per run: experiment, seed, status, action, val losses, minutes."""
+        import pandas as pd
+
+        rows = [{"experiment": o.experiment, "seed": o.seed, "status": o.status,
+                 "action": o.action, "final_val_loss": o.final_val_loss,
+                 "best_val_loss": o.best_val_loss, "time_min": o.time_min}
+                for o in self.outcomes]
+        return pd.DataFrame(rows, columns=["experiment", "seed", "status", "action",
+                                           "final_val_loss", "best_val_loss", "time_min"])
+
+    def summary(self) -> str:
+        """The table, a count per action and one line per failed run."""
+        table = self.table()
+        text = table.to_string(index=False, float_format=lambda v: f"{v:.4f}",
+                               na_rep="-") if len(table) else "(no runs)"
+        counts = {a: sum(o.action == a for o in self.outcomes) for a in ("ran", "skipped",
+                                                                         "busy")}
+        failed = [o for o in self.outcomes if not o.ok]
+        lines = [text, ", ".join(f"{n} {a}" for a, n in counts.items())
+                 + f", {len(failed)} failed; runs in {self.out_dir}"]
+        for o in failed:
+            why = o.error or f"status {o.status}"
+            lines.append(f"FAILED {o.experiment} seed{o.seed}: {why}; see {o.notebook}")
+        return "\n".join(lines)
+
+
+def run_suite(
+    experiments: Sequence[str],
+    seeds: Sequence[int] = (0,),
+    preset: str = "cpu",
+    overrides: dict[str, Any] | None = None,
+    out_dir: str | Path = "runs/custom",
+    force: bool = False,
+    jobs: int = 1,
+    executor: Executor | None = None,
+    notebook: str | Path = TRAIN_NOTEBOOK,
+    log: Callable[[str], None] = print,
+) -> SuiteResult:
+    """Validate every run, then execute them through the executor (default: local, `jobs`
+    at a time). Raises UserInputError before anything runs; KeyboardInterrupt on Ctrl-C."""
+    specs = plan_runs(experiments, seeds, preset, overrides, out_dir, force, jobs, notebook)
+    kernel_for_this_python()  # a kernel problem is reported once, before any run
+    result = SuiteResult(out_dir=Path(out_dir).absolute())
+    _check_writable(result.out_dir)
+    executor = executor or LocalExecutor(jobs)
+    log(f"{len(specs)} runs ({len(dict.fromkeys(s.experiment for s in specs))} experiment(s) x "
+        f"{len(dict.fromkeys(s.seed for s in specs))} seed(s), preset {preset}) in "
+        f"{result.out_dir}, {jobs} at a time")
+    for outcome in executor.map(functools.partial(execute_run, log=log), specs):
+        result.outcomes.append(outcome)
+        if outcome.action == "ran":
+            if outcome.ok:
+                log(f"{outcome.experiment} seed{outcome.seed}: {outcome.status} in "
+                    f"{(outcome.time_min or 0) * 60:.1f} s, final val loss "
+                    f"{outcome.final_val_loss or float('nan'):.4f}")
+            else:
+                log(f"{outcome.experiment} seed{outcome.seed}: {outcome.status}: "
+                    f"{outcome.error or 'see its notebook'}")
+    order = {(s.experiment, s.seed): i for i, s in enumerate(specs)}
+    result.outcomes.sort(key=lambda o: order[o.experiment, o.seed])
+    return result
+
+
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write_test.{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UserInputError(f"suite folder {folder} cannot be written ({e.strerror}); "
+                             "choose another with --out") from None
+
+
+def view(out_dirs: Sequence[str | Path]):
+    """The results table of every run under out_dirs (a pandas DataFrame)."""
+    from moe_core.results import load_runs, results_table
+
+    for d in out_dirs:
+        if not Path(d).is_dir():
+            raise UserInputError(f"run folder {d} does not exist; pass the --out of a suite")
+    return results_table(load_runs(*out_dirs))
+
+
+def report(out_dirs: Sequence[str | Path], reference_dirs: Sequence[str | Path] = (),
+           html: str | Path | None = None) -> Path:
+    """Render the inflection report over out_dirs (reference_dirs labelled as reference)."""
+    from moe_core.report import render_report
+
+    for d in [*out_dirs, *reference_dirs]:
+        if not Path(d).is_dir():
+            raise UserInputError(f"folder {d} does not exist; pass folders of runs")
+    kwargs = {"out_html": html} if html is not None else {}
+    return Path(render_report(list(out_dirs), reference_dirs=list(reference_dirs), **kwargs))
+
+
+# ---------------------------------------------------------------- command line
+
+
+def format_listing(parameters_dir: Path = PARAMETERS_DIR) -> str:
+    """The text of `moe-suite list`: experiments with what they change, then the suites."""
+    infos = list_experiments(parameters_dir)
+    width = max(len(i.name) for i in infos) + 2
+    lines = [f"Experiments ({parameters_dir / 'experiments'}):"]
+    for info in infos:
+        changes = ", ".join(f"{k}={json.dumps(v)}" for k, v in info.changes.items())
+        lines.append(f"  {info.name:<{width}}{info.description}")
+        lines.append(f"  {'':<{width}}changes: {changes or 'nothing (the baseline)'}")
+    suites = load_suites(parameters_dir)
+    lines.append(f"\nSuites ({parameters_dir / SUITES_FILE}); --all and --quick are shortcuts "
+                 "for the suites of those names:")
+    width = max(len(s) for s in suites) + 2
+    for name, members in suites.items():
+        lines.append(f"  {name:<{width}}({len(members)}) {', '.join(members)}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="moe-suite", description="Run, view and report suites of MoE training runs.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("list", help="the experiments, what each changes, and the named suites")
+
+    run = sub.add_parser("run", help="train experiments x seeds through the training notebook")
+    which = run.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_const", const="all", dest="suite",
+                       help="the suite 'all'")
+    which.add_argument("--quick", action="store_const", const="quick", dest="suite",
+                       help="the suite 'quick'")
+    which.add_argument("--suite", help="a suite named in parameters/suites.yaml")
+    which.add_argument("-e", "--experiment", dest="experiments", nargs="+", action="extend",
+                       metavar="NAME", help="these experiments (see `moe-suite list`)")
+    run.add_argument("--preset", "-p", default="cpu", help="paper, cpu or smoke (default cpu)")
+    run.add_argument("--seeds", default="1",
+                     help="a count (3: seeds 0,1,2) or a comma list (0,4,7); default 1")
+    run.add_argument("--out", help='the suite folder (default runs/<suite name or "custom">)')
+    run.add_argument("--force", action="store_true", help="rerun finished runs too")
+    run.add_argument("--set", dest="overrides", action="append", default=[],
+                     metavar="KEY=VALUE", help="override a config key in every run (repeatable)")
+    run.add_argument("--jobs", "-j", type=int, default=1,
+                     help="runs at once on this machine, sharing its cores (default 1)")
+    run.add_argument("--executor", choices=["local"], default="local",
+                     help="where runs execute (only local for now)")
+    run.add_argument("--no-report", action="store_true", help="do not render the report")
+    run.add_argument("--html", help="the report's path (default: the report's own)")
+    run.add_argument("--notebook", default=str(TRAIN_NOTEBOOK),
+                     help="the training notebook to execute (default: the repository's)")
+
+    view_p = sub.add_parser("view", help="the results table of finished runs")
+    view_p.add_argument("--out", nargs="+", action="extend", metavar="DIR",
+                        help="suite folders (default runs)")
+
+    report_p = sub.add_parser("report", help="render the HTML inflection report")
+    report_p.add_argument("--out", nargs="+", action="extend", metavar="DIR",
+                          help="suite folders (default runs)")
+    report_p.add_argument("--include", nargs="+", action="extend", default=[],
+                          metavar="REFERENCE_DIR",
+                          help="folders of reference-format metrics, labelled as reference")
+    report_p.add_argument("--html", help="the report's path (default: the report's own)")
+    return parser
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    experiments = resolve_experiments(args.experiments or (), args.suite)
+    seeds = parse_seeds(args.seeds)
+    overrides = parse_overrides(args.overrides)
+    out = Path(args.out or Path("runs") / (args.suite or "custom"))
+    result = run_suite(experiments, seeds, args.preset, overrides, out, args.force, args.jobs,
+                       LocalExecutor(args.jobs), args.notebook)
+    print("\n" + result.summary(), flush=True)
+    code = 0 if result.ok else 1
+    if not args.no_report:
+        try:
+            print(f"report: {report([result.out_dir], html=args.html)}")
+        except Exception as e:  # the runs are safe; say how to retry the report alone
+            print(f"moe-suite: the report failed ({type(e).__name__}: {e}); the runs are kept: "
+                  f"retry with `moe-suite report --out {out}`", file=sys.stderr)
+            code = 1
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`moe-suite`: exit 0 when every run finished, 1 when one failed, 2 for a user error,
+    130 on Ctrl-C."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            print(format_listing())
+            return 0
+        if args.command == "run":
+            return _run_command(args)
+        if args.command == "view":
+            table = view(args.out or ["runs"])
+            print(table.to_string(index=False) if len(table) else
+                  f"no runs under {', '.join(map(str, args.out or ['runs']))}")
+            return 0
+        print(report(args.out or ["runs"], args.include, args.html))
+        return 0
+    except UserInputError as e:
+        print(f"moe-suite: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nmoe-suite: interrupted; finished runs are kept and interrupted ones resume "
+              "from their last checkpoint: run the same command again to continue",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

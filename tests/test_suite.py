@@ -1,0 +1,399 @@
+"""moe-suite: validate everything first, execute the training notebook once per (experiment,
+seed), skip finished runs, record failures without stopping, and never train a run twice."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+
+from moe_core import suite
+from moe_core.errors import UserInputError
+
+REFERENCE_NINE = ["baseline", "early_stopping", "constant_lr", "lower_lb_weight", "no_lb",
+                  "higher_dropout", "linear_decay", "slower_min_lr", "short_run"]
+# a few seconds per run: two evals of a one-layer model
+SMOKE = ["--preset", "smoke", "--set", "max_steps=8", "--set", "eval_every=4", "--no-report"]
+NOTEBOOK = suite.TRAIN_NOTEBOOK.name
+
+
+@pytest.fixture(scope="module", autouse=True)
+def data_cache(tmp_path_factory):
+    """One data cache for every run of this module (kernels inherit the environment)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MOE_CORE_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+def cli(capsys, *args):
+    code = suite.main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def suite_process(*args) -> subprocess.Popen:
+    """`moe-suite` in its own process, as a user starts it."""
+    return subprocess.Popen([sys.executable, "-m", "moe_core.suite", *map(str, args)],
+                            cwd=suite.REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def hold_lock(run_dir: Path, pid: int, host: str | None = None) -> Path:
+    """A lock file as another suite process leaves it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / suite.LOCK_FILE
+    path.write_text(json.dumps({"pid": pid, "host": host or socket.gethostname(),
+                                "token": "other", "since": "2026-01-01T00:00:00+00:00"}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_suite(tmp_path_factory, data_cache):
+    """baseline and short_run, seed 0, trained two at a time."""
+    out = tmp_path_factory.mktemp("suite") / "runs"
+    code = suite.main(["run", "-e", "baseline", "short_run", "--jobs", "2", "--out", str(out),
+                       *SMOKE])
+    return out, code
+
+
+# ---------------------------------------------------------------- list and validation
+
+
+def test_list_shows_the_nine_reference_experiments_with_descriptions_and_changes(capsys):
+    code, out, _ = cli(capsys, "list")
+    assert code == 0
+    for name in REFERENCE_NINE:
+        description = suite.load_experiment(name)["description"]
+        assert f"{name}" in out and description in out
+    assert "changes: lr_schedule=\"constant\"" in out
+    assert "changes: load_balancing_weight=0.001" in out
+    # the listing follows the reference order, baseline first
+    assert out.index("baseline") < out.index("early_stopping") < out.index("short_run")
+
+
+def test_list_shows_the_named_suites(capsys):
+    _, out, _ = cli(capsys, "list")
+    suites = out.split("Suites", 1)[1]
+    assert "quick" in suites and "baseline, early_stopping, lower_lb_weight, no_lb" in suites
+    assert "reference" in suites and "(9)" in suites
+
+
+def test_seed_count_means_seeds_from_zero_and_a_comma_list_means_exactly_those():
+    assert suite.parse_seeds("3") == [0, 1, 2]
+    assert suite.parse_seeds("0,4,7") == [0, 4, 7]
+    assert suite.parse_seeds("5,") == [5]
+    for bad in ("0", "-1", "a", "1,x", ""):
+        with pytest.raises(UserInputError, match="--seeds"):
+            suite.parse_seeds(bad)
+
+
+def test_seeds_two_plans_seed0_and_seed1_folders_and_0_3_plans_seed0_and_seed3(tmp_path):
+    def folders(seeds):
+        specs = suite.plan_runs(["baseline"], suite.parse_seeds(seeds), "smoke", out_dir=tmp_path)
+        return [s.run_dir.relative_to(tmp_path).as_posix() for s in specs]
+
+    assert folders("2") == ["baseline/seed0", "baseline/seed1"]
+    assert folders("0,3") == ["baseline/seed0", "baseline/seed3"]
+
+
+def test_unknown_experiment_exits_2_with_did_you_mean_before_anything_runs(capsys, tmp_path):
+    out = tmp_path / "runs"
+    code, stdout, err = cli(capsys, "run", "-e", "baseline", "no_lbb", "--out", out, *SMOKE)
+    assert code == 2
+    assert err.startswith("moe-suite: error: unknown experiment 'no_lbb'")
+    assert "did you mean 'no_lb'?" in err and "available:" in err
+    assert "Traceback" not in err and stdout == ""
+    assert not out.exists()
+
+
+def test_bad_override_is_the_config_error_before_anything_runs(capsys, tmp_path):
+    out = tmp_path / "runs"
+    code, _, err = cli(capsys, "run", "-e", "baseline", "short_run", "--out", out, *SMOKE,
+                       "--set", "dropuot=0.2")
+    assert code == 2 and "unknown key 'dropuot'; did you mean 'dropout'?" in err
+    code, _, err = cli(capsys, "run", "-e", "baseline", "--out", out, *SMOKE,
+                       "--set", "dropout=1.5")
+    assert code == 2 and "overrides: key 'dropout' = 1.5" in err
+    code, _, err = cli(capsys, "run", "-e", "baseline", "--out", out, *SMOKE, "--set", "dropout")
+    assert code == 2 and "expected key=value" in err
+    assert not out.exists()
+
+
+def test_unknown_suite_and_bad_jobs_are_user_errors(capsys, tmp_path):
+    code, _, err = cli(capsys, "run", "--suite", "quik", "--out", tmp_path, *SMOKE)
+    assert code == 2 and "unknown suite 'quik'; did you mean 'quick'?" in err
+    code, _, err = cli(capsys, "run", "--quick", "--jobs", "0", "--out", tmp_path, *SMOKE)
+    assert code == 2 and "--jobs 0" in err
+
+
+def test_all_and_quick_are_the_suites_of_those_names():
+    suites = suite.load_suites()
+    assert suite.resolve_experiments(suite="quick") == suites["quick"]
+    assert set(REFERENCE_NINE) <= set(suite.resolve_experiments(suite="all"))
+    assert suite.resolve_experiments(suite="reference") == REFERENCE_NINE
+
+
+def test_parallel_runs_share_the_cores_instead_of_oversubscribing():
+    assert suite.threads_per_run(1, cores=16) == 0  # one run at a time: torch's default
+    assert suite.threads_per_run(2, cores=2) == 1
+    assert suite.threads_per_run(4, cores=16) == 4
+    assert suite.threads_per_run(3, cores=2) == 1
+
+
+# ---------------------------------------------------------------- kernel
+
+
+def test_kernel_runs_the_suites_own_python():
+    name = suite.kernel_for_this_python()
+    argv = KernelSpecManager().get_kernel_spec(name).argv
+    assert suite._runs_this_python(argv)
+
+
+def test_a_python3_kernel_of_another_environment_is_replaced_by_one_for_this_python(tmp_path):
+    foreign = tmp_path / "user" / "kernels" / "python3"
+    foreign.mkdir(parents=True)
+    (foreign / "kernel.json").write_text(json.dumps({
+        "argv": ["/opt/other-env/bin/python", "-m", "ipykernel_launcher", "-f",
+                 "{connection_file}"], "display_name": "other", "language": "python"}))
+    prefix = tmp_path / "prefix"
+    ksm = KernelSpecManager(kernel_dirs=[str(foreign.parent),
+                                         str(prefix / "share" / "jupyter" / "kernels")])
+    name = suite.find_or_install_kernel(ksm, install_prefix=str(prefix))
+    assert name.startswith("moe-core-")
+    assert ksm.get_kernel_spec(name).argv[0] == sys.executable
+    assert suite.find_or_install_kernel(ksm, install_prefix=str(prefix)) == name  # found now
+
+
+# ---------------------------------------------------------------- locks and failure records
+
+
+def test_a_live_lock_makes_the_run_busy_until_released(tmp_path):
+    first, second = suite.RunLock(tmp_path), suite.RunLock(tmp_path)
+    assert first.acquire() is None
+    assert f"pid {os.getpid()}" in second.acquire()
+    first.release()
+    assert not (tmp_path / suite.LOCK_FILE).exists()
+    assert second.acquire() is None
+    second.release()
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    hold_lock(tmp_path, gone.pid)
+    lock = suite.RunLock(tmp_path)
+    assert lock.acquire() is None
+    assert json.loads((tmp_path / suite.LOCK_FILE).read_text())["pid"] == os.getpid()
+    lock.release()
+
+
+def test_a_lock_from_another_host_is_never_taken_over(tmp_path):
+    hold_lock(tmp_path, 1, host="some-other-host")
+    assert "some-other-host" in suite.RunLock(tmp_path).acquire()
+
+
+def test_a_run_locked_by_another_suite_is_busy_not_failed_and_not_executed(capsys, tmp_path):
+    out = tmp_path / "runs"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        hold_lock(out / "baseline" / "seed0", sleeper.pid)
+        code, stdout, _ = cli(capsys, "run", "-e", "baseline", "--out", out, *SMOKE)
+    finally:
+        sleeper.kill()
+    assert code == 0
+    assert "baseline seed0: busy" in stdout and f"pid {sleeper.pid}" in stdout
+    assert "1 busy, 0 failed" in stdout
+    assert not (out / "baseline" / "seed0" / NOTEBOOK).exists()
+
+
+def test_record_failure_marks_a_run_failed_keeping_what_training_recorded(tmp_path):
+    [spec] = suite.plan_runs(["no_lb"], [2], "smoke", out_dir=tmp_path)
+    spec.run_dir.mkdir(parents=True)
+    written = suite.record_failure(spec, None, "KeyError: 'x'")
+    assert metrics(spec.run_dir) == written
+    assert written["status"] == "failed" and written["error"] == "KeyError: 'x'"
+    assert (written["experiment"], written["seed"]) == ("no_lb", 2)
+    assert written["config_hash"] == spec.config.config_hash()
+    running = {"status": "running", "history": {"steps": [4]}, "actual_steps": 4,
+               "config_hash": spec.config.config_hash(), "seed": 2}
+    kept = suite.record_failure(spec, running, "DeadKernelError: kernel died")
+    assert kept["status"] == "failed" and kept["history"] == {"steps": [4]}
+    # a finished run of another config in the folder is not passed off as this one's
+    other = {**running, "status": "completed", "config_hash": "0123", "actual_steps": 80}
+    replaced = suite.record_failure(spec, other, "DeadKernelError: kernel died")
+    assert replaced["actual_steps"] == 0 and replaced["config_hash"] == spec.config.config_hash()
+
+
+# ---------------------------------------------------------------- running
+
+
+def test_run_creates_each_run_folder_with_executed_notebook_and_finished_metrics(
+        finished_suite):
+    out, code = finished_suite
+    assert code == 0
+    for name in ("baseline", "short_run"):
+        run_dir = out / name / "seed0"
+        recorded = metrics(run_dir)
+        assert recorded["status"] == "completed" and recorded["seed"] == 0
+        assert recorded["config"]["name"] == name and recorded["config"]["preset"] == "smoke"
+        nb = nbformat.read(run_dir / NOTEBOOK, as_version=4)
+        assert nb.metadata["papermill"]["parameters"]["experiment"] == name
+        assert all(c.get("execution_count") for c in nb.cells if c.cell_type == "code")
+        assert not (run_dir / suite.LOCK_FILE).exists()
+    assert metrics(out / "short_run" / "seed0")["actual_steps"] == 4  # 60% of 8 steps
+
+
+def test_parallel_runs_get_a_share_of_the_cores(finished_suite):
+    out, _ = finished_suite
+    for name in ("baseline", "short_run"):
+        env = metrics(out / name / "seed0")["environment"]
+        assert env["cpu_threads"] == suite.threads_per_run(2)
+
+
+def test_second_identical_run_skips_finished_runs_without_reexecuting(finished_suite, capsys):
+    out, _ = finished_suite
+    notebooks = [out / n / "seed0" / NOTEBOOK for n in ("baseline", "short_run")]
+    before = [p.stat().st_mtime_ns for p in notebooks]
+    code, stdout, _ = cli(capsys, "run", "-e", "baseline", "short_run", "--out", out, *SMOKE)
+    assert code == 0
+    assert "baseline seed0: skipped" in stdout and "short_run seed0: skipped" in stdout
+    assert "0 ran, 2 skipped" in stdout
+    assert [p.stat().st_mtime_ns for p in notebooks] == before
+
+
+def test_run_renders_the_report_of_its_folder_unless_no_report(finished_suite, capsys,
+                                                               monkeypatch, tmp_path):
+    out, _ = finished_suite
+    calls = []
+    monkeypatch.setattr(suite, "report", lambda dirs, html=None: calls.append(dirs) or
+                        tmp_path / "r.html")
+    args = ["run", "-e", "baseline", "--out", out, *SMOKE]
+    cli(capsys, *args)
+    assert calls == []
+    code, stdout, _ = cli(capsys, *[a for a in args if a != "--no-report"])
+    assert code == 0 and calls == [[out]] and f"report: {tmp_path / 'r.html'}" in stdout
+
+
+def test_view_prints_the_results_table(finished_suite, capsys):
+    out, _ = finished_suite
+    code, stdout, _ = cli(capsys, "view", "--out", out)
+    assert code == 0
+    header = stdout.splitlines()[0]
+    assert "experiment" in header and "final loss" in header
+    assert "baseline" in stdout and "short_run" in stdout
+
+
+def test_view_of_a_missing_folder_is_a_user_error(capsys, tmp_path):
+    code, _, err = cli(capsys, "view", "--out", tmp_path / "nowhere")
+    assert code == 2 and "nowhere does not exist" in err
+
+
+@pytest.mark.slow
+def test_report_renders_html_over_the_runs(finished_suite, capsys, tmp_path):
+    out, _ = finished_suite
+    html = tmp_path / "report.html"
+    code, stdout, _ = cli(capsys, "report", "--out", out, "--html", html)
+    assert code == 0 and stdout.strip() == str(html)
+    assert "baseline" in html.read_text()
+
+
+@pytest.mark.slow
+def test_force_reruns_finished_runs_and_a_seed_list_runs_exactly_those_seeds(
+        finished_suite, capsys, tmp_path):
+    out = tmp_path / "runs"
+    shutil.copytree(finished_suite[0], out)
+    notebook = out / "short_run" / "seed0" / NOTEBOOK
+    before = notebook.stat().st_mtime_ns
+    code, stdout, _ = cli(capsys, "run", "-e", "short_run", "--seeds", "0,3", "--force",
+                          "--jobs", "2", "--out", out, *SMOKE)
+    assert code == 0 and "2 ran, 0 skipped" in stdout
+    assert notebook.stat().st_mtime_ns > before
+    assert sorted(p.name for p in (out / "short_run").iterdir()) == ["seed0", "seed3"]
+    assert [metrics(out / "short_run" / s)["seed"] for s in ("seed0", "seed3")] == [0, 3]
+
+
+@pytest.mark.slow
+def test_a_diverged_run_is_marked_while_the_others_complete_and_exit_code_is_1(
+        capsys, tmp_path):
+    out = tmp_path / "runs"
+    # the NaN at step 6 hits baseline (8 steps) but not short_run (4 steps)
+    code, stdout, _ = cli(capsys, "run", "-e", "baseline", "short_run", "--jobs", "2",
+                          "--out", out, *SMOKE, "--set", "fault_nan_at_step=6")
+    assert code == 1
+    assert metrics(out / "baseline" / "seed0")["status"] == "diverged"
+    assert metrics(out / "short_run" / "seed0")["status"] == "completed"
+    table = stdout.split("experiment", 1)[1]
+    assert "diverged" in table and "completed" in table
+    assert "FAILED baseline seed0: status diverged" in stdout
+
+
+@pytest.mark.slow
+def test_a_failing_notebook_is_recorded_failed_while_the_others_complete(capsys, tmp_path):
+    out = tmp_path / "runs"
+    # 6 documents leave baseline too few train sequences for a batch of 16; fresh_data has
+    # ten times the documents and trains
+    code, stdout, _ = cli(capsys, "run", "-e", "baseline", "fresh_data", "--jobs", "2",
+                          "--out", out, *SMOKE, "--set", "num_documents=6",
+                          "--set", "batch_size=16")
+    assert code == 1
+    failed = metrics(out / "baseline" / "seed0")
+    assert failed["status"] == "failed" and "fewer than batch_size" in failed["error"]
+    assert (failed["experiment"], failed["seed"]) == ("baseline", 0)
+    assert failed["config_hash"] == suite.build_config(
+        "baseline", "smoke", {"max_steps": 8, "eval_every": 4, "num_documents": 6,
+                              "batch_size": 16}).config_hash()
+    nb = nbformat.read(out / "baseline" / "seed0" / NOTEBOOK, as_version=4)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert errors and errors[0].ename == "UserInputError"
+    assert metrics(out / "fresh_data" / "seed0")["status"] == "completed"
+    assert "FAILED baseline seed0: UserInputError" in stdout
+
+
+@pytest.mark.slow
+def test_two_concurrent_suites_on_one_folder_never_train_a_run_twice(tmp_path):
+    out = tmp_path / "runs"
+    args = ["run", "-e", "baseline", "short_run", "--out", out, *SMOKE]
+    first = suite_process(*args)
+    time.sleep(1.0)  # both are importing and planning while the first takes its first lock
+    second = suite_process(*args)
+    outputs = [p.communicate(timeout=300) for p in (first, second)]
+    assert [p.returncode for p in (first, second)] == [0, 0], outputs
+    stdout = "".join(o for o, _ in outputs)
+    for name in ("baseline", "short_run"):
+        assert stdout.count(f"{name} seed0: running") == 1, stdout
+        assert metrics(out / name / "seed0")["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_ctrl_c_interrupts_the_run_and_exits_130_saying_how_to_resume(tmp_path):
+    out = tmp_path / "runs"
+    run_dir = out / "baseline" / "seed0"
+    process = suite_process("run", "-e", "baseline", "--out", out, "--preset", "smoke",
+                            "--set", "max_steps=20000", "--set", "eval_every=4", "--no-report")
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if metrics(run_dir)["actual_steps"] > 0:
+                break
+        except (FileNotFoundError, ValueError):
+            pass
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "run the same command again" in err and "Traceback" not in err
+    recorded = metrics(run_dir)
+    assert recorded["status"] == "interrupted" and 0 < recorded["actual_steps"] < 20000
+    assert not (run_dir / suite.LOCK_FILE).exists()
