@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import signal, stats
 
 from moe_core.errors import UserInputError
 
@@ -98,6 +97,7 @@ def _local_polynomial(values: np.ndarray, deriv: int) -> tuple[np.ndarray, np.nd
     the ends the window stops at the curve's edge and the fit is evaluated off-centre,
     like savgol_filter(mode="interp"), so the end slope is a fit to the final evals.
     """
+    from scipy import signal  # lazy: scipy costs seconds at import
     n = values.size
     window = _smoothing_window(n)
     polyorder = 2 if window >= 5 else 1
@@ -160,6 +160,7 @@ def eval_noise(val_loss: Any) -> float:
 def _threshold(z: float, df: float | None) -> float:
     """A normal threshold, widened to Student's t at the same level when the noise was
     estimated from df degrees of freedom (a 5-eval curve's noise is itself very noisy)."""
+    from scipy import stats  # lazy: scipy costs seconds at import
     return z if df is None else float(stats.t.ppf(stats.norm.cdf(z), df))
 
 
@@ -275,6 +276,7 @@ class SeedStats:
 
 def seed_stats(values: Sequence[float | None] | np.ndarray) -> SeedStats:
     """n, mean, std and 95% t-interval of one metric over seeds (None/NaN seeds skipped)."""
+    from scipy import stats  # lazy: scipy costs seconds at import
     x = _finite_values(values)
     if x.size == 0:
         return SeedStats(0, None, None, None, None)
@@ -319,7 +321,7 @@ INDISTINGUISHABLE = "indistinguishable"
 INSUFFICIENT_SEEDS = "insufficient seeds"
 # Two-sided 95% normal quantile: the size of difference two independent noisy values
 # reach by chance one time in twenty.
-Z_95 = float(stats.norm.ppf(0.975))
+Z_95 = 1.959963984540054  # the normal distribution's 97.5% quantile
 
 
 @dataclass(frozen=True)
@@ -361,6 +363,7 @@ def effect_vs_baseline(
     experiment_se, baseline_se: val-set standard error of one run's value of the metric
     (nats), used for the size of difference noise alone explains.
     """
+    from scipy import stats  # lazy: scipy costs seconds at import
     a, b = _finite_values(experiment), _finite_values(baseline)
     if a.size == 0 or b.size == 0:
         side = "experiment" if a.size == 0 else "baseline"
