@@ -482,6 +482,7 @@ class LRScheduleEvidence:
     constant_lr: str | None = None  # effect verdicts on degradation vs the baseline
     linear_decay: str | None = None
     slower_min_lr: str | None = None
+    reference_lr_horizon: str | None = None  # the reference's LR that stays near its peak
 
 
 @dataclass(frozen=True)
@@ -585,8 +586,8 @@ def overfitting_verdict(evidence: OverfittingEvidence) -> tuple[str, list[str]]:
 
 
 def lr_schedule_verdict(evidence: LRScheduleEvidence) -> tuple[str, list[str]]:
-    """Verdict on the LR schedule: a higher late LR (constant, linear, higher floor) should
-    degrade more if a too-high LR causes the rise."""
+    """Verdict on the LR schedule: a higher late LR (constant, linear, higher floor, the
+    reference's horizon) should degrade more if a too-high LR causes the rise."""
     reasons = []
     if evidence.lr_at_onset_fraction is not None:
         fraction = evidence.lr_at_onset_fraction
@@ -595,7 +596,8 @@ def lr_schedule_verdict(evidence: LRScheduleEvidence) -> tuple[str, list[str]]:
         reasons.append(f"the LR at the onset is {100 * fraction:.0f}% of its peak ({state})")
     agree, disagree, effect_reasons = _effect_reasons(
         {"constant_lr": evidence.constant_lr, "linear_decay": evidence.linear_decay,
-         "slower_min_lr": evidence.slower_min_lr},
+         "slower_min_lr": evidence.slower_min_lr,
+         "reference_lr_horizon": evidence.reference_lr_horizon},
         predicted=WORSE, why="a too-high late LR",
     )
     reasons += effect_reasons or ["no LR-schedule experiment was measured"]

@@ -338,6 +338,7 @@ def lr_schedule_evidence(results: Results, effect_table: pd.DataFrame | None = N
         constant_lr=verdicts.get("constant_lr"),
         linear_decay=verdicts.get("linear_decay"),
         slower_min_lr=verdicts.get("slower_min_lr"),
+        reference_lr_horizon=verdicts.get("reference_lr_horizon"),
     )
 
 

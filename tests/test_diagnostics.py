@@ -358,6 +358,9 @@ def test_lr_schedule_verdicts_follow_the_schedule_experiments():
     assert dx.lr_schedule_verdict(refuted)[0] == dx.NOT_SUPPORTED
     assert dx.lr_schedule_verdict(unclear)[0] == dx.INCONCLUSIVE
     assert len(dx.lr_schedule_verdict(unclear)[1]) == 2  # one line per measured experiment
+    horizon_only = dx.LRScheduleEvidence(reference_lr_horizon=dx.WORSE, constant_lr=dx.WORSE)
+    verdict, reasons = dx.lr_schedule_verdict(horizon_only)
+    assert verdict == dx.SUPPORTED and any("reference_lr_horizon" in r for r in reasons)
 
 
 def test_load_balancing_verdicts_follow_the_balancing_experiments():
