@@ -51,7 +51,8 @@ def test_report_names_every_experiment_in_its_summary_table(html):
 
 
 def test_report_embeds_its_figures_and_fetches_nothing(html):
-    assert len(EMBEDDED_PNG.findall(html)) >= 9
+    # the reference section adds its own figures when the reference files are present
+    assert len(EMBEDDED_PNG.findall(html)) >= (9 if REFERENCE_DIR.is_dir() else 7)
     assert not re.search(r'<img[^>]*\ssrc="http', html)
     assert not re.search(r'<script[^>]*\ssrc=', html)
     assert not re.search(r'<link[^>]*\shref="http', html)
