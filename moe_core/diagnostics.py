@@ -623,6 +623,18 @@ def load_balancing_verdict(evidence: LoadBalancingEvidence) -> tuple[str, list[s
     return _count_verdict(agree, disagree), reasons
 
 
+def require_inflection(verdicts: Mapping[str, tuple[str, Sequence[str]]],
+                       baseline_inflections: Sequence[str]) -> dict[str, tuple[str, list[str]]]:
+    """Every hypothesis is inconclusive when no baseline run shows an inflection: a cause
+    cannot be supported for an effect that did not occur."""
+    if any(v == INFLECTION for v in baseline_inflections):
+        return {name: (verdict, list(reasons)) for name, (verdict, reasons) in verdicts.items()}
+    seen = ", ".join(sorted(set(baseline_inflections))) or "no baseline run"
+    why = (f"no baseline run shows an inflection ({len(baseline_inflections)} run(s): {seen}), "
+           "so there is no rise for this explanation to account for")
+    return {name: (INCONCLUSIVE, [why, *reasons]) for name, (_, reasons) in verdicts.items()}
+
+
 def conclusion(verdicts: Mapping[str, tuple[str, Sequence[str]]]) -> str:
     """A paragraph summarising hypothesis verdicts: {name: (verdict, reasons)}."""
     if not verdicts:
@@ -633,6 +645,11 @@ def conclusion(verdicts: Mapping[str, tuple[str, Sequence[str]]]) -> str:
     def listing(names: list[str]) -> str:
         return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
+    gated = [reasons[0] for _, reasons in verdicts.values()
+             if reasons and reasons[0].startswith("no baseline run shows an inflection")]
+    if len(gated) == len(verdicts):
+        return (f"There is no inflection to explain: {gated[0]}. The three explanations stay "
+                "untested here; the per-hypothesis evidence below describes the runs only.")
     if len(named[SUPPORTED]) == 1:
         opening = f"The evidence supports {named[SUPPORTED][0]} as the cause of the inflection."
     elif named[SUPPORTED]:

@@ -367,7 +367,8 @@ def hypothesis_evidence(results: Results) -> dict[str, Any]:
     effect_table = effects(results)
     return {"overfitting": overfitting_evidence(results, effect_table),
             "the LR schedule": lr_schedule_evidence(results, effect_table),
-            "load balancing": load_balancing_evidence(results, effect_table)}
+            "load balancing": load_balancing_evidence(results, effect_table),
+            "baseline inflections": list(_baseline_runs(results)["inflection"].dropna())}
 
 
 def hypothesis_verdicts(evidence: dict[str, Any]) -> dict[str, tuple[str, list[str]]]:
@@ -375,7 +376,8 @@ def hypothesis_verdicts(evidence: dict[str, Any]) -> dict[str, tuple[str, list[s
     rules = {"overfitting": dx.overfitting_verdict,
              "the LR schedule": dx.lr_schedule_verdict,
              "load balancing": dx.load_balancing_verdict}
-    return {name: rules[name](evidence[name]) for name in HYPOTHESES if name in evidence}
+    verdicts = {name: rules[name](evidence[name]) for name in HYPOTHESES if name in evidence}
+    return dx.require_inflection(verdicts, evidence.get("baseline inflections", []))
 
 
 def evidence_table(evidence: Any) -> pd.DataFrame:

@@ -449,3 +449,16 @@ def test_coselection_accepts_batch_by_sequence_indices_and_is_consistent():
     assert np.trace(matrix) == pytest.approx(2.0)  # every token picks 2 experts
     with pytest.raises(UserInputError, match="outside"):
         dx.coselection_matrix(chosen, num_experts=4)
+
+
+def test_no_hypothesis_is_supported_when_the_baseline_never_inflects():
+    supported = dx.overfitting_verdict(dx.OverfittingEvidence(
+        gap_growth=0.3, gap_noise=0.01, fresh_data=dx.BETTER,
+        fresh_data_inflection=dx.NO_INFLECTION))
+    assert supported[0] == dx.SUPPORTED
+    gated = dx.require_inflection({"overfitting": supported},
+                                  [dx.NO_INFLECTION, dx.WITHIN_NOISE])
+    assert gated["overfitting"][0] == dx.INCONCLUSIVE
+    assert "no baseline run shows an inflection" in dx.conclusion(gated)
+    kept = dx.require_inflection({"overfitting": supported}, [dx.INFLECTION, dx.NO_INFLECTION])
+    assert kept["overfitting"][0] == dx.SUPPORTED
