@@ -377,6 +377,7 @@ def test_two_concurrent_suites_on_one_folder_never_train_a_run_twice(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.interrupt
 def test_ctrl_c_interrupts_the_run_and_exits_130_saying_how_to_resume(tmp_path):
     out = tmp_path / "runs"
     run_dir = out / "baseline" / "seed0"
