@@ -39,13 +39,20 @@ def train_main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("moe-train: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-    best, final = metrics["best_metrics"], metrics["final_metrics"]
+    best, final = metrics.get("best_metrics"), metrics.get("final_metrics")
     floor = metrics.get("bayes_floor")
-    print(f"{cfg.name} seed {args.seed}: {metrics['status']} after {metrics['actual_steps']} "
-          f"steps in {metrics['total_time_minutes'] * 60:.1f} s; "
-          f"val loss best {best['val_loss']:.4f} @ {best['step']}, final {final['val_loss']:.4f}"
-          + (f"; Bayes floor {floor:.4f}" if floor is not None else "")
-          + f"\nmetrics: {out}/metrics.json")
+    line = (f"{cfg.name} seed {args.seed}: {metrics['status']} after {metrics['actual_steps']} "
+            f"steps in {metrics['total_time_minutes'] * 60:.1f} s")
+    if best and final:
+        line += (f"; val loss best {best['val_loss']:.4f} @ {best['step']}, "
+                 f"final {final['val_loss']:.4f}")
+    else:
+        line += "; no evaluation finished"
+    if floor is not None:
+        line += f"; Bayes floor {floor:.4f}"
+    if metrics.get("error"):
+        line += f"\n{metrics['error']}"
+    print(f"{line}\nmetrics: {out}/metrics.json")
     return 0 if metrics["status"] in ("completed", "early_stopped") else 1
 
 

@@ -2,6 +2,7 @@
 
     moe-suite list
     moe-suite run --quick --seeds 3 --jobs 2
+    moe-suite run --quick --seeds 3 --executor dask [--scheduler tcp://host:8786]
     moe-suite view --out runs/quick
     moe-suite report --out runs/quick --include exp8_original
 
@@ -9,8 +10,9 @@ Every configuration is built (and so validated) before the first run starts. A r
 folder holds a finished metrics.json with the same config hash and seed is skipped; an
 interrupted one resumes from its checkpoint; a failing one is recorded as failed and the
 others go on. A lock file per run keeps two suites on one folder from training a run twice.
-The Python API (`plan_runs`, `execute_run`, `run_suite`, `LocalExecutor`, ...) does the work;
-`main` is a thin argparse skin.
+Ctrl-C or SIGTERM interrupts the running kernels, which record "interrupted"; the same command
+again continues. The Python API (`plan_runs`, `execute_run`, `run_suite`, `LocalExecutor`,
+`moe_core.cluster.DaskExecutor`, ...) does the work; `main` is a thin argparse skin.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from moe_core.config import (
     parse_override,
     read_yaml,
 )
+from moe_core.data import local_corpus_files
 from moe_core.errors import UserInputError
 from moe_core.train import METRICS_FILE, is_finished, read_metrics, write_json_atomic
 
@@ -189,9 +192,11 @@ def plan_runs(
     force: bool = False,
     jobs: int = 1,
     notebook: str | Path = TRAIN_NOTEBOOK,
+    threads: int | None = None,
 ) -> list[RunSpec]:
     """Build and validate every run's config up front: one mistake fails here, before any
-    run starts. Raises UserInputError (ConfigError for configs)."""
+    run starts. Raises UserInputError (ConfigError for configs). threads: torch threads per
+    run (0: the environment's default; None: a share of the cores for `jobs` runs at once)."""
     if jobs < 1:
         raise UserInputError(f"--jobs {jobs}: expected at least 1 concurrent run")
     notebook = Path(notebook).absolute()
@@ -201,8 +206,11 @@ def plan_runs(
     overrides = dict(overrides or {})
     # the same parameters/ as the notebook's, so both compute the same config hash
     configs = {name: build_config(name, preset, overrides) for name in dict.fromkeys(experiments)}
+    for cfg in configs.values():
+        if cfg.data_source == "local":
+            local_corpus_files(cfg)  # a missing or unusable data_path fails every run: say so now
     out = Path(out_dir).absolute()
-    threads = threads_per_run(jobs)
+    threads = threads_per_run(jobs) if threads is None else threads
     return [RunSpec(experiment=name, seed=seed, preset=preset, overrides=overrides,
                     config=cfg, run_dir=out / name / f"seed{seed}", notebook=notebook,
                     force=force, threads=threads)
@@ -274,7 +282,14 @@ class _RunKernelManager(AsyncKernelManager):
     kernel.log, and registers it for interruption."""
 
     kernel_env: dict[str, str] = {}
-    kernel_log: Path | None = None
+    run_dir: Path | None = None
+    # the kernel's exit status when it ended before being shut down (it died): a negative
+    # number -N means killed by signal N
+    died_with: int | None = None
+
+    @property
+    def kernel_log(self) -> Path | None:
+        return self.run_dir / KERNEL_LOG if self.run_dir else None
 
     async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
         kw.setdefault("cwd", str(REPO_ROOT))
@@ -291,9 +306,21 @@ class _RunKernelManager(AsyncKernelManager):
             _LIVE_KERNELS.add(self)
 
     async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:  # type: ignore[override]
+        self._forget()
+        await super().shutdown_kernel(now=now, restart=restart)
+
+    async def cleanup_resources(self, restart: bool = False) -> None:  # type: ignore[override]
+        self._forget()  # a dead kernel is cleaned up without being shut down
+        await super().cleanup_resources(restart=restart)
+
+    def _forget(self) -> None:
+        """No more signals to this kernel (its pid may be reused); note how it ended if it
+        ended by itself."""
         with _LIVE_LOCK:
             _LIVE_KERNELS.discard(self)
-        await super().shutdown_kernel(now=now, restart=restart)
+        process = getattr(self.provisioner, "process", None)
+        if process is not None and process.poll() is not None:
+            type(self).died_with = process.returncode
 
 
 def _kernel_manager_class(spec: RunSpec) -> type[_RunKernelManager]:
@@ -301,13 +328,18 @@ def _kernel_manager_class(spec: RunSpec) -> type[_RunKernelManager]:
     if spec.threads > 0:
         env = {var: str(spec.threads) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     return type("RunKernelManager", (_RunKernelManager,),
-                {"kernel_env": env, "kernel_log": spec.run_dir / KERNEL_LOG})
+                {"kernel_env": env, "run_dir": spec.run_dir})
 
 
-def signal_live_kernels(signum: int = signal.SIGINT, skip: set | None = None) -> set:
-    """Send signum to every kernel this process runs (except those in skip); returns them."""
+def signal_live_kernels(signum: int = signal.SIGINT, skip: set | None = None,
+                        run_dirs: Sequence[str | Path] | None = None) -> set:
+    """Send signum to every kernel this process runs (except those in skip; only those of
+    run_dirs when given); returns them."""
     with _LIVE_LOCK:
         kernels = set(_LIVE_KERNELS) - (skip or set())
+    if run_dirs is not None:
+        wanted = {Path(d) for d in run_dirs}
+        kernels = {km for km in kernels if km.run_dir in wanted}
     for km in kernels:
         provisioner = km.provisioner
         pid = getattr(provisioner, "pid", None)
@@ -471,8 +503,14 @@ def _outcome(spec: RunSpec, action: str, metrics: dict | None, error: str | None
                       final_val_loss=final.get("val_loss"), best_val_loss=best.get("val_loss"),
                       time_min=metrics.get("total_time_minutes"),
                       notebook=spec.run_dir / spec.notebook.name,
-                      error=error or (metrics.get("error") if metrics.get("status") == "failed"
+                      error=error or (metrics.get("error")
+                                      if metrics.get("status") in ("failed", "diverged")
                                       else None))
+
+
+def failed_outcome(spec: RunSpec, error: str) -> RunOutcome:
+    """A run that failed before it could record anything, or whose record cannot be reached."""
+    return _outcome(spec, "ran", None, error=error, status="failed")
 
 
 def record_failure(spec: RunSpec, metrics: dict | None, error: str,
@@ -500,11 +538,24 @@ def record_failure(spec: RunSpec, metrics: dict | None, error: str,
     return failed
 
 
-def _describe_error(e: BaseException) -> str:
+def _describe_error(e: BaseException, died_with: int | None = None) -> str:
+    from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     if isinstance(e, PapermillExecutionError):
         return f"{e.ename}: {e.evalue} (in notebook cell [{e.exec_count}])"
+    if isinstance(e, DeadKernelError):
+        if died_with is not None and died_with < 0:
+            how = f"killed by {signal.Signals(-died_with).name}"
+            if died_with == -signal.SIGKILL:
+                how += " (out of memory, or killed by hand)"
+        elif died_with is not None:
+            how = f"exited with status {died_with}"
+        else:
+            how = "ended"
+        return (f"the notebook's kernel died ({how}) while running it: DeadKernelError: {e}; "
+                f"its output is in {KERNEL_LOG} and the executed notebook in the run folder; "
+                "run the suite again to resume from the last checkpoint")
     return f"{type(e).__name__}: {e}"
 
 
@@ -515,8 +566,7 @@ def execute_run(spec: RunSpec, log: Callable[[str], None] = print) -> RunOutcome
         lock = RunLock(spec.run_dir)
         holder = lock.acquire()
     except OSError as e:
-        return _outcome(spec, "ran", None, error=f"cannot lock {spec.run_dir}: {e}",
-                        status="failed")
+        return failed_outcome(spec, f"cannot lock {spec.run_dir}: {e}")
     if holder is not None:
         log(f"{spec.label}: busy, another suite is training it ({holder}); not run here")
         metrics = _read_quietly(spec.run_dir)
@@ -525,7 +575,7 @@ def execute_run(spec: RunSpec, log: Callable[[str], None] = print) -> RunOutcome
         try:
             metrics = read_metrics(spec.run_dir)
         except UserInputError as e:  # an unreadable metrics.json: leave it for the user
-            return _outcome(spec, "ran", None, error=str(e), status="failed")
+            return failed_outcome(spec, str(e))
         if not spec.force and is_finished(metrics, spec.config, spec.seed):
             log(f"{spec.label}: skipped, finished before ({metrics['status']})")
             return _outcome(spec, "skipped", metrics)
@@ -537,7 +587,7 @@ def execute_run(spec: RunSpec, log: Callable[[str], None] = print) -> RunOutcome
             metrics = record_failure(spec, metrics, error, status=ending)
         return _outcome(spec, "ran", metrics, error=error)
     except OSError as e:  # the run folder itself misbehaves: this run fails, not the suite
-        return _outcome(spec, "ran", None, error=f"{type(e).__name__}: {e}", status="failed")
+        return failed_outcome(spec, f"{type(e).__name__}: {e}")
     finally:
         lock.release()
 
@@ -554,6 +604,7 @@ def _execute_notebook(spec: RunSpec) -> str | None:
     (showing any failing cell) kept in the run folder."""
     import papermill
 
+    manager = _kernel_manager_class(spec)
     try:
         papermill.execute_notebook(
             str(spec.notebook), str(spec.run_dir / spec.notebook.name),
@@ -562,9 +613,9 @@ def _execute_notebook(spec: RunSpec) -> str | None:
                         "out_dir": str(spec.run_dir), "force": spec.force,
                         "threads": spec.threads},
             kernel_name=kernel_for_this_python(), progress_bar=False,
-            kernel_manager_class=_kernel_manager_class(spec))
+            kernel_manager_class=manager)
     except Exception as e:  # a failing run must not stop the others
-        return _describe_error(e)
+        return _describe_error(e, manager.died_with)
     return None
 
 
@@ -579,7 +630,12 @@ def _read_quietly(run_dir: Path) -> dict | None:
 
 
 class Executor(Protocol):
-    """Runs `fn` on every spec and yields the results as they finish (in any order)."""
+    """Runs `fn` on every spec and yields the results as they finish (in any order); `fn`
+    may run in another process or on another machine, so it and the specs must pickle.
+    A KeyboardInterrupt while iterating stops the runs (they record "interrupted")."""
+
+    threads_per_run: int  # torch threads each run uses; 0: the environment's default
+    description: str  # where the runs execute, for the suite's first line
 
     def map(self, fn: Callable[[RunSpec], RunOutcome],
             specs: Sequence[RunSpec]) -> Iterator[RunOutcome]: ...
@@ -598,16 +654,23 @@ class LocalExecutor:
             raise UserInputError(f"--jobs {jobs}: expected at least 1 concurrent run")
         self.jobs = jobs
         self.grace_s = grace_s
+        self.threads_per_run = threads_per_run(jobs)
+        self.description = f"{jobs} at a time on this machine"
 
     def map(self, fn: Callable[[RunSpec], RunOutcome],
             specs: Sequence[RunSpec]) -> Iterator[RunOutcome]:
         pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="moe-run")
-        futures: set[Future] = {pool.submit(fn, spec) for spec in specs}
+        spec_of = {pool.submit(fn, spec): spec for spec in specs}
+        futures: set[Future] = set(spec_of)
         try:
             while futures:
                 done, futures = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in done:
-                    yield future.result()
+                    error = future.exception()
+                    # execute_run records failures itself: this is a bug, not a run's failure,
+                    # but it still must not stop the other runs
+                    yield future.result() if error is None else failed_outcome(
+                        spec_of[future], f"{type(error).__name__}: {error}")
         except BaseException:  # Ctrl-C, or the caller stopped reading: stop the runs too
             pool.shutdown(wait=False, cancel_futures=True)
             self._stop(futures)
@@ -665,6 +728,8 @@ class SuiteResult:
                  + f", {len(failed)} failed; runs in {self.out_dir}"]
         for o in failed:
             why = o.error or f"status {o.status}"
+            if o.error and o.status not in ("failed", "interrupted"):
+                why = f"status {o.status}: {o.error}"
             lines.append(f"FAILED {o.experiment} seed{o.seed}: {why}; see {o.notebook}")
         return "\n".join(lines)
 
@@ -683,14 +748,15 @@ def run_suite(
 ) -> SuiteResult:
     """Validate every run, then execute them through the executor (default: local, `jobs`
     at a time). Raises UserInputError before anything runs; KeyboardInterrupt on Ctrl-C."""
-    specs = plan_runs(experiments, seeds, preset, overrides, out_dir, force, jobs, notebook)
+    executor = executor or LocalExecutor(jobs)
+    specs = plan_runs(experiments, seeds, preset, overrides, out_dir, force, jobs, notebook,
+                      threads=executor.threads_per_run)
     kernel_for_this_python()  # a kernel problem is reported once, before any run
     result = SuiteResult(out_dir=Path(out_dir).absolute())
     _check_writable(result.out_dir)
-    executor = executor or LocalExecutor(jobs)
     log(f"{len(specs)} runs ({len(dict.fromkeys(s.experiment for s in specs))} experiment(s) x "
         f"{len(dict.fromkeys(s.seed for s in specs))} seed(s), preset {preset}) in "
-        f"{result.out_dir}, {jobs} at a time")
+        f"{result.out_dir}, {executor.description}")
     for outcome in executor.map(functools.partial(execute_run, log=log), specs):
         result.outcomes.append(outcome)
         if outcome.action == "ran":
@@ -783,10 +849,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="rerun finished runs too")
     run.add_argument("--set", dest="overrides", action="append", default=[],
                      metavar="KEY=VALUE", help="override a config key in every run (repeatable)")
-    run.add_argument("--jobs", "-j", type=int, default=1,
-                     help="runs at once on this machine, sharing its cores (default 1)")
-    run.add_argument("--executor", choices=["local"], default="local",
-                     help="where runs execute (only local for now)")
+    run.add_argument("--jobs", "-j", type=int,
+                     help="runs at once on this machine, sharing its cores (default 1; with "
+                     "--executor dask: the local cluster's workers, default one per core or GPU)")
+    run.add_argument("--executor", choices=["local", "dask"],
+                     help="local: runs in this process's kernels (the default); dask: each "
+                     "run a task on a dask.distributed cluster (see --scheduler)")
+    run.add_argument("--scheduler", metavar="ADDRESS",
+                     help="the address of a running Dask scheduler (tcp://host:8786) whose "
+                     "workers run the suite; implies --executor dask (default: start a local "
+                     "cluster)")
     run.add_argument("--no-report", action="store_true", help="do not render the report")
     run.add_argument("--html", help="the report's path (default: the report's own)")
     run.add_argument("--notebook", default=str(TRAIN_NOTEBOOK),
@@ -806,13 +878,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def make_executor(name: str | None = None, jobs: int | None = None,
+                  scheduler: str | None = None) -> Executor:
+    """The executor the command line asks for: `local` (jobs at a time, default 1) or `dask`
+    (a local cluster of `jobs` workers, default one per core or GPU, or the cluster behind
+    `scheduler`)."""
+    name = name or ("dask" if scheduler else "local")
+    if name == "local":
+        if scheduler:
+            raise UserInputError(f"--scheduler {scheduler} needs --executor dask; drop "
+                                 "--executor local or the --scheduler address")
+        return LocalExecutor(1 if jobs is None else jobs)
+    from moe_core.cluster import DaskExecutor  # deferred: distributed is slow to import
+
+    return DaskExecutor(scheduler=scheduler, workers=jobs)
+
+
 def _run_command(args: argparse.Namespace) -> int:
     experiments = resolve_experiments(args.experiments or (), args.suite)
     seeds = parse_seeds(args.seeds)
     overrides = parse_overrides(args.overrides)
     out = Path(args.out or Path("runs") / (args.suite or "custom"))
-    result = run_suite(experiments, seeds, args.preset, overrides, out, args.force, args.jobs,
-                       LocalExecutor(args.jobs), args.notebook)
+    executor = make_executor(args.executor, args.jobs, args.scheduler)
+    result = run_suite(experiments, seeds, args.preset, overrides, out, args.force,
+                       executor=executor, notebook=args.notebook)
     print("\n" + result.summary(), flush=True)
     code = 0 if result.ok else 1
     if not args.no_report:
@@ -825,10 +914,22 @@ def _run_command(args: argparse.Namespace) -> int:
     return code
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the runs stop and record "interrupted"."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`moe-suite`: exit 0 when every run finished, 1 when one failed, 2 for a user error,
-    130 on Ctrl-C."""
+    130 on Ctrl-C, 143 on SIGTERM."""
     args = build_parser().parse_args(argv)
+    # a batch system's or `kill`'s SIGTERM stops the runs as cleanly as Ctrl-C does
+    on_sigterm = None
+    if threading.current_thread() is threading.main_thread():
+        on_sigterm = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         if args.command == "list":
             print(format_listing())
@@ -845,12 +946,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserInputError as e:
         print(f"moe-suite: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print("\nmoe-suite: interrupted; finished runs are kept and interrupted ones resume "
               "from their last checkpoint: run the same command again to continue",
               file=sys.stderr)
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
+    finally:
+        if on_sigterm is not None:
+            signal.signal(signal.SIGTERM, on_sigterm)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m moe_core.suite`: run the imported module, not this __main__ copy, so that
+    # Dask pickles execute_run by reference (by value it would drag this module's locks along)
+    from moe_core.suite import main as _main
+
+    sys.exit(_main())

@@ -187,11 +187,15 @@ def save_atomic(path: Path, obj: Any) -> None:
 def read_metrics(run_dir: Path) -> dict | None:
     path = Path(run_dir) / METRICS_FILE
     try:
-        return json.loads(path.read_text())
+        metrics = json.loads(path.read_text())
     except FileNotFoundError:
         return None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserInputError(f"{path}: not valid JSON ({e}); delete it to rerun the run") from None
+    if metrics is not None and not isinstance(metrics, dict):
+        raise UserInputError(f"{path}: holds a JSON {type(metrics).__name__}, not the object "
+                             "of a run's metrics; delete it to rerun the run")
+    return metrics
 
 
 def is_finished(metrics: dict | None, cfg: RunConfig, seed: int) -> bool:
@@ -345,6 +349,11 @@ def train(
                                   optimizers, ce_sum / steps_since_eval,
                                   aux_sum / steps_since_eval, grad_norm, tokens_per_step, n_train)
             state.evals.append(record)
+            if not math.isfinite(record["val_loss"]):
+                # finite training losses, then an update that left the weights non-finite
+                status = "diverged"
+                meta["diverged_at_step"] = state.step
+                break
             ce_sum.zero_(), aux_sum.zero_()
             steps_since_eval = 0
             improved = record["val_loss"] < state.best_loss - cfg.min_delta
@@ -375,7 +384,16 @@ def train(
     finally:
         bar.close()
     state.elapsed_s = time.perf_counter() - t_start
+    if status == "diverged":
+        return write(status, error=_divergence_message(cfg, meta["diverged_at_step"]))
     return write(status)
+
+
+def _divergence_message(cfg: RunConfig, step: int) -> str:
+    if cfg.fault_nan_at_step == step:
+        return f"the loss became NaN at step {step}, as fault_nan_at_step = {step} asks"
+    return (f"the loss became NaN or infinite by step {step}; lower lr (now {cfg.lr}) or raise "
+            "warmup_ratio, then run again")
 
 
 def total_loss(cfg: RunConfig, ce: torch.Tensor, balance: torch.Tensor,

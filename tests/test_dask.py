@@ -1,0 +1,219 @@
+"""moe-suite on Dask: each (experiment, seed) a task on a dask.distributed cluster that runs the
+notebook as the local executor does, with the same results; a task that fails fails only its
+run; local workers share the cores or get one GPU each; Ctrl-C stops the runs cleanly."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dask
+import distributed  # noqa: F401  (its config defaults, before dask.config.set)
+import pytest
+
+from moe_core import suite
+from moe_core.cluster import DaskExecutor, local_worker_specs
+from moe_core.errors import UserInputError
+
+SMOKE = ["--preset", "smoke", "--set", "max_steps=8", "--set", "eval_every=4", "--no-report"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def data_cache(tmp_path_factory):
+    """One data cache for the module; workers and kernels inherit the environment."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MOE_CORE_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+def metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def cli(capsys, *args):
+    code = suite.main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def specs(tmp_path, *experiments):
+    return suite.plan_runs(list(experiments), [0], "smoke", out_dir=tmp_path)
+
+
+# what the workers run in the fast tests below, instead of the training notebook
+
+
+def finish(spec: suite.RunSpec) -> suite.RunOutcome:
+    return suite.RunOutcome(spec.experiment, spec.seed, spec.run_dir, action="ran",
+                            status="completed", final_val_loss=float(os.getpid()))
+
+
+def finish_or_raise(spec: suite.RunSpec) -> suite.RunOutcome:
+    if spec.experiment == "no_lb":
+        raise RuntimeError("a bug in the task")
+    return finish(spec)
+
+
+def finish_or_die(spec: suite.RunSpec) -> suite.RunOutcome:
+    if spec.experiment == "short_run":
+        time.sleep(1.0)  # let the other run finish first
+        os._exit(1)  # the worker process itself dies
+    return finish(spec)
+
+
+# ---------------------------------------------------------------- the executor
+
+
+def test_a_task_that_raises_fails_only_its_run(tmp_path):
+    executor = DaskExecutor(workers=2, progress=False)
+    outcomes = {o.experiment: o for o in executor.map(
+        finish_or_raise, specs(tmp_path, "baseline", "no_lb", "short_run"))}
+    assert outcomes["baseline"].ok and outcomes["short_run"].ok
+    raised = outcomes["no_lb"]
+    assert (raised.status, raised.ok) == ("failed", False)
+    assert raised.error == "the Dask task failed: RuntimeError: a bug in the task"
+
+
+@pytest.mark.slow
+def test_a_run_whose_worker_process_dies_is_failed_and_the_others_finish(tmp_path):
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # no retry elsewhere
+        outcomes = {o.experiment: o for o in DaskExecutor(workers=2, progress=False).map(
+            finish_or_die, specs(tmp_path, "baseline", "short_run"))}
+    assert outcomes["baseline"].ok
+    died = outcomes["short_run"]
+    assert (died.status, died.ok) == ("failed", False)
+    assert died.error.startswith("the Dask worker running it died")
+    assert "run the suite again to resume" in died.error
+
+
+def test_local_workers_are_single_threaded_and_each_sees_only_its_gpu(tmp_path):
+    executor = DaskExecutor(workers=2, gpus=["3", "5"], progress=False)
+    assert executor.threads_per_run == max(1, suite.cpu_cores() // 2)
+    assert [s["options"]["env"] for s in local_worker_specs(3, ["3", "5"]).values()] == \
+        [{"CUDA_VISIBLE_DEVICES": g} for g in ("3", "5", "3")]
+    with executor.connect() as client:
+        seen = client.run(os.getenv, "CUDA_VISIBLE_DEVICES")
+        threads = client.nthreads()
+    assert sorted(seen.values()) == ["3", "5"]
+    assert list(threads.values()) == [1, 1]
+
+
+def test_an_existing_scheduler_runs_the_tasks_on_its_workers(tmp_path):
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+        executor = DaskExecutor(scheduler=cluster.scheduler_address, progress=False)
+        assert executor.threads_per_run == 0  # the workers' environment decides
+        outcomes = list(executor.map(finish, specs(tmp_path, "baseline", "no_lb")))
+    assert sorted(o.experiment for o in outcomes) == ["baseline", "no_lb"]
+    pids = {o.final_val_loss for o in outcomes}  # finish() records the worker's pid
+    assert len(pids) == 1 and pids != {float(os.getpid())}
+
+
+def test_an_unreachable_scheduler_is_a_user_error_naming_the_address(tmp_path):
+    executor = DaskExecutor(scheduler="tcp://127.0.0.1:9", connect_timeout_s=2, progress=False)
+    with pytest.raises(UserInputError, match=r"--scheduler tcp://127\.0\.0\.1:9: no Dask "
+                                             r"scheduler answered within 2 s"):
+        list(executor.map(finish, specs(tmp_path, "baseline")))
+
+
+def test_scheduler_and_jobs_or_a_local_executor_do_not_go_together(capsys, tmp_path):
+    code, _, err = cli(capsys, "run", "-e", "baseline", "--out", tmp_path, *SMOKE,
+                       "--scheduler", "tcp://127.0.0.1:9", "--jobs", "2")
+    assert code == 2 and "--jobs 2 sets the workers of a local Dask cluster" in err
+    code, _, err = cli(capsys, "run", "-e", "baseline", "--out", tmp_path, *SMOKE,
+                       "--executor", "local", "--scheduler", "tcp://127.0.0.1:9")
+    assert code == 2 and "needs --executor dask" in err
+
+
+# ---------------------------------------------------------------- suites on Dask
+
+
+@pytest.mark.slow
+def test_two_local_dask_workers_give_the_local_executors_val_loss_histories(capsys, tmp_path):
+    local, on_dask = tmp_path / "local", tmp_path / "dask"
+    runs = ["run", "-e", "baseline", "short_run", *SMOKE]
+    assert cli(capsys, *runs, "--jobs", "2", "--out", local)[0] == 0
+    code, stdout, err = cli(capsys, *runs, "--executor", "dask", "--jobs", "2", "--out", on_dask)
+    assert code == 0
+    assert "on a local Dask cluster of 2 workers" in stdout
+    assert "dashboard: http://127.0.0.1:" in stdout  # bokeh is a dependency: a live dashboard
+    assert "2 ran, 0 skipped, 0 busy, 0 failed" in stdout
+    assert "2/2" in err  # the progress bar over finished runs
+    for name in ("baseline", "short_run"):
+        expected, got = metrics(local / name / "seed0"), metrics(on_dask / name / "seed0")
+        assert got["status"] == "completed"
+        assert got["history"]["val_losses"] == expected["history"]["val_losses"]
+        assert [r["train_loss"] for r in got["evals"]] == \
+            [r["train_loss"] for r in expected["evals"]]
+        assert got["environment"]["cpu_threads"] == expected["environment"]["cpu_threads"]
+
+
+def suite_process(*args) -> subprocess.Popen:
+    """`moe-suite` in a session of its own, as a terminal starts it (Ctrl-C reaches the
+    whole group)."""
+    return subprocess.Popen([sys.executable, "-m", "moe_core.suite", *map(str, args)],
+                            cwd=suite.REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_dask_suite_records_interrupted_and_leaves_no_kernel_or_lock(tmp_path):
+    out = tmp_path / "runs"
+    run_dir = out / "baseline" / "seed0"
+    process = suite_process("run", "-e", "baseline", "--executor", "dask", "--jobs", "1",
+                            "--out", out, "--preset", "smoke", "--set", "max_steps=20000",
+                            "--set", "eval_every=4", "--no-report")
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if metrics(run_dir)["actual_steps"] > 0:
+                break
+        except (FileNotFoundError, KeyError, ValueError):
+            pass
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "run the same command again" in err and "Traceback" not in err
+    recorded = metrics(run_dir)
+    assert recorded["status"] == "interrupted" and 0 < recorded["actual_steps"] < 20000
+    assert not (run_dir / suite.LOCK_FILE).exists()
+    deadline = time.monotonic() + 20  # orphans notice their parent is gone within seconds
+    while processes_of_this_module() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert processes_of_this_module() == []  # no worker, no kernel left behind
+
+
+def processes_of_this_module() -> list[str]:
+    """The command lines of the processes whose environment holds this module's data cache,
+    other than pytest and its children: what this module's suite processes left behind."""
+    mark = f"MOE_CORE_CACHE={os.environ['MOE_CORE_CACHE']}".encode()
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if os.getpid() not in (int(proc.name), parent) and \
+                    mark in (proc / "environ").read_bytes().split(b"\0"):
+                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, ValueError, IndexError):
+            pass
+    return found
+
+
+@pytest.mark.slow
+def test_a_local_and_a_dask_suite_on_one_folder_never_train_a_run_twice(tmp_path):
+    out = tmp_path / "runs"
+    args = ["run", "-e", "baseline", "short_run", "--out", out, *SMOKE]
+    first = suite_process(*args, "--executor", "dask", "--jobs", "2")
+    time.sleep(1.0)
+    second = suite_process(*args)
+    outputs = [p.communicate(timeout=300) for p in (first, second)]
+    assert [p.returncode for p in (first, second)] == [0, 0], outputs
+    stdout = "".join(o for o, _ in outputs)
+    for name in ("baseline", "short_run"):
+        assert stdout.count(f"{name} seed0: running") == 1, stdout
+        assert metrics(out / name / "seed0")["status"] == "completed"

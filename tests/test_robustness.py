@@ -1,0 +1,381 @@
+"""A suite survives bad input and interruption: each mistake a new user can make is refused with
+our error naming the file, key or value and what to do, and goes no further than it must; a
+killed run or kernel resumes from its last checkpoint; nothing half-written reads as done."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from moe_core import cli, suite
+from moe_core.config import PARAMETERS_DIR, ConfigError, build_config
+from moe_core.results import load_runs
+from moe_core.train import CHECKPOINT_FILE, train
+
+TINY = {"max_steps": 8, "eval_every": 4}
+SMOKE = ["--preset", "smoke", "--set", "max_steps=8", "--set", "eval_every=4", "--no-report"]
+NOTEBOOK = suite.TRAIN_NOTEBOOK.name
+
+
+@pytest.fixture(scope="module", autouse=True)
+def data_cache(tmp_path_factory):
+    """One data cache for the module, seen by kernels and subprocesses through the
+    environment."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MOE_CORE_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+@pytest.fixture
+def one_thread():
+    """A 25k-parameter model trains fastest on one thread, whatever the machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run_suite_cli(capsys, *args):
+    code = suite.main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def run_train_cli(capsys, *args):
+    code = cli.train_main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def assert_user_error(code: int, err: str, *fragments: str) -> None:
+    """Exit status 2, our one-line message with every fragment, no traceback."""
+    assert code == 2, err
+    assert "error: " in err and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+
+
+def wait_for_first_checkpoint(run_dir: Path, process: subprocess.Popen,
+                              timeout_s: float = 240) -> None:
+    """Until the run has a checkpoint and metrics.json records an eval."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert process.poll() is None, f"the process ended before {run_dir} had a checkpoint"
+        assert time.monotonic() < deadline, f"no checkpoint in {run_dir} after {timeout_s} s"
+        try:
+            if (run_dir / CHECKPOINT_FILE).exists() and metrics(run_dir)["evals"]:
+                return
+        except (FileNotFoundError, KeyError, ValueError):
+            pass
+        time.sleep(0.02)
+
+
+# ---------------------------------------------------------------- mistakes in what is asked
+
+
+def test_an_unknown_experiment_name_is_refused_with_a_did_you_mean(capsys, tmp_path):
+    code, _, err = run_train_cli(capsys, "-e", "basline", "-p", "smoke", "--out", tmp_path / "r")
+    assert_user_error(code, err, "unknown experiment 'basline'", "did you mean 'baseline'?",
+                      "available:")
+    code, _, err = run_suite_cli(capsys, "run", "-e", "no_lb", "lowr_lb_weight",
+                                 "--out", tmp_path / "s", *SMOKE)
+    assert_user_error(code, err, "did you mean 'lower_lb_weight'?")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists()
+
+
+@pytest.fixture
+def parameters(tmp_path) -> Path:
+    """A copy of parameters/ a user can break without touching the repository's."""
+    shutil.copytree(PARAMETERS_DIR, tmp_path / "parameters")
+    return tmp_path / "parameters"
+
+
+def test_malformed_yaml_names_the_file_and_line_before_any_run(parameters):
+    (parameters / "experiments" / "mine.yaml").write_text(
+        "description: my experiment\ndropout: 0.2\n  lr: 0.01\n")
+    with pytest.raises(ConfigError, match=r"mine\.yaml: malformed YAML at line 3"):
+        suite.resolve_experiments(["baseline", "mine"], parameters_dir=parameters)
+    (parameters / "suites.yaml").write_text("quick: [baseline, no_lb\n")
+    with pytest.raises(ConfigError, match=r"suites\.yaml: malformed YAML at line \d+"):
+        suite.resolve_experiments(suite="quick", parameters_dir=parameters)
+
+
+def test_an_unknown_key_names_its_file_or_the_override_and_the_likely_key(parameters, capsys,
+                                                                          tmp_path):
+    (parameters / "experiments" / "mine.yaml").write_text(
+        "description: my experiment\nwarmup_ration: 0.1\n")
+    with pytest.raises(ConfigError) as raised:
+        build_config("mine", "smoke", parameters_dir=parameters)
+    assert "mine.yaml: unknown key 'warmup_ration'; did you mean 'warmup_ratio'?" \
+        in str(raised.value)
+    code, _, err = run_train_cli(capsys, "-e", "baseline", "-p", "smoke", "--out", tmp_path,
+                                 "--set", "num_expert=4")
+    assert_user_error(code, err, "overrides: unknown key 'num_expert'",
+                      "did you mean 'num_experts'?")
+
+
+def test_a_wrong_type_names_the_key_the_value_and_the_type_expected(capsys, tmp_path):
+    out = tmp_path / "runs"
+    code, _, err = run_suite_cli(capsys, "run", "-e", "baseline", "--out", out, *SMOKE,
+                                 "--set", "batch_size=eight")
+    assert_user_error(code, err, "overrides: key 'batch_size' = 'eight': expected an integer")
+    code, _, err = run_suite_cli(capsys, "run", "-e", "baseline", "--out", out, *SMOKE,
+                                 "--set", "early_stopping=maybe")
+    assert_user_error(code, err, "key 'early_stopping' = 'maybe': expected true or false")
+    assert not out.exists()
+
+
+def test_a_seq_len_above_what_the_model_allows_names_max_seq_len(capsys, tmp_path):
+    out = tmp_path / "runs"
+    code, _, err = run_suite_cli(capsys, "run", "-e", "baseline", "short_run", "--out", out,
+                                 *SMOKE, "--set", "seq_len=64")
+    assert_user_error(code, err, "key 'seq_len' = 64: must be <= max_seq_len (32)")
+    assert not out.exists()
+
+
+def test_an_output_folder_that_cannot_be_written_says_to_choose_another(capsys, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")  # a folder cannot be made under a file, even by root
+    code, _, err = run_suite_cli(capsys, "run", "-e", "baseline", "--out", blocker / "runs",
+                                 *SMOKE)
+    assert_user_error(code, err, f"suite folder {blocker / 'runs'} cannot be written",
+                      "choose another with --out")
+    code, _, err = run_train_cli(capsys, "-e", "baseline", "-p", "smoke",
+                                 "--out", blocker / "run")
+    assert_user_error(code, err, f"output folder {blocker / 'run'} cannot be written")
+
+
+# ---------------------------------------------------------------- mistakes in the data
+
+
+def test_a_data_path_that_does_not_exist_fails_the_suite_before_any_run(capsys, tmp_path):
+    missing = tmp_path / "corpus"
+    local = ["--set", "data_source=local", "--set", f"data_path={missing}",
+             "--set", "vocab_size=300"]
+    out = tmp_path / "runs"
+    code, stdout, err = run_suite_cli(capsys, "run", "-e", "baseline", "no_lb", "--out", out,
+                                      *SMOKE, *local)
+    assert_user_error(code, err, f"data_path = '{missing}'", "does not exist",
+                      "give a file or folder of .txt")
+    assert stdout == "" and not out.exists()
+    code, _, err = run_train_cli(capsys, "-e", "baseline", "-p", "smoke",
+                                 "--out", tmp_path / "one", *local)
+    assert_user_error(code, err, f"data_path = '{missing}'", "does not exist")
+
+
+def test_an_empty_corpus_is_named_and_no_run_starts_training(capsys, tmp_path):
+    corpus = tmp_path / "empty.txt"
+    corpus.write_text("\n   \n\n")
+    code, _, err = run_train_cli(capsys, "-e", "baseline", "-p", "smoke", "--out", tmp_path / "r",
+                                 "--set", "data_source=local", "--set", f"data_path={corpus}",
+                                 "--set", "vocab_size=300")
+    assert_user_error(code, err, f"{corpus} contains no non-empty documents")
+    assert not (tmp_path / "r" / "metrics.json").exists()
+
+
+def test_a_corpus_smaller_than_one_window_says_how_many_tokens_seq_len_needs(capsys, tmp_path):
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text("\n\n".join(f"note {i}" for i in range(10)))
+    code, _, err = run_train_cli(capsys, "-e", "baseline", "-p", "smoke", "--out", tmp_path / "r",
+                                 "--set", "data_source=local", "--set", f"data_path={corpus}",
+                                 "--set", "vocab_size=300")
+    assert_user_error(code, err, "one window of seq_len = 32 needs 33",
+                      "lower seq_len or raise num_documents")
+
+
+# ---------------------------------------------------------------- runs that go wrong
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """baseline and short_run trained with the suite's SMOKE config, as a suite leaves them."""
+    out = tmp_path_factory.mktemp("trained")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    for name in ("baseline", "short_run"):
+        train(build_config(name, "smoke", TINY), seed=0, out_dir=out / name / "seed0",
+              progress=False)
+    torch.set_num_threads(threads)
+    return out
+
+
+@pytest.mark.parametrize("content, complaint", [
+    ('{"status": "compl', "not valid JSON"),  # as a full disk or a crash mid-copy leaves it
+    ("[]", "holds a JSON list, not the object of a run's metrics"),
+])
+def test_a_corrupted_metrics_json_is_listed_unreadable_while_the_rest_render_and_run(
+        trained, tmp_path, capsys, content, complaint):
+    out = tmp_path / "runs"
+    shutil.copytree(trained, out)
+    corrupted = out / "short_run" / "seed0" / "metrics.json"
+    corrupted.write_text(content)
+    code, stdout, _ = run_suite_cli(capsys, "view", "--out", out)
+    assert code == 0
+    rows = {line.split()[0]: line for line in stdout.splitlines()[1:]}
+    assert "completed" in rows["baseline"] and "unreadable" in rows["short_run"]
+    code, stdout, err = run_suite_cli(capsys, "run", "-e", "baseline", "short_run",
+                                      "--out", out, *SMOKE)
+    assert code == 1 and "Traceback" not in err
+    assert "baseline seed0: skipped" in stdout
+    assert f"FAILED short_run seed0: {corrupted}: {complaint}" in stdout
+    assert "delete it to rerun the run" in stdout
+    assert corrupted.read_text() == content  # left for the user to look at
+
+
+def raise_for_no_lb(spec: suite.RunSpec) -> suite.RunOutcome:
+    if spec.experiment == "no_lb":
+        raise KeyError("a bug")
+    return suite.RunOutcome(spec.experiment, spec.seed, spec.run_dir, "ran", "completed")
+
+
+def test_a_run_whose_execution_raises_fails_alone_and_the_others_finish(tmp_path):
+    specs = suite.plan_runs(["baseline", "no_lb", "short_run"], [0], "smoke", out_dir=tmp_path)
+    outcomes = {o.experiment: o for o in suite.LocalExecutor(2).map(raise_for_no_lb, specs)}
+    assert outcomes["no_lb"].status == "failed" and outcomes["no_lb"].error == "KeyError: 'a bug'"
+    assert outcomes["baseline"].ok and outcomes["short_run"].ok
+
+
+def test_a_diverging_run_is_recorded_diverged_saying_when_and_what_to_change(tmp_path,
+                                                                             one_thread):
+    # a huge LR leaves the weights non-finite after an update while every train loss was finite
+    cfg = build_config("baseline", "smoke", {**TINY, "lr": 1e6, "grad_clip": 1e9})
+    recorded = train(cfg, seed=0, out_dir=tmp_path / "baseline" / "seed0", progress=False)
+    assert recorded["status"] == "diverged" and recorded["diverged_at_step"] == 8
+    assert recorded["error"] == ("the loss became NaN or infinite by step 8; lower lr (now "
+                                 "1000000.0) or raise warmup_ratio, then run again")
+    row = load_runs(tmp_path).runs.iloc[0]
+    assert row["status"] == "diverged" and row["error"] == recorded["error"]
+    [spec] = suite.plan_runs(["baseline"], [0], "smoke", {**TINY, "lr": 1e6, "grad_clip": 1e9},
+                             out_dir=tmp_path)
+    outcome = suite._outcome(spec, "ran", recorded)
+    summary = suite.SuiteResult(tmp_path, [outcome]).summary()
+    assert f"FAILED baseline seed0: status diverged: {recorded['error']}" in summary
+
+
+def killer_notebook(folder: Path) -> Path:
+    """The training notebook, plus a cell that SIGKILLs the kernel of the experiment named by
+    $KILL_KERNEL_OF as soon as its first checkpoint is written: a kernel that dies mid-run."""
+    nb = nbformat.read(suite.TRAIN_NOTEBOOK, as_version=4)
+    at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    nb.cells.insert(at + 1, nbformat.v4.new_code_cell(
+        "import os, pathlib, signal, threading, time\n"
+        "def _die_after_first_checkpoint(path):\n"
+        "    while not path.exists():\n"
+        "        time.sleep(0.01)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "if experiment == os.environ.get('KILL_KERNEL_OF'):\n"
+        f"    path = pathlib.Path(out_dir) / '{CHECKPOINT_FILE}'\n"
+        "    threading.Thread(target=_die_after_first_checkpoint, args=(path,),"
+        " daemon=True).start()\n"))
+    path = folder / NOTEBOOK
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.slow
+def test_a_kernel_killed_mid_run_fails_that_run_only_and_the_next_suite_resumes_it(
+        capsys, tmp_path, monkeypatch):
+    out = tmp_path / "runs"
+    notebook = killer_notebook(tmp_path)
+    # checkpoints at steps 8, 16, ...: the kernel dies soon after step 8
+    args = ["run", "-e", "baseline", "short_run", "--out", out, "--notebook", notebook,
+            "--preset", "smoke", "--set", "max_steps=40", "--set", "eval_every=4",
+            "--no-report"]
+    monkeypatch.setenv("KILL_KERNEL_OF", "baseline")
+    code, stdout, err = run_suite_cli(capsys, *args)
+    assert code == 1 and "Traceback" not in err
+    killed = metrics(out / "baseline" / "seed0")
+    assert killed["status"] == "failed"
+    assert killed["error"].startswith("the notebook's kernel died (killed by SIGKILL")
+    assert "run the suite again to resume from the last checkpoint" in killed["error"]
+    assert f"FAILED baseline seed0: {killed['error']}" in stdout
+    assert metrics(out / "short_run" / "seed0")["status"] == "completed"  # the suite went on
+    assert not (out / "baseline" / "seed0" / suite.LOCK_FILE).exists()
+
+    monkeypatch.delenv("KILL_KERNEL_OF")
+    code, stdout, _ = run_suite_cli(capsys, *args)
+    assert code == 0 and "short_run seed0: skipped" in stdout and "1 ran, 1 skipped" in stdout
+    resumed = metrics(out / "baseline" / "seed0")
+    assert resumed["status"] == "completed" and resumed["actual_steps"] == 40
+    # the eval before the checkpoint comes back from it, wall-clock time and all: resumed,
+    # not retrained
+    assert resumed["evals"][0] == killed["evals"][0]
+
+
+def train_process(out: Path, *overrides: str) -> subprocess.Popen:
+    """`moe-train` in its own process (output in <out>.log), on one thread so that every
+    run sums in the same order."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_suffix(".log"), "a") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "moe_core.cli", "-e", "baseline", "-p", "smoke",
+             "--seed", "1", "--out", str(out), *overrides], cwd=suite.REPO_ROOT, stdout=log,
+            stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.mark.slow
+def test_a_train_process_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(
+        tmp_path):
+    overrides = ["--set", "max_steps=120", "--set", "eval_every=10",
+                 "--set", "checkpoint_every_evals=1"]
+    uninterrupted = train_process(tmp_path / "whole", *overrides)
+    assert uninterrupted.wait(timeout=300) == 0, (tmp_path / "whole.log").read_text()
+
+    killed = train_process(tmp_path / "killed", *overrides)
+    wait_for_first_checkpoint(tmp_path / "killed", killed)
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait(timeout=60) == -signal.SIGKILL
+    partial = metrics(tmp_path / "killed")
+    assert partial["status"] == "running" and partial["actual_steps"] < 120  # not complete
+
+    resumed = train_process(tmp_path / "killed", *overrides)
+    assert resumed.wait(timeout=300) == 0, (tmp_path / "killed.log").read_text()
+    whole, again = metrics(tmp_path / "whole"), metrics(tmp_path / "killed")
+    assert again["status"] == "completed"
+    assert again["evals"][0]["elapsed_s"] == partial["evals"][0]["elapsed_s"]  # resumed
+    assert again["history"]["val_losses"] == whole["history"]["val_losses"]
+    assert [e["train_loss"] for e in again["evals"]] == [e["train_loss"] for e in whole["evals"]]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_suite_like_ctrl_c_recording_interrupted_and_exiting_143(tmp_path):
+    out = tmp_path / "runs"
+    run_dir = out / "baseline" / "seed0"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moe_core.suite", "run", "-e", "baseline", "--out", str(out),
+         "--preset", "smoke", "--set", "max_steps=20000", "--set", "eval_every=4",
+         "--no-report"], cwd=suite.REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    wait_for_first_checkpoint(run_dir, process)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert "run the same command again" in err and "Traceback" not in err
+    recorded = metrics(run_dir)
+    assert recorded["status"] == "interrupted" and 8 <= recorded["actual_steps"] < 20000
+    assert not (run_dir / suite.LOCK_FILE).exists()
+
+
+def test_moe_train_reports_a_run_that_diverged_before_its_first_evaluation(
+        capsys, tmp_path, one_thread):
+    out = tmp_path / "run"
+    code = cli.train_main(["-e", "baseline", "-p", "smoke", "--out", str(out),
+                           *[a for k, v in {**TINY, "fault_nan_at_step": 2}.items()
+                             for a in ("--set", f"{k}={v}")]])
+    printed = capsys.readouterr().out
+    assert code == 1
+    assert "diverged" in printed and "no evaluation finished" in printed
+    assert "the loss became NaN at step 2, as fault_nan_at_step = 2 asks" in printed
+    assert json.loads((out / "metrics.json").read_text())["status"] == "diverged"
