@@ -86,11 +86,19 @@ class Experts(nn.Module):
         self.w_out = nn.ParameterList(nn.Parameter(torch.empty(d, f)) for _ in range(E))
         self.dropout = nn.Dropout(cfg.dropout)
 
+    # on the CPU, a loop of matmuls in one autograd node (_cpu_experts) beats grouped_mm, which
+    # is itself a loop there (benchmarks/bench_moe.py: 1.5x at the paper shape); False: use
+    # grouped_mm on the CPU too (tests keep that path, the GPU's, covered)
+    cpu_kernel = True
+
     def forward(self, x_sorted: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """Fast path: x_sorted (N, d) grouped by expert, counts (E,) -> (N, d)."""
-        offs = counts.cumsum(0).to(torch.int32)
-        h = self.dropout(F.silu(_grouped_linear(x_sorted, self.w_in, offs)))
-        return _grouped_linear(h, self.w_out, offs)
+        if x_sorted.device.type != "cpu" or not self.cpu_kernel:
+            offs = counts.cumsum(0).to(torch.int32)
+            h = self.dropout(F.silu(_grouped_linear(x_sorted, self.w_in, offs)))
+            return _grouped_linear(h, self.w_out, offs)
+        p = self.dropout.p if self.dropout.training else 0.0
+        return _cpu_experts(x_sorted, counts, p, list(self.w_in), list(self.w_out))
 
     def expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
         """One expert applied to x: (n, d) -> (n, d); the plain path used for reference."""
@@ -104,6 +112,106 @@ def _grouped_linear(x: torch.Tensor, weights: nn.ParameterList, offs: torch.Tens
         # CUDA grouped GEMM kernels take bf16 only; keep fp32 accumulation out of autograd's way
         x, w = x.to(torch.bfloat16), w.to(torch.bfloat16)
     return F.grouped_mm(x, w.transpose(-2, -1), offs=offs)
+
+
+def _keep_mask(shape: tuple[int, ...], p: float) -> tuple[torch.Tensor, float]:
+    """Dropout's keep mask (fp32 1.0 with probability 1 - p, else 0.0) and the scale 1 / (1 - p).
+
+    bernoulli_ draws a double per element; here each element reads 16 bits of a 64-bit random
+    word, 4x fewer draws (the CPU generator is serial). p is rounded to a multiple of 2**-16.
+    The mask is fp32 because multiplying by it is ~8x faster than masked_fill_ with a bool one.
+    """
+    n_drop = min(max(round(p * 65536), 1), 65535)
+    numel = math.prod(shape)
+    words = torch.empty((numel + 3) // 4, dtype=torch.int64).random_(-(2**63), None)
+    # convert, then compare in place: comparing int16 into an fp32 output is ~3x slower
+    keep = words.view(torch.int16)[:numel].view(shape).float().ge_(n_drop - 32768)
+    return keep, 65536 / (65536 - n_drop)
+
+
+# glibc serves allocations under 32 MiB from a heap it reuses; larger ones are fresh mmaps whose
+# page faults cost ~0.7 ms/MiB here, more than the elementwise work on them
+_BLOCK_BYTES = 16 * 2**20
+
+
+@torch.compiler.disable  # the group sizes are Python ints: compiling would specialise on them
+def _cpu_experts(x_sorted: torch.Tensor, counts: torch.Tensor, p: float, w_in: list, w_out: list
+                 ) -> torch.Tensor:
+    """The CPU's grouped_mm is itself a loop of matmuls, so loop here, in one autograd node
+    that skips the weight copies and fuses the dropout (reading counts costs no sync here).
+    Experts go in blocks of consecutive rows whose hidden activations stay under _BLOCK_BYTES
+    (an expert larger than that is a block of its own)."""
+    max_rows = max(1, _BLOCK_BYTES // (4 * w_in[0].shape[0]))
+    blocks, start = [], 0
+    for e, n in enumerate(counts.tolist()):
+        if not blocks or start + n - blocks[-1][0] > max_rows:
+            blocks.append((start, []))
+        blocks[-1][1].append((e, start, start + n))
+        start += n
+    return _CpuExpertMLPs.apply(x_sorted, blocks, p, torch.is_grad_enabled(), *w_in, *w_out)
+
+
+class _CpuExpertMLPs(torch.autograd.Function):
+    """Every expert's `x W_in^T -> SiLU -> dropout -> W_out^T` on its rows of x, on the CPU.
+
+    Each matmul writes straight into its rows of the output (no stacked weight copy, no
+    transposed copies), the dropout scale rides on the second matmul's alpha, and the
+    backward reuses its buffers in place. Under autocast the experts stay in fp32, as
+    grouped_mm did (bf16 matmuls are ~40x slower than fp32 on CPUs without bf16 units).
+    `blocks`: [(first row, [(expert, lo, hi), ...]), ...], see _cpu_experts.
+    """
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
+    def forward(ctx, x, blocks, p, save, *weights):
+        E = len(weights) // 2
+        w_in, w_out = weights[:E], weights[E:]
+        y = x.new_empty(x.shape[0], w_out[0].shape[0])
+        scale, saved = 1.0, []
+        for first, members in blocks:
+            a = x.new_empty(members[-1][2] - first, w_in[0].shape[0])
+            for e, lo, hi in members:
+                torch.mm(x[lo:hi], w_in[e].t(), out=a[lo - first:hi - first])
+            h = F.silu(a) if save else F.silu(a, inplace=True)
+            keep = None
+            if p > 0:
+                keep, scale = _keep_mask(h.shape, p)
+                h.mul_(keep)
+            for e, lo, hi in members:
+                torch.addmm(y[lo:hi], h[lo - first:hi - first], w_out[e].t(), beta=0,
+                            alpha=scale, out=y[lo:hi])
+            saved += [a, h, keep]
+        if save:
+            ctx.save_for_backward(x, *weights, *saved)
+            ctx.blocks, ctx.scale, ctx.num_experts = blocks, scale, E
+        return y
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
+    def backward(ctx, grad_y):
+        x, *rest = ctx.saved_tensors
+        E = ctx.num_experts
+        w_in, w_out, saved = rest[:E], rest[E:2 * E], rest[2 * E:]
+        scale = ctx.scale
+        grad_y = grad_y.contiguous()
+        grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        grad_w_in, grad_w_out = [None] * E, [None] * E
+        for b, (first, members) in enumerate(ctx.blocks):
+            a, h, keep = saved[3 * b:3 * b + 3]
+            grad_h = torch.empty_like(a)
+            for e, lo, hi in members:
+                g, rows = grad_y[lo:hi], slice(lo - first, hi - first)
+                torch.addmm(grad_h[rows], g, w_out[e], beta=0, alpha=scale, out=grad_h[rows])
+                grad_w_out[e] = torch.addmm(w_out[e], g.t(), h[rows], beta=0, alpha=scale)
+            if keep is not None:
+                grad_h.mul_(keep)
+            grad_a = torch.ops.aten.silu_backward.grad_input(grad_h, a, grad_input=grad_h)
+            for e, lo, hi in members:
+                g = grad_a[lo - first:hi - first]
+                grad_w_in[e] = torch.mm(g.t(), x[lo:hi])
+                if grad_x is not None:
+                    torch.mm(g, w_in[e], out=grad_x[lo:hi])
+        return grad_x, None, None, None, *grad_w_in, *grad_w_out
 
 
 class MoE(nn.Module):
@@ -168,7 +276,8 @@ class MoE(nn.Module):
         n_tokens = probs.shape[0]
         self.stat_load += counts
         self.stat_prob += mean_prob * n_tokens
-        chosen = F.one_hot(indices, self.num_experts).sum(1).float()  # (T, E), 0/1 per expert
+        # (T, E), 1.0 where chosen: top-k indices are distinct, so scatter equals summed one-hots
+        chosen = torch.zeros_like(probs).scatter_(1, indices, 1.0)
         self.stat_coselect += chosen.T @ chosen
         entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1).sum()
         self.stat_sums += torch.stack([probs.new_full((), n_tokens), entropy,

@@ -276,11 +276,15 @@ def train(
                       "from scratch", file=sys.stderr)
             ckpt_path.unlink(missing_ok=True)
 
-    train_windows = data.train.pin_memory() if device.type == "cuda" else data.train
+    # the token windows live on the device (the paper's train split is ~10 MB of int64), so a
+    # batch is gathered there: no host-to-device copy of tokens in the training step
+    train_windows = data.train.to(device)
+    val_windows = data.val.to(device)
     # a fixed train subset the size of the val split measures the generalization gap
     subset_gen = torch.Generator().manual_seed(seed)
     n_subset = min(len(data.val), len(data.train))
-    train_subset = data.train[torch.randperm(len(data.train), generator=subset_gen)[:n_subset]]
+    train_subset = train_windows[
+        torch.randperm(len(data.train), generator=subset_gen)[:n_subset].to(device)]
 
     meta = {
         "seed": seed,
@@ -318,7 +322,7 @@ def train(
     try:
         while state.step < cfg.max_steps:
             idx = batch_indices(state.step, n_train, cfg.batch_size, seed)
-            w = train_windows[idx].to(device, non_blocking=True)
+            w = train_windows[idx.to(device, non_blocking=True)]
             with _autocast(device, dtype):
                 logits, balance, z_loss = model(w[:, :-1])
                 ce = F.cross_entropy(logits.float().flatten(0, 1), w[:, 1:].flatten())
@@ -345,7 +349,7 @@ def train(
                 meta["diverged_at_step"] = bad
                 break
             state.elapsed_s = time.perf_counter() - t_start
-            record = _eval_record(model, cfg, data, train_subset, device, dtype, state,
+            record = _eval_record(model, cfg, val_windows, train_subset, device, dtype, state,
                                   optimizers, ce_sum / steps_since_eval,
                                   aux_sum / steps_since_eval, grad_norm, tokens_per_step, n_train)
             state.evals.append(record)
@@ -426,7 +430,7 @@ def _optimizer_update(model, optimizers, scaler, cfg: RunConfig, update: int) ->
     return grad_norm.detach()
 
 
-def _eval_record(model, cfg, data, train_subset, device, dtype, state, optimizers, train_ce,
+def _eval_record(model, cfg, val_windows, train_subset, device, dtype, state, optimizers, train_ce,
                  aux, grad_norm, tokens_per_step, n_train) -> dict:
     from moe_core.diagnostics import max_violation
 
@@ -443,7 +447,7 @@ def _eval_record(model, cfg, data, train_subset, device, dtype, state, optimizer
             "max_violation": float(max_violation(load.numpy())),
             "coselection": stats["coselection"].tolist(),
         })
-    val = evaluate(model, data.val, cfg.batch_size, device, dtype)
+    val = evaluate(model, val_windows, cfg.batch_size, device, dtype)
     sub = evaluate(model, train_subset, cfg.batch_size, device, dtype)
     updates = state.step // cfg.grad_accum_steps
     previous_elapsed = state.evals[-1]["elapsed_s"] if state.evals else 0.0

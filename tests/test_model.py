@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from moe_core.config import build_config
-from moe_core.model import MoEModel, apply_rope, rope_tables
+from moe_core.model import Experts, MoEModel, _cpu_experts, _keep_mask, apply_rope, rope_tables
 from moe_core.train import total_loss
 
 
@@ -34,7 +34,9 @@ def test_lm_head_is_tied_to_the_token_embedding():
     assert model.lm_head.weight is model.embed.weight
 
 
-def test_fast_and_reference_dispatch_agree_in_outputs_and_gradients():
+@pytest.mark.parametrize("cpu_kernel", [True, False], ids=["cpu-kernel", "grouped_mm"])
+def test_fast_and_reference_dispatch_agree_in_outputs_and_gradients(cpu_kernel, monkeypatch):
+    monkeypatch.setattr(Experts, "cpu_kernel", cpu_kernel)  # False: the GPU's grouped_mm path
     cfg = small_cfg(dropout=0.0, num_experts=4, top_k=2, n_layers=2)
     torch.manual_seed(0)
     fast = MoEModel(cfg)
@@ -54,6 +56,39 @@ def test_fast_and_reference_dispatch_agree_in_outputs_and_gradients():
     for name in g_fast:
         torch.testing.assert_close(g_fast[name], g_ref[name], rtol=1e-4, atol=1e-6, msg=name)
     assert g_fast["blocks.0.moe.experts.w_in.0"].abs().sum() > 0
+
+
+def test_cpu_expert_kernel_gradients_with_dropout_and_an_empty_expert_pass_gradcheck():
+    torch.manual_seed(0)
+    d, f = 5, 7
+    counts = torch.tensor([3, 0, 4, 2])  # expert 1 gets no tokens
+    x = torch.randn(int(counts.sum()), d, dtype=torch.float64, requires_grad=True)
+    w_in = [torch.randn(f, d, dtype=torch.float64, requires_grad=True) for _ in range(4)]
+    w_out = [torch.randn(d, f, dtype=torch.float64, requires_grad=True) for _ in range(4)]
+
+    def experts(x, *weights):
+        torch.manual_seed(3)  # the same dropout mask at every evaluation
+        return _cpu_experts(x, counts, 0.3, list(weights[:4]), list(weights[4:]))
+
+    assert torch.autograd.gradcheck(experts, (x, *w_in, *w_out))
+    # without dropout it is exactly each expert's MLP on its rows
+    y = _cpu_experts(x, counts, 0.0, w_in, w_out)
+    lo = 0
+    for e, n in enumerate(counts.tolist()):
+        expected = F.linear(F.silu(F.linear(x[lo:lo + n], w_in[e])), w_out[e])
+        torch.testing.assert_close(y[lo:lo + n], expected)
+        lo += n
+
+
+def test_cpu_kernel_dropout_keeps_1_minus_p_of_the_units_and_scales_them_up():
+    torch.manual_seed(0)
+    keep, scale = _keep_mask((400, 1000), 0.1)
+    assert set(keep.unique().tolist()) == {0.0, 1.0}
+    assert abs(keep.mean().item() - 0.9) < 0.003  # 400k draws: SE 0.0005
+    assert scale == pytest.approx(1 / 0.9, rel=1e-4)
+    # the kept units of a row are independent of its neighbours' (no 4-word striding)
+    pairs = (keep[:, 0::4] * keep[:, 1::4]).mean().item()
+    assert abs(pairs - 0.81) < 0.005
 
 
 def test_load_balancing_weight_changes_router_gradient_and_is_exactly_zero_at_zero():
