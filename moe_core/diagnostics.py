@@ -624,14 +624,29 @@ def load_balancing_verdict(evidence: LoadBalancingEvidence) -> tuple[str, list[s
 
 
 def require_inflection(verdicts: Mapping[str, tuple[str, Sequence[str]]],
-                       baseline_inflections: Sequence[str]) -> dict[str, tuple[str, list[str]]]:
-    """Every hypothesis is inconclusive when no baseline run shows an inflection: a cause
-    cannot be supported for an effect that did not occur."""
-    if any(v == INFLECTION for v in baseline_inflections):
+                       baseline_inflections: Sequence[str],
+                       reference_schedule_inflections: Sequence[str] = ()
+                       ) -> dict[str, tuple[str, list[str]]]:
+    """Every hypothesis is inconclusive when neither a baseline run nor a run of the
+    reference's own schedule (reference_lr_horizon: the configuration whose rise the study
+    set out to explain) shows an inflection: a cause cannot be supported for an effect that
+    did not occur. When only the reference's schedule turns, each hypothesis says so first."""
+    in_baseline = any(v == INFLECTION for v in baseline_inflections)
+    in_reference = any(v == INFLECTION for v in reference_schedule_inflections)
+    if in_baseline:
         return {name: (verdict, list(reasons)) for name, (verdict, reasons) in verdicts.items()}
     seen = ", ".join(sorted(set(baseline_inflections))) or "no baseline run"
+    if in_reference:
+        turned = sum(v == INFLECTION for v in reference_schedule_inflections)
+        why = (f"the rise appears with the reference's own LR schedule (reference_lr_horizon: "
+               f"{turned} of {len(reference_schedule_inflections)} run(s) inflect) but not in "
+               f"the corrected baseline ({len(baseline_inflections)} run(s): {seen})")
+        return {name: (verdict, [why, *reasons]) for name, (verdict, reasons) in verdicts.items()}
     why = (f"no baseline run shows an inflection ({len(baseline_inflections)} run(s): {seen}), "
            "so there is no rise for this explanation to account for")
+    if reference_schedule_inflections:
+        why += (" and neither does the reference's own schedule (reference_lr_horizon, "
+                f"{len(reference_schedule_inflections)} run(s))")
     return {name: (INCONCLUSIVE, [why, *reasons]) for name, (_, reasons) in verdicts.items()}
 
 

@@ -37,6 +37,8 @@ REPO_ROOT = PARAMETERS_DIR.parent
 REPORT_NOTEBOOK = REPO_ROOT / "notebooks" / "inflection_report.ipynb"
 DEFAULT_TITLE = "Why does the MoE validation loss turn up at the end of training?"
 BASELINE = "baseline"
+# the reference's own LR schedule (its horizon defect): the configuration whose rise was seen
+REFERENCE_SCHEDULE = "reference_lr_horizon"
 EFFECT_METRICS = ("final_loss", "best_loss", "degradation")
 SE_COLUMNS = {"final_loss": "final_loss_se", "best_loss": "best_loss_se",
               "degradation": "degradation_se"}
@@ -258,9 +260,13 @@ def _at_step(evals: pd.DataFrame, step: float, column: str) -> float | None:
     return float(np.interp(step, curve["step"], curve[column]))
 
 
-def _baseline_runs(results: Results) -> pd.DataFrame:
+def _runs_of(results: Results, experiment: str) -> pd.DataFrame:
     runs = finished_runs(results)
-    return runs[runs["experiment"] == BASELINE]
+    return runs[runs["experiment"] == experiment]
+
+
+def _baseline_runs(results: Results) -> pd.DataFrame:
+    return _runs_of(results, BASELINE)
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -368,7 +374,9 @@ def hypothesis_evidence(results: Results) -> dict[str, Any]:
     return {"overfitting": overfitting_evidence(results, effect_table),
             "the LR schedule": lr_schedule_evidence(results, effect_table),
             "load balancing": load_balancing_evidence(results, effect_table),
-            "baseline inflections": list(_baseline_runs(results)["inflection"].dropna())}
+            "baseline inflections": list(_baseline_runs(results)["inflection"].dropna()),
+            "reference schedule inflections": list(
+                _runs_of(results, REFERENCE_SCHEDULE)["inflection"].dropna())}
 
 
 def hypothesis_verdicts(evidence: dict[str, Any]) -> dict[str, tuple[str, list[str]]]:
@@ -377,7 +385,8 @@ def hypothesis_verdicts(evidence: dict[str, Any]) -> dict[str, tuple[str, list[s
              "the LR schedule": dx.lr_schedule_verdict,
              "load balancing": dx.load_balancing_verdict}
     verdicts = {name: rules[name](evidence[name]) for name in HYPOTHESES if name in evidence}
-    return dx.require_inflection(verdicts, evidence.get("baseline inflections", []))
+    return dx.require_inflection(verdicts, evidence.get("baseline inflections", []),
+                                 evidence.get("reference schedule inflections", []))
 
 
 def evidence_table(evidence: Any) -> pd.DataFrame:

@@ -462,3 +462,22 @@ def test_no_hypothesis_is_supported_when_the_baseline_never_inflects():
     assert "no baseline run shows an inflection" in dx.conclusion(gated)
     kept = dx.require_inflection({"overfitting": supported}, [dx.INFLECTION, dx.NO_INFLECTION])
     assert kept["overfitting"][0] == dx.SUPPORTED
+    # the reference's own schedule not turning either keeps the gate shut, and says so
+    shut = dx.require_inflection({"overfitting": supported}, [dx.WITHIN_NOISE],
+                                 [dx.NO_INFLECTION, dx.WITHIN_NOISE])
+    assert shut["overfitting"][0] == dx.INCONCLUSIVE
+    assert "neither does the reference's own schedule" in shut["overfitting"][1][0]
+
+
+def test_a_rise_only_under_the_reference_schedule_is_still_a_rise_to_explain():
+    supported = dx.lr_schedule_verdict(dx.LRScheduleEvidence(
+        constant_lr=dx.WORSE, reference_lr_horizon=dx.WORSE))
+    assert supported[0] == dx.SUPPORTED
+    gated = dx.require_inflection({"the LR schedule": supported},
+                                  [dx.WITHIN_NOISE, dx.NO_INFLECTION],
+                                  [dx.INFLECTION, dx.INFLECTION])
+    verdict, reasons = gated["the LR schedule"]
+    assert verdict == dx.SUPPORTED
+    assert reasons[0].startswith("the rise appears with the reference's own LR schedule "
+                                 "(reference_lr_horizon: 2 of 2 run(s) inflect)")
+    assert dx.conclusion(gated).startswith("The evidence supports the LR schedule")

@@ -343,7 +343,7 @@ def test_a_diverged_run_is_marked_while_the_others_complete_and_exit_code_is_1(
 def test_a_failing_notebook_is_recorded_failed_while_the_others_complete(capsys, tmp_path):
     out = tmp_path / "runs"
     # 6 documents leave baseline too few train sequences for a batch of 16; fresh_data has
-    # ten times the documents and trains
+    # twenty times the documents and trains
     code, stdout, _ = cli(capsys, "run", "-e", "baseline", "fresh_data", "--jobs", "2",
                           "--out", out, *SMOKE, "--set", "num_documents=6",
                           "--set", "batch_size=16")
