@@ -84,6 +84,9 @@ class RunConfig:
     adamw_lr_ratio: float = 0.1  # AdamW LR in the hybrid, as a fraction of lr
     weight_decay: float = 0.1
     muon_momentum: float = 0.95
+    # Muon's Newton-Schulz precision: auto = bf16 on CUDA (torch's Muon, the reference's
+    # recipe), fp32 on the CPU (bf16 matmuls are emulated there, ~100x slower) | bf16 | fp32
+    muon_ns_precision: str = "auto"
     grad_clip: float = 1.0
     lr_schedule: str = "cosine"  # cosine | linear_decay | constant | step
     lr_horizon: str = "updates"  # updates | reference (the reference's micro-step horizon)
@@ -159,6 +162,7 @@ CHOICES = {
     "lr_schedule": ("cosine", "linear_decay", "constant", "step"),
     "lr_horizon": ("updates", "reference"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
+    "muon_ns_precision": ("auto", "bf16", "fp32"),
     "device": ("auto", "cpu", "cuda"),
 }
 

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from moe_core.config import RunConfig
 from moe_core.errors import UserInputError
 from moe_core.model import MoEModel
+from moe_core.optim import Muon
 
 SCHEMA_VERSION = 1
 METRICS_FILE = "metrics.json"
@@ -79,8 +80,15 @@ def build_optimizers(model: MoEModel, cfg: RunConfig, device: torch.device):
         (muon_params if is_hidden_matrix else adamw_params).append(p)
     # Keller Jordan's Muon, as the reference used: Nesterov momentum, no weight decay,
     # the update scaled by sqrt(max(1, rows/cols))
-    muon = torch.optim.Muon(muon_params, lr=cfg.lr, momentum=cfg.muon_momentum, nesterov=True,
-                            weight_decay=0.0, adjust_lr_fn="original")
+    ns_precision = cfg.muon_ns_precision
+    if ns_precision == "auto":
+        ns_precision = "bf16" if device.type == "cuda" else "fp32"
+    muon_kwargs = dict(lr=cfg.lr, momentum=cfg.muon_momentum, nesterov=True, weight_decay=0.0,
+                       adjust_lr_fn="original")
+    if ns_precision == "bf16":  # torch's own Muon: its Newton-Schulz iteration is bf16
+        muon = torch.optim.Muon(muon_params, **muon_kwargs)
+    else:
+        muon = Muon(muon_params, ns_dtype=torch.float32, **muon_kwargs)
     adamw_lr = cfg.lr * cfg.adamw_lr_ratio
     adamw = torch.optim.AdamW(adamw_params, lr=adamw_lr, weight_decay=cfg.weight_decay,
                               fused=fused)
