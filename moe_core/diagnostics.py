@@ -58,7 +58,7 @@ class Inflection:
     degradation: float
     degradation_pct: float
     noise: float
-    noise_source: str  # "val_loss_se" (given) or "curve" (estimated by eval_noise)
+    noise_source: str  # "val_loss_change_se" or "val_loss_se" (given), "curve" (eval_noise)
     degradation_z: float
     rise_trend_z: float | None  # slope of the evals from the best to the end, in SEs
     onset_step: int | None
@@ -182,11 +182,16 @@ def detect_inflection(
     steps: Sequence[float] | np.ndarray,
     val_loss: Sequence[float] | np.ndarray,
     val_loss_se: Sequence[float] | np.ndarray | None = None,
+    val_loss_change_se: Sequence[float] | np.ndarray | None = None,
 ) -> Inflection:
     """Find the best eval, the degradation after it, its size in noise units, and a verdict.
 
     steps: (evals,) increasing; val_loss: (evals,) nats; val_loss_se: (evals,) standard
-    error of each eval's loss, or None to estimate the noise from the curve itself.
+    error of each eval's loss, or None to estimate the noise from the curve itself;
+    val_loss_change_se: (evals,) standard error of each eval's loss minus the best earlier
+    eval's, paired over the same val sequences (NaN where there was none). When its last
+    value is finite it is the noise of the degradation: evals on one val split share its
+    sampling error, which val_loss_se counts twice.
     """
     step = _as_curve("steps", steps)
     if step.size < 2:
@@ -200,7 +205,20 @@ def detect_inflection(
     degradation = final_loss - best_loss
     degradation_pct = 100.0 * degradation / best_loss if best_loss != 0 else float("nan")
 
-    if val_loss_se is not None:
+    paired = None
+    if val_loss_change_se is not None and best < step.size - 1:
+        changes = np.asarray(val_loss_change_se, dtype=float)
+        if changes.shape != step.shape:
+            raise UserInputError(f"val_loss_change_se has shape {changes.shape} but steps has "
+                                 f"{step.size} values")
+        paired = float(changes[-1])
+        if not math.isfinite(paired) or paired < 0:
+            paired = None
+    if paired is not None:
+        # the last eval's change from the best earlier one, which is the overall best
+        sigma, noise_df, noise = paired / math.sqrt(2.0), None, paired
+        noise_source = "val_loss_change_se"
+    elif val_loss_se is not None:
         se = _as_curve("val_loss_se", val_loss_se, step.size)
         if np.any(se < 0):
             raise UserInputError("val_loss_se must be >= 0 (a standard error)")

@@ -43,6 +43,7 @@ RUN_COLUMNS = [
 ]
 EVAL_COLUMNS = [
     "run_id", "experiment", "seed", "source", "step", "fraction", "val_loss", "val_loss_se",
+    "val_loss_change_se",
     "val_accuracy", "val_perplexity", "elapsed_min", "lr", "train_loss", "train_subset_loss",
     "aux_loss", "grad_norm", "epochs_seen", "tokens_seen", "max_violation", "router_entropy",
 ]
@@ -140,6 +141,7 @@ def _our_evals(metrics: dict, max_steps: float) -> pd.DataFrame:
             "fraction": record["step"] / max_steps if max_steps else float("nan"),
             "val_loss": _number(record.get("val_loss")),
             "val_loss_se": _number(record.get("val_loss_se")),
+            "val_loss_change_se": _number(record.get("val_loss_change_se")),
             "val_accuracy": _number(record.get("val_accuracy")),
             "val_perplexity": _number(record.get("val_perplexity")),
             "elapsed_min": _number(record.get("elapsed_s")) / 60,
@@ -235,14 +237,17 @@ def _inflection_columns(evals: pd.DataFrame) -> dict[str, Any]:
     se = finite["val_loss_se"].to_numpy() if "val_loss_se" in finite else None
     if se is not None and not np.all(np.isfinite(se)):
         se = None
+    change_se = (finite["val_loss_change_se"].to_numpy()
+                 if "val_loss_change_se" in finite else None)
     try:
-        found = detect_inflection(finite["step"].to_numpy(), finite["val_loss"].to_numpy(), se)
+        found = detect_inflection(finite["step"].to_numpy(), finite["val_loss"].to_numpy(), se,
+                                  change_se)
     except UserInputError:
         return out
     out.update(inflection=found.verdict, onset_step=found.onset_step,
                degradation_z=found.degradation_z,
                # the val-set standard error of the degradation; a curve estimate is not one
-               degradation_se=found.noise if found.noise_source == "val_loss_se" else np.nan)
+               degradation_se=found.noise if found.noise_source != "curve" else np.nan)
     return out
 
 

@@ -150,7 +150,8 @@ def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor
 def evaluate(model: MoEModel, windows: torch.Tensor, batch_size: int, device: torch.device,
              dtype: torch.dtype | None) -> dict[str, float]:
     """Token-weighted mean CE over every window, accuracy on shifted targets, perplexity,
-    and the standard error of the loss from per-sequence losses. windows: (n, S+1)."""
+    the standard error of the loss from per-sequence losses, and those per-sequence losses
+    ("per_sequence", a float64 CPU tensor). windows: (n, S+1)."""
     was_training = model.training
     model.eval()
     seq_losses, correct = [], torch.zeros((), device=device)
@@ -167,7 +168,7 @@ def evaluate(model: MoEModel, windows: torch.Tensor, batch_size: int, device: to
     se = (per_seq.std() / math.sqrt(len(per_seq))).item() if len(per_seq) > 1 else float("nan")
     n_tokens = windows.shape[0] * (windows.shape[1] - 1)
     return {"loss": loss, "loss_se": se, "accuracy": correct.item() / n_tokens,
-            "perplexity": math.exp(min(loss, 700.0))}
+            "perplexity": math.exp(min(loss, 700.0)), "per_sequence": per_seq}
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
@@ -225,6 +226,9 @@ class _State:
     best_step: int = 0
     evals_without_improvement: int = 0
     evals: list = field(default_factory=list)
+    # per-sequence val losses of the best eval so far: later evals are compared with it on
+    # the same sequences (see _eval_record's val_loss_change_se)
+    best_val_per_sequence: list | None = None
 
 
 def train(
@@ -360,6 +364,7 @@ def train(
             record = _eval_record(model, cfg, val_windows, train_subset, device, dtype, state,
                                   optimizers, ce_sum / steps_since_eval,
                                   aux_sum / steps_since_eval, grad_norm, tokens_per_step, n_train)
+            per_sequence = record.pop("_val_per_sequence")
             state.evals.append(record)
             if not math.isfinite(record["val_loss"]):
                 # finite training losses, then an update that left the weights non-finite
@@ -371,6 +376,7 @@ def train(
             improved = record["val_loss"] < state.best_loss - cfg.min_delta
             if record["val_loss"] < state.best_loss:
                 state.best_loss, state.best_step = record["val_loss"], state.step
+                state.best_val_per_sequence = per_sequence.tolist()
                 if cfg.save_best_checkpoint and run_dir is not None:
                     save_atomic(run_dir / BEST_CHECKPOINT_FILE, {"model": model.state_dict()})
             state.evals_without_improvement = 0 if improved else state.evals_without_improvement + 1
@@ -457,6 +463,14 @@ def _eval_record(model, cfg, val_windows, train_subset, device, dtype, state, op
         })
     val = evaluate(model, val_windows, cfg.batch_size, device, dtype)
     sub = evaluate(model, train_subset, cfg.batch_size, device, dtype)
+    # The SE of (this eval's val loss - the best earlier eval's), paired over the same val
+    # sequences: both share the val split's sampling error, so the change is measured far
+    # more precisely than either loss (val_loss_se) is.
+    change_se = None
+    if state.best_val_per_sequence is not None and len(val["per_sequence"]) > 1:
+        change = val["per_sequence"] - torch.tensor(state.best_val_per_sequence,
+                                                    dtype=torch.float64)
+        change_se = (change.std() / math.sqrt(len(change))).item()
     updates = state.step // cfg.grad_accum_steps
     previous_elapsed = state.evals[-1]["elapsed_s"] if state.evals else 0.0
     previous_step = state.evals[-1]["step"] if state.evals else 0
@@ -477,6 +491,8 @@ def _eval_record(model, cfg, val_windows, train_subset, device, dtype, state, op
         "grad_norm": float(grad_norm),
         "val_loss": val["loss"],
         "val_loss_se": val["loss_se"],
+        "val_loss_change_se": change_se,
+        "_val_per_sequence": val["per_sequence"],  # taken off by train() before recording
         "val_accuracy": val["accuracy"],
         "val_perplexity": val["perplexity"],
         "train_subset_loss": sub["loss"],

@@ -481,3 +481,20 @@ def test_a_rise_only_under_the_reference_schedule_is_still_a_rise_to_explain():
     assert reasons[0].startswith("the rise appears with the reference's own LR schedule "
                                  "(reference_lr_horizon: 2 of 2 run(s) inflect)")
     assert dx.conclusion(gated).startswith("The evidence supports the LR schedule")
+
+
+def test_a_rise_measured_on_one_val_split_is_judged_by_its_paired_change_se():
+    steps = np.arange(10, 410, 10)
+    loss = np.r_[np.linspace(5.0, 4.0, 24), np.linspace(4.0, 4.14, 16)]
+    loss = loss + 0.003 * np.sin(np.arange(40))
+    population_se = np.full(40, 0.09)  # each loss as an estimate for new text
+    unpaired = dx.detect_inflection(steps, loss, population_se)
+    assert unpaired.verdict == dx.WITHIN_NOISE and unpaired.noise_source == "val_loss_se"
+    change_se = np.r_[np.nan, np.full(39, 0.02)]  # final minus best on the same sequences
+    paired = dx.detect_inflection(steps, loss, population_se, change_se)
+    assert paired.verdict == dx.INFLECTION
+    assert paired.noise_source == "val_loss_change_se" and paired.noise == 0.02
+    assert paired.degradation_z == pytest.approx(paired.degradation / 0.02)
+    # no paired value at the end (a curve from elsewhere): the given SE decides as before
+    missing = dx.detect_inflection(steps, loss, population_se, np.full(40, np.nan))
+    assert missing.verdict == dx.WITHIN_NOISE

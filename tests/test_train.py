@@ -81,7 +81,8 @@ def test_reference_horizon_ends_near_peak_while_ours_reaches_the_floor():
 
 
 def history(metrics):
-    return [(r["step"], r["val_loss"], r["train_loss"]) for r in metrics["evals"]]
+    return [(r["step"], r["val_loss"], r["train_loss"], r["val_loss_change_se"])
+            for r in metrics["evals"]]
 
 
 def test_same_seed_gives_an_identical_history(tmp_path):
@@ -262,3 +263,14 @@ def test_checkpoint_from_another_config_is_not_resumed(tmp_path):
     other = train(smoke(lr=0.02), seed=0, out_dir=tmp_path, progress=False)
     assert other["status"] == "completed"
     assert other["evals"][0]["step"] == cfg.eval_every  # trained from the start
+
+
+def test_each_eval_records_its_change_from_the_best_earlier_eval_paired_over_sequences(
+        tmp_path):
+    recorded = train(smoke(), seed=0, out_dir=tmp_path, progress=False)
+    first, *later = recorded["evals"]
+    assert first["val_loss_change_se"] is None  # nothing earlier to compare with
+    assert later and all(r["val_loss_change_se"] > 0 for r in later)
+    # the same sequences at two evals share the split's sampling error, so the change is
+    # known more precisely than either loss (independent evals would give ~1.4 x the SE)
+    assert all(r["val_loss_change_se"] < r["val_loss_se"] for r in later)
