@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 PRESET ?= cpu
-SEEDS ?= 2
+SEEDS ?= 3
 JOBS ?= 2
 
 .PHONY: setup demo quick test test-all lint bench clean

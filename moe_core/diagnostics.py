@@ -416,13 +416,20 @@ def effect_vs_baseline(
         ci_low, ci_high = float(interval.low), float(interval.high)
         p_value, df = float(result.pvalue), float(result.df)
 
+    note = ""
     if ci_low > 0 or ci_high < 0:
         lower = ci_high < 0
         verdict = BETTER if lower == lower_is_better else WORSE
+        # A few seeds can agree closely by chance: a difference the val-set noise of single
+        # runs explains is not called an effect, however tight the seeds.
+        if noise_explained is not None and abs(difference) <= noise_explained:
+            verdict = INDISTINGUISHABLE
+            note = (f"the seeds agree on a difference of {difference:+.4f}, but val-set noise "
+                    f"alone explains up to {noise_explained:.4f}")
     else:
         verdict = INDISTINGUISHABLE
     return Effect(metric, int(a.size), int(b.size), difference, ci_low, ci_high, p_value, df,
-                  noise_explained, verdict)
+                  noise_explained, verdict, note=note)
 
 
 def effects_vs_baseline(
@@ -539,6 +546,11 @@ def _effect_reasons(
     return agree, disagree, reasons
 
 
+def _compared(verdict: str) -> str:
+    """An effect verdict before "baseline": "better than", "indistinguishable from"."""
+    return f"{verdict} from" if verdict == INDISTINGUISHABLE else f"{verdict} than"
+
+
 def _count_verdict(agree: int, disagree: int) -> str:
     """Two agreeing experiments and none against support; only disagreement refutes."""
     if agree >= 2 and disagree == 0:
@@ -579,8 +591,8 @@ def overfitting_verdict(evidence: OverfittingEvidence) -> tuple[str, list[str]]:
     vanished = e.fresh_data == BETTER or e.fresh_data_inflection == NO_INFLECTION
     persists = e.fresh_data == WORSE or e.fresh_data_inflection == INFLECTION
     if e.fresh_data is not None:
-        reasons.append(f"fresh_data (no repeated sequences): degradation {e.fresh_data} "
-                       "than baseline")
+        reasons.append(f"fresh_data (no repeated sequences): degradation "
+                       f"{_compared(e.fresh_data)} baseline")
     if e.fresh_data_inflection is not None:
         reasons.append(f"fresh_data curve: {e.fresh_data_inflection}")
     if persists and not vanished:
@@ -591,7 +603,7 @@ def overfitting_verdict(evidence: OverfittingEvidence) -> tuple[str, list[str]]:
         ("early_stopping", e.early_stopping, "stopping at the best eval, whatever the cause"),
     ):
         if verdict is not None:
-            reasons.append(f"{name}: degradation {verdict} than baseline ({meaning})")
+            reasons.append(f"{name}: degradation {_compared(verdict)} baseline ({meaning})")
 
     if refuted:
         return NOT_SUPPORTED, reasons

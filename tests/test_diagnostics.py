@@ -498,3 +498,19 @@ def test_a_rise_measured_on_one_val_split_is_judged_by_its_paired_change_se():
     # no paired value at the end (a curve from elsewhere): the given SE decides as before
     missing = dx.detect_inflection(steps, loss, population_se, np.full(40, np.nan))
     assert missing.verdict == dx.WITHIN_NOISE
+
+
+def test_tightly_agreeing_seeds_do_not_make_a_difference_inside_val_set_noise_an_effect():
+    # two seeds each, nearly identical: Welch's interval excludes zero
+    experiment, baseline = [0.0014, 0.0015], [0.0052, 0.0053]
+    without_se = dx.effect_vs_baseline(experiment, baseline, metric="degradation")
+    assert without_se.verdict == dx.BETTER
+    with_se = dx.effect_vs_baseline(experiment, baseline, metric="degradation",
+                                    experiment_se=0.0035, baseline_se=0.0035)
+    assert with_se.ci_high < 0  # the seeds alone would call it better
+    assert with_se.verdict == dx.INDISTINGUISHABLE
+    assert "val-set noise alone explains up to 0.0097" in with_se.note
+    large = dx.effect_vs_baseline([0.20, 0.23], baseline, metric="degradation",
+                                  experiment_se=0.0035, baseline_se=0.0035)
+    assert large.verdict == dx.WORSE  # beyond val-set noise: the seeds decide
+    assert large.note == ""
