@@ -397,7 +397,8 @@ def report_training(results: list[dict]) -> None:
     print("%peak: model FLOPs (6 x active params + 12 x layers x d_model x seq_len, per token) "
           "over time, as a share of the fp32 peak above")
     print("* Muon summed over one matrix of each shape x its count (--full-optimizer times the "
-          "whole update); 'NS in fp32': Muon's Newton-Schulz in fp32 instead of bf16")
+          "whole update); \"torch's bf16 Muon\": the step with torch.optim.Muon, whose "
+          "Newton-Schulz runs in bf16 (moe_core's Muon runs it in fp32 on the CPU)")
     for r in results:
         if r["optimizer_muon_full_s"]:
             print(f"{r['preset']}: Muon whole {r['optimizer_muon_full_s']:.3f} s, summed by "
