@@ -9,7 +9,7 @@ PRESET ?= cpu
 SEEDS ?= 3
 JOBS ?= 2
 
-.PHONY: setup demo quick test test-all lint bench clean
+.PHONY: setup demo quick test lint bench clean
 
 setup: $(BIN)/.installed
 
@@ -28,12 +28,8 @@ quick: setup
 	$(BIN)/moe-suite run --quick --preset $(PRESET) --seeds 2 --jobs $(JOBS) --out runs/quick
 
 test: setup
-	$(BIN)/python -m pytest -q tests -m "not interrupt"
-	MOE_NOTEBOOK_PRESET=smoke $(BIN)/python -m pytest -q --nbval-lax -p no:cacheprovider notebooks/train_experiment.ipynb
-
-# everything, including the signal test that can time out on a heavily loaded machine
-test-all: setup
 	$(BIN)/python -m pytest -q tests
+	MOE_NOTEBOOK_PRESET=smoke $(BIN)/python -m pytest -q --nbval-lax -p no:cacheprovider notebooks/train_experiment.ipynb
 
 lint: setup
 	$(BIN)/ruff check moe_core tests benchmarks

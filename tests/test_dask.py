@@ -176,7 +176,10 @@ def suite_process(*args) -> subprocess.Popen:
     whole group)."""
     return subprocess.Popen([sys.executable, "-m", "moe_core.suite", *map(str, args)],
                             cwd=suite.REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True,
+                            # Ctrl-C as in a terminal, even when this test run is a background
+                            # job whose shell set SIGINT to ignored (Python then has no handler)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 @pytest.mark.slow

@@ -43,11 +43,18 @@ def metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+def default_sigint() -> None:
+    """In the child before exec: Ctrl-C handling as in a terminal. A test run that is itself
+    a background job of a non-interactive shell (as CI scripts start them) inherits SIGINT
+    ignored, and Python then installs no KeyboardInterrupt handler at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def suite_process(*args) -> subprocess.Popen:
-    """`moe-suite` in its own process, as a user starts it."""
+    """`moe-suite` in its own process, as a user starts it from a terminal."""
     return subprocess.Popen([sys.executable, "-m", "moe_core.suite", *map(str, args)],
                             cwd=suite.REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=default_sigint)
 
 
 def hold_lock(run_dir: Path, pid: int, host: str | None = None) -> Path:
@@ -343,17 +350,18 @@ def test_a_diverged_run_is_marked_while_the_others_complete_and_exit_code_is_1(
 def test_a_failing_notebook_is_recorded_failed_while_the_others_complete(capsys, tmp_path):
     out = tmp_path / "runs"
     # 6 documents leave baseline too few train sequences for a batch of 16; fresh_data has
-    # twenty times the documents and trains
+    # twenty times the documents and trains (val_fraction set for both: fresh_data's own
+    # 0.005 of 120 documents would leave its val split shorter than one window)
     code, stdout, _ = cli(capsys, "run", "-e", "baseline", "fresh_data", "--jobs", "2",
                           "--out", out, *SMOKE, "--set", "num_documents=6",
-                          "--set", "batch_size=16")
+                          "--set", "batch_size=16", "--set", "val_fraction=0.1")
     assert code == 1
     failed = metrics(out / "baseline" / "seed0")
     assert failed["status"] == "failed" and "fewer than batch_size" in failed["error"]
     assert (failed["experiment"], failed["seed"]) == ("baseline", 0)
     assert failed["config_hash"] == suite.build_config(
         "baseline", "smoke", {"max_steps": 8, "eval_every": 4, "num_documents": 6,
-                              "batch_size": 16}).config_hash()
+                              "batch_size": 16, "val_fraction": 0.1}).config_hash()
     nb = nbformat.read(out / "baseline" / "seed0" / NOTEBOOK, as_version=4)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert errors and errors[0].ename == "UserInputError"
@@ -377,7 +385,6 @@ def test_two_concurrent_suites_on_one_folder_never_train_a_run_twice(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.interrupt
 def test_ctrl_c_interrupts_the_run_and_exits_130_saying_how_to_resume(tmp_path):
     out = tmp_path / "runs"
     run_dir = out / "baseline" / "seed0"
