@@ -2,7 +2,6 @@
 notebook as the local executor does, with the same results; a task that fails fails only its
 run; local workers share the cores or get one GPU each; Ctrl-C stops the runs cleanly."""
 
-import json
 import os
 import signal
 import subprocess
@@ -13,12 +12,18 @@ from pathlib import Path
 import dask
 import distributed  # noqa: F401  (its config defaults, before dask.config.set)
 import pytest
+from suite_helpers import (
+    SMOKE,
+    assert_never_trained_twice,
+    metrics,
+    suite_cli,
+    suite_process,
+    wait_for_training,
+)
 
 from moe_core import suite
 from moe_core.cluster import DaskExecutor, local_worker_specs
 from moe_core.errors import UserInputError
-
-SMOKE = ["--preset", "smoke", "--set", "max_steps=8", "--set", "eval_every=4", "--no-report"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -27,16 +32,6 @@ def data_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MOE_CORE_CACHE", str(tmp_path_factory.mktemp("cache")))
         yield
-
-
-def metrics(run_dir: Path) -> dict:
-    return json.loads((run_dir / "metrics.json").read_text())
-
-
-def cli(capsys, *args):
-    code = suite.main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def specs(tmp_path, *experiments):
@@ -140,11 +135,11 @@ def test_an_unreachable_scheduler_is_a_user_error_naming_the_address(tmp_path):
 
 
 def test_scheduler_and_jobs_or_a_local_executor_do_not_go_together(capsys, tmp_path):
-    code, _, err = cli(capsys, "run", "-e", "baseline", "--out", tmp_path, *SMOKE,
-                       "--scheduler", "tcp://127.0.0.1:9", "--jobs", "2")
+    code, _, err = suite_cli(capsys, "run", "-e", "baseline", "--out", tmp_path, *SMOKE,
+                             "--scheduler", "tcp://127.0.0.1:9", "--jobs", "2")
     assert code == 2 and "--jobs 2 sets the workers of a local Dask cluster" in err
-    code, _, err = cli(capsys, "run", "-e", "baseline", "--out", tmp_path, *SMOKE,
-                       "--executor", "local", "--scheduler", "tcp://127.0.0.1:9")
+    code, _, err = suite_cli(capsys, "run", "-e", "baseline", "--out", tmp_path, *SMOKE,
+                             "--executor", "local", "--scheduler", "tcp://127.0.0.1:9")
     assert code == 2 and "needs --executor dask" in err
 
 
@@ -155,8 +150,9 @@ def test_scheduler_and_jobs_or_a_local_executor_do_not_go_together(capsys, tmp_p
 def test_two_local_dask_workers_give_the_local_executors_val_loss_histories(capsys, tmp_path):
     local, on_dask = tmp_path / "local", tmp_path / "dask"
     runs = ["run", "-e", "baseline", "short_run", *SMOKE]
-    assert cli(capsys, *runs, "--jobs", "2", "--out", local)[0] == 0
-    code, stdout, err = cli(capsys, *runs, "--executor", "dask", "--jobs", "2", "--out", on_dask)
+    assert suite_cli(capsys, *runs, "--jobs", "2", "--out", local)[0] == 0
+    code, stdout, err = suite_cli(capsys, *runs, "--executor", "dask", "--jobs", "2",
+                                  "--out", on_dask)
     assert code == 0
     assert "on a local Dask cluster of 2 workers" in stdout
     assert "dashboard: http://127.0.0.1:" in stdout  # bokeh is a dependency: a live dashboard
@@ -171,32 +167,14 @@ def test_two_local_dask_workers_give_the_local_executors_val_loss_histories(caps
         assert got["environment"]["cpu_threads"] == expected["environment"]["cpu_threads"]
 
 
-def suite_process(*args) -> subprocess.Popen:
-    """`moe-suite` in a session of its own, as a terminal starts it (Ctrl-C reaches the
-    whole group)."""
-    return subprocess.Popen([sys.executable, "-m", "moe_core.suite", *map(str, args)],
-                            cwd=suite.REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True,
-                            # Ctrl-C as in a terminal, even when this test run is a background
-                            # job whose shell set SIGINT to ignored (Python then has no handler)
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-
-
 @pytest.mark.slow
 def test_ctrl_c_on_a_dask_suite_records_interrupted_and_leaves_no_kernel_or_lock(tmp_path):
     out = tmp_path / "runs"
     run_dir = out / "baseline" / "seed0"
     process = suite_process("run", "-e", "baseline", "--executor", "dask", "--jobs", "1",
                             "--out", out, "--preset", "smoke", "--set", "max_steps=20000",
-                            "--set", "eval_every=4", "--no-report")
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if metrics(run_dir)["actual_steps"] > 0:
-                break
-        except (FileNotFoundError, KeyError, ValueError):
-            pass
-        time.sleep(0.2)
+                            "--set", "eval_every=4", "--no-report", own_session=True)
+    wait_for_training(run_dir, process)
     os.killpg(process.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
@@ -230,12 +208,6 @@ def processes_of_this_module() -> list[str]:
 def test_a_local_and_a_dask_suite_on_one_folder_never_train_a_run_twice(tmp_path):
     out = tmp_path / "runs"
     args = ["run", "-e", "baseline", "short_run", "--out", out, *SMOKE]
-    first = suite_process(*args, "--executor", "dask", "--jobs", "2")
+    first = suite_process(*args, "--executor", "dask", "--jobs", "2", own_session=True)
     time.sleep(1.0)
-    second = suite_process(*args)
-    outputs = [p.communicate(timeout=300) for p in (first, second)]
-    assert [p.returncode for p in (first, second)] == [0, 0], outputs
-    stdout = "".join(o for o, _ in outputs)
-    for name in ("baseline", "short_run"):
-        assert stdout.count(f"{name} seed0: running") == 1, stdout
-        assert metrics(out / name / "seed0")["status"] == "completed"
+    assert_never_trained_twice(out, first, suite_process(*args, own_session=True))

@@ -29,12 +29,18 @@ def run(optimizer_cls, params, steps=3, **kwargs):
     return opt
 
 
-def test_in_bf16_it_takes_exactly_torchs_muon_steps():
+def assert_steps_match_torchs(ns_dtype: torch.dtype, atol: float) -> None:
+    """Our Muon with ns_dtype and torch's, three steps on the same matrices and gradients,
+    end within atol of each other."""
     ours, theirs = matrices(0), matrices(0)
-    run(Muon, ours, ns_dtype=torch.bfloat16)
+    run(Muon, ours, ns_dtype=ns_dtype)
     run(torch.optim.Muon, theirs)
     for a, b in zip(ours, theirs, strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+        torch.testing.assert_close(a, b, rtol=0, atol=atol)
+
+
+def test_in_bf16_it_takes_exactly_torchs_muon_steps():
+    assert_steps_match_torchs(torch.bfloat16, atol=1e-6)
 
 
 def test_in_fp32_it_iterates_in_fp32_and_stays_near_the_bf16_steps():
@@ -46,11 +52,7 @@ def test_in_fp32_it_iterates_in_fp32_and_stays_near_the_bf16_steps():
     assert fp32.dtype == torch.float32 and fp32.shape == update.shape
     assert (fp32.double() - exact).abs().max() < 1e-5
     assert (bf16.double() - exact).abs().max() > 1e-3  # what the fp32 iteration avoids
-    ours, theirs = matrices(0), matrices(0)
-    run(Muon, ours, ns_dtype=torch.float32)
-    run(torch.optim.Muon, theirs)
-    for a, b in zip(ours, theirs, strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=5e-3)
+    assert_steps_match_torchs(torch.float32, atol=5e-3)
 
 
 def test_its_state_is_torchs_so_checkpoints_load_in_either():

@@ -8,12 +8,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nbformat
 import pytest
 import torch
+from suite_helpers import SMOKE, metrics, suite_cli, suite_process, wait_for
 
 from moe_core import cli, suite
 from moe_core.config import PARAMETERS_DIR, ConfigError, build_config
@@ -21,7 +21,6 @@ from moe_core.results import load_runs
 from moe_core.train import CHECKPOINT_FILE, train
 
 TINY = {"max_steps": 8, "eval_every": 4}
-SMOKE = ["--preset", "smoke", "--set", "max_steps=8", "--set", "eval_every=4", "--no-report"]
 NOTEBOOK = suite.TRAIN_NOTEBOOK.name
 
 
@@ -43,20 +42,10 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def run_suite_cli(capsys, *args):
-    code = suite.main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def run_train_cli(capsys, *args):
     code = cli.train_main([str(a) for a in args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
-
-
-def metrics(run_dir: Path) -> dict:
-    return json.loads((run_dir / "metrics.json").read_text())
 
 
 def assert_user_error(code: int, err: str, *fragments: str) -> None:
@@ -70,16 +59,8 @@ def assert_user_error(code: int, err: str, *fragments: str) -> None:
 def wait_for_first_checkpoint(run_dir: Path, process: subprocess.Popen,
                               timeout_s: float = 240) -> None:
     """Until the run has a checkpoint and metrics.json records an eval."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        assert process.poll() is None, f"the process ended before {run_dir} had a checkpoint"
-        assert time.monotonic() < deadline, f"no checkpoint in {run_dir} after {timeout_s} s"
-        try:
-            if (run_dir / CHECKPOINT_FILE).exists() and metrics(run_dir)["evals"]:
-                return
-        except (FileNotFoundError, KeyError, ValueError):
-            pass
-        time.sleep(0.02)
+    wait_for(run_dir, process, lambda m: (run_dir / CHECKPOINT_FILE).exists() and m["evals"],
+             "a checkpoint", timeout_s)
 
 
 # ---------------------------------------------------------------- mistakes in what is asked
@@ -89,8 +70,8 @@ def test_an_unknown_experiment_name_is_refused_with_a_did_you_mean(capsys, tmp_p
     code, _, err = run_train_cli(capsys, "-e", "basline", "-p", "smoke", "--out", tmp_path / "r")
     assert_user_error(code, err, "unknown experiment 'basline'", "did you mean 'baseline'?",
                       "available:")
-    code, _, err = run_suite_cli(capsys, "run", "-e", "no_lb", "lowr_lb_weight",
-                                 "--out", tmp_path / "s", *SMOKE)
+    code, _, err = suite_cli(capsys, "run", "-e", "no_lb", "lowr_lb_weight",
+                             "--out", tmp_path / "s", *SMOKE)
     assert_user_error(code, err, "did you mean 'lower_lb_weight'?")
     assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists()
 
@@ -128,19 +109,19 @@ def test_an_unknown_key_names_its_file_or_the_override_and_the_likely_key(parame
 
 def test_a_wrong_type_names_the_key_the_value_and_the_type_expected(capsys, tmp_path):
     out = tmp_path / "runs"
-    code, _, err = run_suite_cli(capsys, "run", "-e", "baseline", "--out", out, *SMOKE,
-                                 "--set", "batch_size=eight")
+    code, _, err = suite_cli(capsys, "run", "-e", "baseline", "--out", out, *SMOKE,
+                             "--set", "batch_size=eight")
     assert_user_error(code, err, "overrides: key 'batch_size' = 'eight': expected an integer")
-    code, _, err = run_suite_cli(capsys, "run", "-e", "baseline", "--out", out, *SMOKE,
-                                 "--set", "early_stopping=maybe")
+    code, _, err = suite_cli(capsys, "run", "-e", "baseline", "--out", out, *SMOKE,
+                             "--set", "early_stopping=maybe")
     assert_user_error(code, err, "key 'early_stopping' = 'maybe': expected true or false")
     assert not out.exists()
 
 
 def test_a_seq_len_above_what_the_model_allows_names_max_seq_len(capsys, tmp_path):
     out = tmp_path / "runs"
-    code, _, err = run_suite_cli(capsys, "run", "-e", "baseline", "short_run", "--out", out,
-                                 *SMOKE, "--set", "seq_len=64")
+    code, _, err = suite_cli(capsys, "run", "-e", "baseline", "short_run", "--out", out,
+                             *SMOKE, "--set", "seq_len=64")
     assert_user_error(code, err, "key 'seq_len' = 64: must be <= max_seq_len (32)")
     assert not out.exists()
 
@@ -148,8 +129,8 @@ def test_a_seq_len_above_what_the_model_allows_names_max_seq_len(capsys, tmp_pat
 def test_an_output_folder_that_cannot_be_written_says_to_choose_another(capsys, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")  # a folder cannot be made under a file, even by root
-    code, _, err = run_suite_cli(capsys, "run", "-e", "baseline", "--out", blocker / "runs",
-                                 *SMOKE)
+    code, _, err = suite_cli(capsys, "run", "-e", "baseline", "--out", blocker / "runs",
+                             *SMOKE)
     assert_user_error(code, err, f"suite folder {blocker / 'runs'} cannot be written",
                       "choose another with --out")
     code, _, err = run_train_cli(capsys, "-e", "baseline", "-p", "smoke",
@@ -165,8 +146,8 @@ def test_a_data_path_that_does_not_exist_fails_the_suite_before_any_run(capsys, 
     local = ["--set", "data_source=local", "--set", f"data_path={missing}",
              "--set", "vocab_size=300"]
     out = tmp_path / "runs"
-    code, stdout, err = run_suite_cli(capsys, "run", "-e", "baseline", "no_lb", "--out", out,
-                                      *SMOKE, *local)
+    code, stdout, err = suite_cli(capsys, "run", "-e", "baseline", "no_lb", "--out", out,
+                                  *SMOKE, *local)
     assert_user_error(code, err, f"data_path = '{missing}'", "does not exist",
                       "give a file or folder of .txt")
     assert stdout == "" and not out.exists()
@@ -221,12 +202,12 @@ def test_a_corrupted_metrics_json_is_listed_unreadable_while_the_rest_render_and
     shutil.copytree(trained, out)
     corrupted = out / "short_run" / "seed0" / "metrics.json"
     corrupted.write_text(content)
-    code, stdout, _ = run_suite_cli(capsys, "view", "--out", out)
+    code, stdout, _ = suite_cli(capsys, "view", "--out", out)
     assert code == 0
     rows = {line.split()[0]: line for line in stdout.splitlines()[1:]}
     assert "completed" in rows["baseline"] and "unreadable" in rows["short_run"]
-    code, stdout, err = run_suite_cli(capsys, "run", "-e", "baseline", "short_run",
-                                      "--out", out, *SMOKE)
+    code, stdout, err = suite_cli(capsys, "run", "-e", "baseline", "short_run",
+                                  "--out", out, *SMOKE)
     assert code == 1 and "Traceback" not in err
     assert "baseline seed0: skipped" in stdout
     assert f"FAILED short_run seed0: {corrupted}: {complaint}" in stdout
@@ -294,7 +275,7 @@ def test_a_kernel_killed_mid_run_fails_that_run_only_and_the_next_suite_resumes_
             "--preset", "smoke", "--set", "max_steps=40", "--set", "eval_every=4",
             "--no-report"]
     monkeypatch.setenv("KILL_KERNEL_OF", "baseline")
-    code, stdout, err = run_suite_cli(capsys, *args)
+    code, stdout, err = suite_cli(capsys, *args)
     assert code == 1 and "Traceback" not in err
     killed = metrics(out / "baseline" / "seed0")
     assert killed["status"] == "failed"
@@ -305,7 +286,7 @@ def test_a_kernel_killed_mid_run_fails_that_run_only_and_the_next_suite_resumes_
     assert not (out / "baseline" / "seed0" / suite.LOCK_FILE).exists()
 
     monkeypatch.delenv("KILL_KERNEL_OF")
-    code, stdout, _ = run_suite_cli(capsys, *args)
+    code, stdout, _ = suite_cli(capsys, *args)
     assert code == 0 and "short_run seed0: skipped" in stdout and "1 ran, 1 skipped" in stdout
     resumed = metrics(out / "baseline" / "seed0")
     assert resumed["status"] == "completed" and resumed["actual_steps"] == 40
@@ -353,11 +334,8 @@ def test_a_train_process_killed_after_a_checkpoint_resumes_to_the_uninterrupted_
 def test_sigterm_stops_the_suite_like_ctrl_c_recording_interrupted_and_exiting_143(tmp_path):
     out = tmp_path / "runs"
     run_dir = out / "baseline" / "seed0"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moe_core.suite", "run", "-e", "baseline", "--out", str(out),
-         "--preset", "smoke", "--set", "max_steps=20000", "--set", "eval_every=4",
-         "--no-report"], cwd=suite.REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+    process = suite_process("run", "-e", "baseline", "--out", out, "--preset", "smoke",
+                            "--set", "max_steps=20000", "--set", "eval_every=4", "--no-report")
     wait_for_first_checkpoint(run_dir, process)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)

@@ -14,14 +14,20 @@ from pathlib import Path
 import nbformat
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager
+from suite_helpers import (
+    SMOKE,
+    assert_never_trained_twice,
+    metrics,
+    suite_cli,
+    suite_process,
+    wait_for_training,
+)
 
 from moe_core import suite
 from moe_core.errors import UserInputError
 
 REFERENCE_NINE = ["baseline", "early_stopping", "constant_lr", "lower_lb_weight", "no_lb",
                   "higher_dropout", "linear_decay", "slower_min_lr", "short_run"]
-# a few seconds per run: two evals of a one-layer model
-SMOKE = ["--preset", "smoke", "--set", "max_steps=8", "--set", "eval_every=4", "--no-report"]
 NOTEBOOK = suite.TRAIN_NOTEBOOK.name
 
 
@@ -31,30 +37,6 @@ def data_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MOE_CORE_CACHE", str(tmp_path_factory.mktemp("cache")))
         yield
-
-
-def cli(capsys, *args):
-    code = suite.main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def metrics(run_dir: Path) -> dict:
-    return json.loads((run_dir / "metrics.json").read_text())
-
-
-def default_sigint() -> None:
-    """In the child before exec: Ctrl-C handling as in a terminal. A test run that is itself
-    a background job of a non-interactive shell (as CI scripts start them) inherits SIGINT
-    ignored, and Python then installs no KeyboardInterrupt handler at all."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def suite_process(*args) -> subprocess.Popen:
-    """`moe-suite` in its own process, as a user starts it from a terminal."""
-    return subprocess.Popen([sys.executable, "-m", "moe_core.suite", *map(str, args)],
-                            cwd=suite.REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=default_sigint)
 
 
 def hold_lock(run_dir: Path, pid: int, host: str | None = None) -> Path:
@@ -79,7 +61,7 @@ def finished_suite(tmp_path_factory, data_cache):
 
 
 def test_list_shows_the_nine_reference_experiments_with_descriptions_and_changes(capsys):
-    code, out, _ = cli(capsys, "list")
+    code, out, _ = suite_cli(capsys, "list")
     assert code == 0
     for name in REFERENCE_NINE:
         description = suite.load_experiment(name)["description"]
@@ -91,7 +73,7 @@ def test_list_shows_the_nine_reference_experiments_with_descriptions_and_changes
 
 
 def test_list_shows_the_named_suites(capsys):
-    _, out, _ = cli(capsys, "list")
+    _, out, _ = suite_cli(capsys, "list")
     suites = out.split("Suites", 1)[1]
     assert "quick" in suites and "baseline, early_stopping, lower_lb_weight, no_lb" in suites
     assert "reference" in suites and "(9)" in suites
@@ -117,7 +99,7 @@ def test_seeds_two_plans_seed0_and_seed1_folders_and_0_3_plans_seed0_and_seed3(t
 
 def test_unknown_experiment_exits_2_with_did_you_mean_before_anything_runs(capsys, tmp_path):
     out = tmp_path / "runs"
-    code, stdout, err = cli(capsys, "run", "-e", "baseline", "no_lbb", "--out", out, *SMOKE)
+    code, stdout, err = suite_cli(capsys, "run", "-e", "baseline", "no_lbb", "--out", out, *SMOKE)
     assert code == 2
     assert err.startswith("moe-suite: error: unknown experiment 'no_lbb'")
     assert "did you mean 'no_lb'?" in err and "available:" in err
@@ -127,21 +109,22 @@ def test_unknown_experiment_exits_2_with_did_you_mean_before_anything_runs(capsy
 
 def test_bad_override_is_the_config_error_before_anything_runs(capsys, tmp_path):
     out = tmp_path / "runs"
-    code, _, err = cli(capsys, "run", "-e", "baseline", "short_run", "--out", out, *SMOKE,
-                       "--set", "dropuot=0.2")
+    code, _, err = suite_cli(capsys, "run", "-e", "baseline", "short_run", "--out", out, *SMOKE,
+                             "--set", "dropuot=0.2")
     assert code == 2 and "unknown key 'dropuot'; did you mean 'dropout'?" in err
-    code, _, err = cli(capsys, "run", "-e", "baseline", "--out", out, *SMOKE,
-                       "--set", "dropout=1.5")
+    code, _, err = suite_cli(capsys, "run", "-e", "baseline", "--out", out, *SMOKE,
+                             "--set", "dropout=1.5")
     assert code == 2 and "overrides: key 'dropout' = 1.5" in err
-    code, _, err = cli(capsys, "run", "-e", "baseline", "--out", out, *SMOKE, "--set", "dropout")
+    code, _, err = suite_cli(capsys, "run", "-e", "baseline", "--out", out, *SMOKE,
+                             "--set", "dropout")
     assert code == 2 and "expected key=value" in err
     assert not out.exists()
 
 
 def test_unknown_suite_and_bad_jobs_are_user_errors(capsys, tmp_path):
-    code, _, err = cli(capsys, "run", "--suite", "quik", "--out", tmp_path, *SMOKE)
+    code, _, err = suite_cli(capsys, "run", "--suite", "quik", "--out", tmp_path, *SMOKE)
     assert code == 2 and "unknown suite 'quik'; did you mean 'quick'?" in err
-    code, _, err = cli(capsys, "run", "--quick", "--jobs", "0", "--out", tmp_path, *SMOKE)
+    code, _, err = suite_cli(capsys, "run", "--quick", "--jobs", "0", "--out", tmp_path, *SMOKE)
     assert code == 2 and "--jobs 0" in err
 
 
@@ -216,7 +199,7 @@ def test_a_run_locked_by_another_suite_is_busy_not_failed_and_not_executed(capsy
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         hold_lock(out / "baseline" / "seed0", sleeper.pid)
-        code, stdout, _ = cli(capsys, "run", "-e", "baseline", "--out", out, *SMOKE)
+        code, stdout, _ = suite_cli(capsys, "run", "-e", "baseline", "--out", out, *SMOKE)
     finally:
         sleeper.kill()
     assert code == 0
@@ -273,7 +256,7 @@ def test_second_identical_run_skips_finished_runs_without_reexecuting(finished_s
     out, _ = finished_suite
     notebooks = [out / n / "seed0" / NOTEBOOK for n in ("baseline", "short_run")]
     before = [p.stat().st_mtime_ns for p in notebooks]
-    code, stdout, _ = cli(capsys, "run", "-e", "baseline", "short_run", "--out", out, *SMOKE)
+    code, stdout, _ = suite_cli(capsys, "run", "-e", "baseline", "short_run", "--out", out, *SMOKE)
     assert code == 0
     assert "baseline seed0: skipped" in stdout and "short_run seed0: skipped" in stdout
     assert "0 ran, 2 skipped" in stdout
@@ -287,15 +270,15 @@ def test_run_renders_the_report_of_its_folder_unless_no_report(finished_suite, c
     monkeypatch.setattr(suite, "report", lambda dirs, html=None: calls.append(dirs) or
                         tmp_path / "r.html")
     args = ["run", "-e", "baseline", "--out", out, *SMOKE]
-    cli(capsys, *args)
+    suite_cli(capsys, *args)
     assert calls == []
-    code, stdout, _ = cli(capsys, *[a for a in args if a != "--no-report"])
+    code, stdout, _ = suite_cli(capsys, *[a for a in args if a != "--no-report"])
     assert code == 0 and calls == [[out]] and f"report: {tmp_path / 'r.html'}" in stdout
 
 
 def test_view_prints_the_results_table(finished_suite, capsys):
     out, _ = finished_suite
-    code, stdout, _ = cli(capsys, "view", "--out", out)
+    code, stdout, _ = suite_cli(capsys, "view", "--out", out)
     assert code == 0
     header = stdout.splitlines()[0]
     assert "experiment" in header and "final loss" in header
@@ -303,7 +286,7 @@ def test_view_prints_the_results_table(finished_suite, capsys):
 
 
 def test_view_of_a_missing_folder_is_a_user_error(capsys, tmp_path):
-    code, _, err = cli(capsys, "view", "--out", tmp_path / "nowhere")
+    code, _, err = suite_cli(capsys, "view", "--out", tmp_path / "nowhere")
     assert code == 2 and "nowhere does not exist" in err
 
 
@@ -311,7 +294,7 @@ def test_view_of_a_missing_folder_is_a_user_error(capsys, tmp_path):
 def test_report_renders_html_over_the_runs(finished_suite, capsys, tmp_path):
     out, _ = finished_suite
     html = tmp_path / "report.html"
-    code, stdout, _ = cli(capsys, "report", "--out", out, "--html", html)
+    code, stdout, _ = suite_cli(capsys, "report", "--out", out, "--html", html)
     assert code == 0 and stdout.strip() == str(html)
     assert "baseline" in html.read_text()
 
@@ -323,8 +306,8 @@ def test_force_reruns_finished_runs_and_a_seed_list_runs_exactly_those_seeds(
     shutil.copytree(finished_suite[0], out)
     notebook = out / "short_run" / "seed0" / NOTEBOOK
     before = notebook.stat().st_mtime_ns
-    code, stdout, _ = cli(capsys, "run", "-e", "short_run", "--seeds", "0,3", "--force",
-                          "--jobs", "2", "--out", out, *SMOKE)
+    code, stdout, _ = suite_cli(capsys, "run", "-e", "short_run", "--seeds", "0,3", "--force",
+                                "--jobs", "2", "--out", out, *SMOKE)
     assert code == 0 and "2 ran, 0 skipped" in stdout
     assert notebook.stat().st_mtime_ns > before
     assert sorted(p.name for p in (out / "short_run").iterdir()) == ["seed0", "seed3"]
@@ -336,8 +319,8 @@ def test_a_diverged_run_is_marked_while_the_others_complete_and_exit_code_is_1(
         capsys, tmp_path):
     out = tmp_path / "runs"
     # the NaN at step 6 hits baseline (8 steps) but not short_run (4 steps)
-    code, stdout, _ = cli(capsys, "run", "-e", "baseline", "short_run", "--jobs", "2",
-                          "--out", out, *SMOKE, "--set", "fault_nan_at_step=6")
+    code, stdout, _ = suite_cli(capsys, "run", "-e", "baseline", "short_run", "--jobs", "2",
+                                "--out", out, *SMOKE, "--set", "fault_nan_at_step=6")
     assert code == 1
     assert metrics(out / "baseline" / "seed0")["status"] == "diverged"
     assert metrics(out / "short_run" / "seed0")["status"] == "completed"
@@ -352,9 +335,9 @@ def test_a_failing_notebook_is_recorded_failed_while_the_others_complete(capsys,
     # 6 documents leave baseline too few train sequences for a batch of 16; fresh_data has
     # twenty times the documents and trains (val_fraction set for both: fresh_data's own
     # 0.005 of 120 documents would leave its val split shorter than one window)
-    code, stdout, _ = cli(capsys, "run", "-e", "baseline", "fresh_data", "--jobs", "2",
-                          "--out", out, *SMOKE, "--set", "num_documents=6",
-                          "--set", "batch_size=16", "--set", "val_fraction=0.1")
+    code, stdout, _ = suite_cli(capsys, "run", "-e", "baseline", "fresh_data", "--jobs", "2",
+                                "--out", out, *SMOKE, "--set", "num_documents=6",
+                                "--set", "batch_size=16", "--set", "val_fraction=0.1")
     assert code == 1
     failed = metrics(out / "baseline" / "seed0")
     assert failed["status"] == "failed" and "fewer than batch_size" in failed["error"]
@@ -375,13 +358,7 @@ def test_two_concurrent_suites_on_one_folder_never_train_a_run_twice(tmp_path):
     args = ["run", "-e", "baseline", "short_run", "--out", out, *SMOKE]
     first = suite_process(*args)
     time.sleep(1.0)  # both are importing and planning while the first takes its first lock
-    second = suite_process(*args)
-    outputs = [p.communicate(timeout=300) for p in (first, second)]
-    assert [p.returncode for p in (first, second)] == [0, 0], outputs
-    stdout = "".join(o for o, _ in outputs)
-    for name in ("baseline", "short_run"):
-        assert stdout.count(f"{name} seed0: running") == 1, stdout
-        assert metrics(out / name / "seed0")["status"] == "completed"
+    assert_never_trained_twice(out, first, suite_process(*args))
 
 
 @pytest.mark.slow
@@ -390,14 +367,7 @@ def test_ctrl_c_interrupts_the_run_and_exits_130_saying_how_to_resume(tmp_path):
     run_dir = out / "baseline" / "seed0"
     process = suite_process("run", "-e", "baseline", "--out", out, "--preset", "smoke",
                             "--set", "max_steps=20000", "--set", "eval_every=4", "--no-report")
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if metrics(run_dir)["actual_steps"] > 0:
-                break
-        except (FileNotFoundError, ValueError):
-            pass
-        time.sleep(0.2)
+    wait_for_training(run_dir, process, timeout_s=180)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
