@@ -228,7 +228,7 @@ class _State:
     evals: list = field(default_factory=list)
     # per-sequence val losses of the best eval so far: later evals are compared with it on
     # the same sequences (see _eval_record's val_loss_change_se)
-    best_val_per_sequence: list | None = None
+    best_val_per_sequence: torch.Tensor | None = None
 
 
 def train(
@@ -361,10 +361,10 @@ def train(
                 meta["diverged_at_step"] = bad
                 break
             state.elapsed_s = time.perf_counter() - t_start
-            record = _eval_record(model, cfg, val_windows, train_subset, device, dtype, state,
-                                  optimizers, ce_sum / steps_since_eval,
-                                  aux_sum / steps_since_eval, grad_norm, tokens_per_step, n_train)
-            per_sequence = record.pop("_val_per_sequence")
+            record, per_sequence = _eval_record(
+                model, cfg, val_windows, train_subset, device, dtype, state, optimizers,
+                ce_sum / steps_since_eval, aux_sum / steps_since_eval, grad_norm,
+                tokens_per_step, n_train)
             state.evals.append(record)
             if not math.isfinite(record["val_loss"]):
                 # finite training losses, then an update that left the weights non-finite
@@ -376,7 +376,7 @@ def train(
             improved = record["val_loss"] < state.best_loss - cfg.min_delta
             if record["val_loss"] < state.best_loss:
                 state.best_loss, state.best_step = record["val_loss"], state.step
-                state.best_val_per_sequence = per_sequence.tolist()
+                state.best_val_per_sequence = per_sequence
                 if cfg.save_best_checkpoint and run_dir is not None:
                     save_atomic(run_dir / BEST_CHECKPOINT_FILE, {"model": model.state_dict()})
             state.evals_without_improvement = 0 if improved else state.evals_without_improvement + 1
@@ -445,7 +445,8 @@ def _optimizer_update(model, optimizers, scaler, cfg: RunConfig, update: int) ->
 
 
 def _eval_record(model, cfg, val_windows, train_subset, device, dtype, state, optimizers, train_ce,
-                 aux, grad_norm, tokens_per_step, n_train) -> dict:
+                 aux, grad_norm, tokens_per_step, n_train) -> tuple[dict, torch.Tensor]:
+    """(the eval's record for metrics.json, its per-sequence val losses)."""
     from moe_core.diagnostics import max_violation
 
     routing = []
@@ -468,14 +469,15 @@ def _eval_record(model, cfg, val_windows, train_subset, device, dtype, state, op
     # more precisely than either loss (val_loss_se) is.
     change_se = None
     if state.best_val_per_sequence is not None and len(val["per_sequence"]) > 1:
-        change = val["per_sequence"] - torch.tensor(state.best_val_per_sequence,
-                                                    dtype=torch.float64)
+        # as_tensor: checkpoints written before this was a tensor hold a list
+        change = val["per_sequence"] - torch.as_tensor(state.best_val_per_sequence,
+                                                       dtype=torch.float64)
         change_se = (change.std() / math.sqrt(len(change))).item()
     updates = state.step // cfg.grad_accum_steps
     previous_elapsed = state.evals[-1]["elapsed_s"] if state.evals else 0.0
     previous_step = state.evals[-1]["step"] if state.evals else 0
     window_s = max(state.elapsed_s - previous_elapsed, 1e-9)
-    return {
+    record = {
         "step": state.step,
         "optimizer_update": updates,
         "tokens_seen": state.step * tokens_per_step,
@@ -492,13 +494,13 @@ def _eval_record(model, cfg, val_windows, train_subset, device, dtype, state, op
         "val_loss": val["loss"],
         "val_loss_se": val["loss_se"],
         "val_loss_change_se": change_se,
-        "_val_per_sequence": val["per_sequence"],  # taken off by train() before recording
         "val_accuracy": val["accuracy"],
         "val_perplexity": val["perplexity"],
         "train_subset_loss": sub["loss"],
         "train_subset_accuracy": sub["accuracy"],
         "routing": routing,
     }
+    return record, val["per_sequence"]
 
 
 def build_metrics(cfg: RunConfig, meta: dict, state: _State, status: str, **extra) -> dict:
