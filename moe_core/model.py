@@ -25,10 +25,10 @@ def rope_tables(seq_len: int, head_dim: int, base: float, device=None) -> tuple[
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate channel pairs (i, i + head_dim/2) of x: (B, heads, S, head_dim)."""
-    x1, x2 = x.chunk(2, dim=-1)
-    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    """Rotate channel pairs (i, i + head_dim/2) of x: (B, heads, S, head_dim), in fp32 (cos and
+    sin are fp32 tables), the result rounded once to x's dtype (fp16/bf16 under autocast)."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).to(x.dtype)
 
 
 class CausalSelfAttention(nn.Module):
@@ -66,13 +66,43 @@ class Router(nn.Module):
         self.register_buffer("selection_bias", torch.zeros(cfg.num_experts))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        logits = self.gate(x).float()  # routing decisions in fp32 even under autocast
+        # routing decisions in fp32 even under autocast, which would run the gate in fp16/bf16
+        with torch.autocast(x.device.type, enabled=False):
+            logits = F.linear(x.float(), self.gate.weight.float())
         if self.training and self.noise_std > 0:
             logits = logits + torch.randn_like(logits) * self.noise_std
         _, indices = torch.topk(logits + self.selection_bias, self.top_k, dim=-1)
         weights = torch.softmax(logits.gather(-1, indices), dim=-1)
         probs = torch.softmax(logits, dim=-1)
         return weights, indices, probs, logits
+
+
+def expert_kernel(device: torch.device, dtype: torch.dtype) -> str:
+    """The expert implementation for tokens on `device` computed in `dtype` (the autocast dtype,
+    else the tensors'): "cpu" (_cpu_experts), "grouped_mm" or "padded_bmm".
+
+    torch's grouped_mm runs its CUTLASS kernel, which reads the group offsets on the GPU, only
+    for bf16 on compute capability 9.x and 10.x (Hopper, datacenter Blackwell); elsewhere it
+    falls back to a loop that copies the offsets to the host (a sync per call), so every
+    other CUDA case (fp16, fp32, Ampere, Ada, consumer Blackwell) takes the padded batched
+    matmul, which never reads anything back.
+    """
+    if device.type == "cpu":
+        return "cpu"
+    if device.type == "cuda" and dtype == torch.bfloat16 and _cuda_major(device) in (9, 10):
+        return "grouped_mm"
+    return "padded_bmm"
+
+
+def _cuda_major(device: torch.device) -> int:
+    return torch.cuda.get_device_capability(device)[0]  # cached by torch
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype matmuls on x run in: the autocast dtype where autocast is on, else x's."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
 
 
 class Experts(nn.Module):
@@ -86,32 +116,77 @@ class Experts(nn.Module):
         self.w_out = nn.ParameterList(nn.Parameter(torch.empty(d, f)) for _ in range(E))
         self.dropout = nn.Dropout(cfg.dropout)
 
-    # on the CPU, a loop of matmuls in one autograd node (_cpu_experts) beats grouped_mm, which
-    # is itself a loop there (benchmarks/bench_moe.py: 1.5x at the paper shape); False: use
-    # grouped_mm on the CPU too (tests keep that path, the GPU's, covered)
-    cpu_kernel = True
+    # "auto": expert_kernel's choice for the device and dtype; tests and benchmarks set
+    # "grouped_mm" or "padded_bmm" to run that path on any device ("cpu" needs CPU tensors)
+    kernel = "auto"
 
     def forward(self, x_sorted: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-        """Fast path: x_sorted (N, d) grouped by expert, counts (E,) -> (N, d)."""
-        if x_sorted.device.type != "cpu" or not self.cpu_kernel:
+        """Fast path: x_sorted (N, d) grouped by expert, counts (E,) -> (N, d), in the compute
+        dtype (fp32 from the CPU kernel, which keeps its experts in fp32 under autocast)."""
+        dtype = _compute_dtype(x_sorted)
+        kernel = expert_kernel(x_sorted.device, dtype) if self.kernel == "auto" else self.kernel
+        if kernel == "cpu":
+            p = self.dropout.p if self.dropout.training else 0.0
+            return _cpu_experts(x_sorted, counts, p, list(self.w_in), list(self.w_out))
+        if kernel == "grouped_mm":
             offs = counts.cumsum(0).to(torch.int32)
-            h = self.dropout(F.silu(_grouped_linear(x_sorted, self.w_in, offs)))
-            return _grouped_linear(h, self.w_out, offs)
-        p = self.dropout.p if self.dropout.training else 0.0
-        return _cpu_experts(x_sorted, counts, p, list(self.w_in), list(self.w_out))
+            h = self.dropout(F.silu(_grouped_linear(x_sorted, self.w_in, offs, dtype)))
+            return _grouped_linear(h, self.w_out, offs, dtype)
+        if kernel == "padded_bmm":
+            return _padded_experts(x_sorted, counts, self.w_in, self.w_out, self.dropout, dtype)
+        raise ValueError(f"Experts.kernel = {kernel!r}: use auto, cpu, grouped_mm or padded_bmm")
 
     def expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
         """One expert applied to x: (n, d) -> (n, d); the plain path used for reference."""
         return F.linear(self.dropout(F.silu(F.linear(x, self.w_in[e]))), self.w_out[e])
 
 
-def _grouped_linear(x: torch.Tensor, weights: nn.ParameterList, offs: torch.Tensor) -> torch.Tensor:
+def _grouped_linear(x: torch.Tensor, weights: nn.ParameterList, offs: torch.Tensor,
+                    dtype: torch.dtype) -> torch.Tensor:
     """Row group g of x (rows offs[g-1]:offs[g]) times weights[g].T, in one grouped matmul."""
-    w = torch.stack(list(weights))  # (E, out, in); a copy, but tiny next to the matmul
-    if x.is_cuda:
-        # CUDA grouped GEMM kernels take bf16 only; keep fp32 accumulation out of autograd's way
-        x, w = x.to(torch.bfloat16), w.to(torch.bfloat16)
-    return F.grouped_mm(x, w.transpose(-2, -1), offs=offs)
+    w = torch.stack(list(weights)).to(dtype)  # (E, out, in); a copy, but tiny next to the matmul
+    return F.grouped_mm(x.to(dtype), w.transpose(-2, -1), offs=offs)
+
+
+def _tile_rows(n_rows: int, num_experts: int) -> int:
+    """Rows per tile of the padded path: a power of two near a quarter of an expert's fair
+    share, 16 to 512 (padding costs < num_experts tiles; larger tiles, fewer weight copies)."""
+    fair_quarter = max(1, n_rows // (4 * num_experts))
+    return min(512, max(16, 1 << (fair_quarter.bit_length() - 1)))
+
+
+def _padded_experts(x_sorted: torch.Tensor, counts: torch.Tensor, w_in: nn.ParameterList,
+                    w_out: nn.ParameterList, dropout: nn.Dropout, dtype: torch.dtype
+                    ) -> torch.Tensor:
+    """Every expert's MLP as two batched matmuls over tiles of rows, each tile one expert's.
+
+    Each expert's rows are padded with zero rows to whole tiles. At most N // m + E tiles can be
+    in use (N rows, tiles of m), so every shape depends on N alone: nothing is read back to the
+    host, and no row is dropped however unbalanced the routing. Tiles beyond those in use, and
+    padding rows, hold zeros whose outputs are never gathered. Each tile gets a copy of its
+    expert's weights (gathered in fp32, so the backward sums a tile's weight gradient into its
+    expert's in fp32).
+    """
+    n, d = x_sorted.shape
+    E = counts.numel()
+    m = _tile_rows(n, E)
+    n_tiles = n // m + E  # sum over experts of ceil(count / m) never exceeds this
+    device = x_sorted.device
+    ends = counts.cumsum(0)
+    tiles = (counts + m - 1) // m
+    tile_ends = tiles.cumsum(0)
+    rows = torch.arange(n, device=device)
+    expert_of_row = torch.searchsorted(ends, rows, right=True)
+    # row r of expert e goes to row (r - e's first row) of e's first tile
+    dest = ((tile_ends - tiles) * m - (ends - counts)).index_select(0, expert_of_row) + rows
+    tile_expert = torch.searchsorted(tile_ends, torch.arange(n_tiles, device=device),
+                                     right=True).clamp_max(E - 1)
+    x_pad = x_sorted.new_zeros(n_tiles * m, d, dtype=dtype).index_copy(0, dest, x_sorted.to(dtype))
+    w1 = torch.stack(list(w_in)).index_select(0, tile_expert).to(dtype)  # (tiles, f, d)
+    h = dropout(F.silu(torch.bmm(x_pad.view(n_tiles, m, d), w1.transpose(1, 2))))
+    w2 = torch.stack(list(w_out)).index_select(0, tile_expert).to(dtype)  # (tiles, d, f)
+    y = torch.bmm(h, w2.transpose(1, 2)).view(n_tiles * m, d)
+    return y.index_select(0, dest)
 
 
 def _keep_mask(shape: tuple[int, ...], p: float) -> tuple[torch.Tensor, float]:
@@ -258,8 +333,11 @@ class MoE(nn.Module):
         flat_expert = indices.flatten()  # (T*k,) slot j belongs to token j // k
         order = torch.argsort(flat_expert, stable=True)
         token_of_slot = order // self.top_k
-        y_sorted = self.experts(x[token_of_slot], counts)
-        y_sorted = y_sorted.to(x.dtype) * weights.flatten()[order, None].to(x.dtype)
+        # index_select, not x[...]: their backward is index_add (atomics), where indexing's
+        # backward is index_put with accumulate, which sorts its indices
+        y_sorted = self.experts(x.index_select(0, token_of_slot), counts)
+        slot_weight = weights.flatten().index_select(0, order)[:, None]
+        y_sorted = y_sorted.to(x.dtype) * slot_weight.to(x.dtype)
         return torch.zeros_like(x).index_add_(0, token_of_slot, y_sorted)
 
     def _dispatch_loop(self, x, weights, indices) -> torch.Tensor:

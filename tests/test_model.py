@@ -7,7 +7,19 @@ import torch
 import torch.nn.functional as F
 
 from moe_core.config import build_config
-from moe_core.model import Experts, MoEModel, _cpu_experts, _keep_mask, apply_rope, rope_tables
+from moe_core.model import (
+    Experts,
+    MoE,
+    MoEModel,
+    Router,
+    _cpu_experts,
+    _keep_mask,
+    _padded_experts,
+    _tile_rows,
+    apply_rope,
+    expert_kernel,
+    rope_tables,
+)
 from moe_core.train import total_loss
 
 
@@ -34,28 +46,139 @@ def test_lm_head_is_tied_to_the_token_embedding():
     assert model.lm_head.weight is model.embed.weight
 
 
-@pytest.mark.parametrize("cpu_kernel", [True, False], ids=["cpu-kernel", "grouped_mm"])
-def test_fast_and_reference_dispatch_agree_in_outputs_and_gradients(cpu_kernel, monkeypatch):
-    monkeypatch.setattr(Experts, "cpu_kernel", cpu_kernel)  # False: the GPU's grouped_mm path
-    cfg = small_cfg(dropout=0.0, num_experts=4, top_k=2, n_layers=2)
+def _loss_and_grads(model, tokens, autocast_dtype=None):
+    """Logits and every parameter's gradient of CE + balance + z-loss, with router noise drawn
+    from the same seed for every model."""
+    torch.manual_seed(1)
+    with torch.autocast("cpu", dtype=autocast_dtype or torch.bfloat16,
+                        enabled=autocast_dtype is not None):
+        logits, balance, z = model(tokens)
+        ce = F.cross_entropy(logits.float().flatten(0, 1), tokens.flatten())
+    (ce + 0.01 * balance + z).backward()
+    return logits, {n: p.grad for n, p in model.named_parameters()}
+
+
+def _fast_and_reference_models(cfg):
     torch.manual_seed(0)
     fast = MoEModel(cfg)
     ref = MoEModel(cfg)
     ref.load_state_dict(fast.state_dict())
     ref.set_reference_dispatch(True)
+    return fast, ref
+
+
+@pytest.mark.parametrize("kernel", ["cpu", "grouped_mm", "padded_bmm"])
+def test_every_expert_kernel_matches_the_reference_loop_in_outputs_and_gradients(kernel,
+                                                                                  monkeypatch):
+    monkeypatch.setattr(Experts, "kernel", kernel)
+    cfg = small_cfg(dropout=0.0, num_experts=4, top_k=2, n_layers=2)
+    fast, ref = _fast_and_reference_models(cfg)
     tokens = torch.randint(0, cfg.vocab_size, (4, 16))
-    outputs = []
-    for model in (fast, ref):
-        torch.manual_seed(1)  # same router noise in both
-        logits, balance, z = model(tokens)
-        loss = F.cross_entropy(logits.flatten(0, 1), tokens.flatten()) + 0.01 * balance + z
-        loss.backward()
-        outputs.append((logits, {n: p.grad for n, p in model.named_parameters()}))
-    (l_fast, g_fast), (l_ref, g_ref) = outputs
+    l_fast, g_fast = _loss_and_grads(fast, tokens)
+    l_ref, g_ref = _loss_and_grads(ref, tokens)
     torch.testing.assert_close(l_fast, l_ref, rtol=1e-5, atol=1e-6)
     for name in g_fast:
         torch.testing.assert_close(g_fast[name], g_ref[name], rtol=1e-4, atol=1e-6, msg=name)
     assert g_fast["blocks.0.moe.experts.w_in.0"].abs().sum() > 0
+
+
+@pytest.mark.parametrize("kernel", ["grouped_mm", "padded_bmm"])
+def test_gpu_expert_kernels_compute_in_the_autocast_dtype_and_match_the_loop(kernel, monkeypatch):
+    monkeypatch.setattr(Experts, "kernel", kernel)
+    cfg = small_cfg(dropout=0.0, num_experts=4, top_k=2)
+    experts = Experts(cfg)
+    for w in experts.parameters():
+        torch.nn.init.normal_(w, std=0.1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = experts(torch.randn(10, cfg.d_model), torch.tensor([4, 0, 5, 1]))
+    assert y.dtype == torch.bfloat16  # on CUDA: fp16 or bf16 as autocast says, not always bf16
+    fast, ref = _fast_and_reference_models(cfg)
+    tokens = torch.randint(0, cfg.vocab_size, (4, 16))
+    l_fast, g_fast = _loss_and_grads(fast, tokens, torch.bfloat16)
+    l_ref, g_ref = _loss_and_grads(ref, tokens, torch.bfloat16)
+    torch.testing.assert_close(l_fast.float(), l_ref.float(), rtol=0.02, atol=0.02)
+    for name in g_fast:  # bf16 rounding differs in order of summation only
+        torch.testing.assert_close(g_fast[name], g_ref[name], rtol=0.05, atol=2e-3, msg=name)
+
+
+@pytest.mark.parametrize("counts", [[3, 0, 4, 2], [0, 0, 9, 0], [1, 1, 1, 1], [0, 0, 0, 40]],
+                         ids=["uneven", "one-expert", "one-each", "more-than-a-tile"])
+def test_padded_experts_are_each_experts_mlp_however_unbalanced_and_pass_gradcheck(counts):
+    torch.manual_seed(0)
+    d, f = 5, 7
+    counts = torch.tensor(counts)
+    x = torch.randn(int(counts.sum()), d, dtype=torch.float64, requires_grad=True)
+    w_in = [torch.randn(f, d, dtype=torch.float64, requires_grad=True) for _ in range(4)]
+    w_out = [torch.randn(d, f, dtype=torch.float64, requires_grad=True) for _ in range(4)]
+    y = _padded_experts(x, counts, w_in, w_out, torch.nn.Identity(), torch.float64)
+    lo = 0
+    for e, n in enumerate(counts.tolist()):  # no row dropped, whatever the capacity
+        expected = F.linear(F.silu(F.linear(x[lo:lo + n], w_in[e])), w_out[e])
+        torch.testing.assert_close(y[lo:lo + n], expected)
+        lo += n
+
+    def experts(x, *weights):
+        torch.manual_seed(3)  # the same dropout mask at every evaluation
+        return _padded_experts(x, counts, list(weights[:4]), list(weights[4:]),
+                               torch.nn.Dropout(0.3), torch.float64)
+
+    assert torch.autograd.gradcheck(experts, (x, *w_in, *w_out), fast_mode=True)
+
+
+def test_padded_tiles_bound_the_padding_and_fit_every_routing():
+    assert _tile_rows(24 * 512 * 2, 8) == 512  # the paper's layer: 56 tiles of 512 rows
+    assert _tile_rows(16 * 64 * 2, 8) == 64
+    assert _tile_rows(10, 4) == 16
+
+
+@pytest.mark.parametrize(("capability", "dtype", "kernel"), [
+    ((9, 0), torch.bfloat16, "grouped_mm"), ((10, 0), torch.bfloat16, "grouped_mm"),
+    ((9, 0), torch.float16, "padded_bmm"), ((9, 0), torch.float32, "padded_bmm"),
+    ((8, 0), torch.bfloat16, "padded_bmm"), ((8, 9), torch.bfloat16, "padded_bmm"),
+    ((12, 0), torch.bfloat16, "padded_bmm")])
+def test_grouped_mm_only_where_torch_runs_it_without_reading_offsets_on_the_host(
+        capability, dtype, kernel, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert expert_kernel(torch.device("cuda"), dtype) == kernel
+    assert expert_kernel(torch.device("cpu"), dtype) == "cpu"
+
+
+@pytest.mark.parametrize(("kernel", "dtype"), [("padded_bmm", torch.float16),
+                                               ("grouped_mm", torch.bfloat16)])
+def test_gpu_expert_paths_trace_into_one_graph_with_no_value_read_on_the_host(kernel, dtype):
+    """torch.compile(fullgraph=True) fails on .item(), .tolist() or a data-dependent shape: the
+    CPU's stand-in for the CUDA no-sync check (tests/test_cuda_sync.py)."""
+    cfg = small_cfg(dropout=0.1)
+    torch.manual_seed(0)
+    moe = MoE(cfg).train()
+    for w in moe.parameters():
+        torch.nn.init.normal_(w, std=0.02)
+    moe.experts.kernel = kernel
+    x = torch.randn(2, 16, cfg.d_model, requires_grad=True)
+    torch._dynamo.reset()
+    with torch.autocast("cpu", dtype=dtype):
+        y, balance, _ = torch.compile(moe, backend="eager", fullgraph=True)(x)
+    (y.float().sum() + balance).backward()
+    assert x.grad is not None and moe.experts.w_in[0].grad is not None
+
+
+def test_router_logits_are_fp32_under_autocast():
+    cfg = small_cfg(router_noise_std=0.0)
+    router = Router(cfg)
+    x = torch.randn(20, cfg.d_model)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = router(x)[3]
+    assert logits.dtype == torch.float32
+    # equal to the fp32 product, not to a bf16 product converted to fp32
+    torch.testing.assert_close(logits, x @ router.gate.weight.T, rtol=1e-6, atol=1e-7)
+
+
+def test_rope_rotates_in_fp32_and_rounds_once_to_the_input_dtype():
+    cos, sin = rope_tables(64, 16, 10000.0)
+    x = torch.randn(1, 2, 64, 16).bfloat16()
+    out = apply_rope(x, cos, sin)
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, apply_rope(x.float(), cos, sin).bfloat16())
 
 
 def test_cpu_expert_kernel_gradients_with_dropout_and_an_empty_expert_pass_gradcheck():
