@@ -19,9 +19,10 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
-# the whole study: every experiment x $(SEEDS) seeds, then reports/inflection_report.html
+# the inflection study (parameters/suites.yaml: study) x $(SEEDS) seeds, then
+# reports/inflection_report.html
 demo: setup
-	$(BIN)/moe-suite run --all --preset $(PRESET) --seeds $(SEEDS) --jobs $(JOBS) --out runs/all
+	$(BIN)/moe-suite run --suite study --preset $(PRESET) --seeds $(SEEDS) --jobs $(JOBS) --out runs/study
 
 # the quick variant: the reference's --quick suite, 2 seeds
 quick: setup

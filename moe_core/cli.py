@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from moe_core.config import build_config, parse_override
+from moe_core.config import build_config, parse_override, split_arm
 from moe_core.errors import UserInputError
 
 
@@ -15,7 +15,10 @@ def _overrides(pairs: list[str] | None) -> dict:
 
 def train_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="moe-train", description="Train one MoE run.")
-    parser.add_argument("--experiment", "-e", default="baseline")
+    parser.add_argument("--experiment", "-e", default="baseline",
+                        help="an experiment, or EXPERIMENT@CONDITION (see `moe-suite list`)")
+    parser.add_argument("--condition", default="",
+                        help="a condition of parameters/conditions to run the experiment under")
     parser.add_argument("--preset", "-p", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None,
@@ -29,8 +32,10 @@ def train_main(argv: list[str] | None = None) -> int:
     from moe_core.train import train
 
     try:
-        cfg = build_config(args.experiment, args.preset, _overrides(args.overrides))
-        out = args.out or f"runs/single/{args.experiment}/seed{args.seed}"
+        experiment, condition = split_arm(args.experiment)
+        cfg = build_config(experiment, args.preset, _overrides(args.overrides),
+                           condition=condition or args.condition)
+        out = args.out or f"runs/single/{cfg.arm}/seed{args.seed}"
         metrics = train(cfg, seed=args.seed, out_dir=out, force=args.force,
                         resume=not args.no_resume)
     except UserInputError as e:
@@ -41,7 +46,7 @@ def train_main(argv: list[str] | None = None) -> int:
         return 130
     best, final = metrics.get("best_metrics"), metrics.get("final_metrics")
     floor = metrics.get("bayes_floor")
-    line = (f"{cfg.name} seed {args.seed}: {metrics['status']} after {metrics['actual_steps']} "
+    line = (f"{cfg.arm} seed {args.seed}: {metrics['status']} after {metrics['actual_steps']} "
             f"steps in {metrics['total_time_minutes'] * 60:.1f} s")
     if best and final:
         line += (f"; val loss best {best['val_loss']:.4f} @ {best['step']}, "

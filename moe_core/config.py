@@ -3,8 +3,14 @@
 A run's config is assembled from YAML in `parameters/`:
 
     parameters/presets/<preset>.yaml          every field, for one scale (paper, cpu, smoke)
+    parameters/conditions/<condition>.yaml    optional: a setting the experiment runs under
+                                              (e.g. the reference's LR horizon)
     parameters/experiments/<name>.yaml        description + only what differs from baseline
     overrides                                 a dict from papermill or `--set key=value`
+
+A condition lets one experiment file serve in several settings: `no_lb` under the
+reference's LR schedule is `build_config("no_lb", condition="reference_lr")`, named
+`no_lb@reference_lr`, without a copy of either file.
 
 Every user mistake raises `ConfigError`, whose message names the file, key and value
 and says what is allowed.
@@ -38,6 +44,7 @@ class RunConfig:
     name: str = "baseline"
     description: str = ""
     preset: str = "cpu"
+    condition: str = ""  # a file of parameters/conditions/ applied under the experiment; "" none
 
     # model
     vocab_size: int = 256  # for synthetic data: the language's size; otherwise set by the tokenizer
@@ -108,7 +115,9 @@ class RunConfig:
     # relative scales an experiment can set, applied to the preset when the config is built,
     # so one experiment file means the same thing at every preset
     steps_fraction: float = 1.0  # max_steps = preset max_steps x this (short_run)
-    documents_factor: float = 1.0  # num_documents = preset num_documents x this (fresh_data)
+    # the train split gets this many times its documents, taken from beyond num_documents, while
+    # the val split stays the same documents (fresh_data): runs stay paired on one val split
+    train_documents_factor: float = 1.0
 
     # diagnostics only
     fault_nan_at_step: int = 0  # > 0: make the loss NaN at this step (tests the diverged path)
@@ -123,9 +132,15 @@ class RunConfig:
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
 
+    @property
+    def arm(self) -> str:
+        """The experiment under its condition: `no_lb@reference_lr`, or `no_lb` alone."""
+        return arm_name(self.name, self.condition)
+
     def data_fields(self) -> dict[str, Any]:
         """The fields that decide the prepared data (the data cache key)."""
-        keys = ["data_source", "seq_len", "num_documents", "val_fraction", "data_seed"]
+        keys = ["data_source", "seq_len", "num_documents", "val_fraction", "data_seed",
+                "train_documents_factor"]
         if self.data_source == "synthetic":
             keys += ["vocab_size", "synthetic_topics", "synthetic_branching", "synthetic_zipf",
                      "synthetic_doc_tokens"]
@@ -147,6 +162,20 @@ class RunConfig:
         for cosmetic in ("description",):
             d.pop(cosmetic)
         return stable_hash(d)
+
+
+CONDITION_SEPARATOR = "@"
+
+
+def arm_name(experiment: str, condition: str = "") -> str:
+    """`experiment@condition`, or the experiment alone without a condition."""
+    return f"{experiment}{CONDITION_SEPARATOR}{condition}" if condition else experiment
+
+
+def split_arm(arm: str) -> tuple[str, str]:
+    """`no_lb@reference_lr` -> ("no_lb", "reference_lr"); `no_lb` -> ("no_lb", "")."""
+    experiment, _, condition = arm.partition(CONDITION_SEPARATOR)
+    return experiment, condition
 
 
 def stable_hash(obj: Any) -> str:
@@ -172,7 +201,7 @@ POSITIVE_INTS = ("vocab_size", "n_layers", "d_model", "n_heads", "d_ff", "num_ex
                  "synthetic_topics", "synthetic_branching", "synthetic_doc_tokens")
 NON_NEGATIVE_FLOATS = ("router_noise_std", "load_balancing_weight", "router_z_loss_weight",
                        "aux_free_bias_rate", "weight_decay", "grad_clip", "min_delta",
-                       "adamw_lr_ratio", "muon_momentum", "steps_fraction", "documents_factor")
+                       "adamw_lr_ratio", "muon_momentum", "steps_fraction")
 
 
 def _where(source: str, key: str) -> str:
@@ -252,6 +281,9 @@ def _validate(cfg: RunConfig, source: str) -> None:
         raise bad("min_lr_ratio", "must be in [0, 1]")
     if not 0 < cfg.val_fraction < 1:
         raise bad("val_fraction", "must be in (0, 1)")
+    if cfg.train_documents_factor < 1:
+        raise bad("train_documents_factor", "must be >= 1 (1 = the train split's own "
+                  "documents; 20 = twenty times as many, the val split unchanged)")
     if not 0 < cfg.lr_step_gamma <= 1:
         raise bad("lr_step_gamma", "must be in (0, 1]")
     if any(not 0 < m < 1 for m in cfg.lr_step_milestones):
@@ -309,7 +341,21 @@ def _named_file(kind: str, name: str, parameters_dir: Path) -> Path:
 
 def load_experiment(name: str, parameters_dir: Path = PARAMETERS_DIR) -> dict:
     """The experiment's YAML as a dict: its description and the keys it changes."""
-    path = _named_file("experiments", name, parameters_dir)
+    return _load_described("experiments", name, parameters_dir)
+
+
+def load_condition(name: str, parameters_dir: Path = PARAMETERS_DIR) -> dict:
+    """The condition's YAML as a dict: its description and the keys it sets."""
+    values = _load_described("conditions", name, parameters_dir)
+    path = parameters_dir / "conditions" / f"{name}.yaml"
+    for key in ("name", "condition", "preset"):
+        if key in values:
+            raise ConfigError(f"{path}: key '{key}' cannot be set by a condition")
+    return values
+
+
+def _load_described(kind: str, name: str, parameters_dir: Path) -> dict:
+    path = _named_file(kind, name, parameters_dir)
     values = read_yaml(path)
     _check_keys(values, str(path))
     if not isinstance(values.get("description", ""), str) or not values.get("description"):
@@ -334,17 +380,37 @@ def build_config(
     preset: str = "cpu",
     overrides: dict | None = None,
     parameters_dir: Path = PARAMETERS_DIR,
+    condition: str = "",
 ) -> RunConfig:
-    """Assemble and validate one run's config: preset ⊕ experiment ⊕ overrides."""
+    """Assemble and validate one run's config: preset ⊕ condition ⊕ experiment ⊕ overrides.
+
+    The condition may also come as overrides["condition"] (how papermill passes it). A key
+    set by both the condition and the experiment is an error: neither may silently win.
+    """
+    overrides = dict(overrides or {})
+    if "condition" in overrides:
+        given = _coerce("condition", overrides.pop("condition"), "overrides")
+        if condition and given and given != condition:
+            raise ConfigError(f"overrides: key 'condition' = {given!r} contradicts the "
+                              f"condition {condition!r} given beside it; give one")
+        condition = condition or given
     preset_path = _named_file("presets", preset, parameters_dir)
+    experiment_path = _named_file("experiments", experiment, parameters_dir)
+    layers = [(str(preset_path), read_yaml(preset_path))]
+    description = load_experiment(experiment, parameters_dir)
+    if condition:
+        condition_path = _named_file("conditions", condition, parameters_dir)
+        values = load_condition(condition, parameters_dir)
+        clash = sorted((set(values) & set(description)) - {"description"})
+        if clash:
+            raise ConfigError(
+                f"{experiment_path} and {condition_path} both set {', '.join(clash)}: the "
+                f"experiment {experiment!r} cannot run under the condition {condition!r}")
+        layers.append((str(condition_path), {k: v for k, v in values.items()
+                                             if k != "description"}))
+    layers += [(str(experiment_path), description), ("overrides", overrides)]
     merged: dict[str, Any] = {}
     source_of: dict[str, str] = {}
-    layers = [
-        (str(preset_path), read_yaml(preset_path)),
-        (str(_named_file("experiments", experiment, parameters_dir)),
-         load_experiment(experiment, parameters_dir)),
-        ("overrides", dict(overrides or {})),
-    ]
     for source, values in layers:
         _check_keys(values, source)
         for key, value in values.items():
@@ -352,6 +418,7 @@ def build_config(
             source_of[key] = source
     merged["name"] = experiment
     merged["preset"] = preset
+    merged["condition"] = condition
     cfg = RunConfig(**merged)
     # validate before scaling, so a bad max_steps is reported as written
     _validate_naming_source(cfg, source_of)
@@ -371,14 +438,12 @@ def _validate_naming_source(cfg: RunConfig, source_of: dict[str, str]) -> None:
 
 
 def _apply_scales(cfg: RunConfig, source_of: dict[str, str]) -> RunConfig:
-    for key in ("steps_fraction", "documents_factor"):
-        if getattr(cfg, key) <= 0:
-            raise ConfigError(f"{_where(source_of.get(key, 'defaults'), key)} = "
-                              f"{getattr(cfg, key)!r}: must be > 0")
+    if cfg.steps_fraction <= 0:
+        raise ConfigError(f"{_where(source_of.get('steps_fraction', 'defaults'), 'steps_fraction')}"
+                          f" = {cfg.steps_fraction!r}: must be > 0")
     accum = cfg.grad_accum_steps
     max_steps = max(accum, round(cfg.max_steps * cfg.steps_fraction / accum) * accum)
-    num_documents = max(1, round(cfg.num_documents * cfg.documents_factor))
-    return dataclasses.replace(cfg, max_steps=max_steps, num_documents=num_documents)
+    return dataclasses.replace(cfg, max_steps=max_steps)
 
 
 def config_from_dict(values: dict, source: str = "metrics.json") -> RunConfig:

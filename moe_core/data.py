@@ -3,8 +3,10 @@
 Every source goes through the same steps, as in the reference recipe:
 
 1. documents: token-id arrays (`synthetic`) or strings (`local` files, the `hub`);
-2. the first (1 - val_fraction) of the documents train and the rest validate, split before
-   tokenization so that no document is in both;
+2. the first (1 - val_fraction) of the first num_documents train and the rest validate, split
+   before tokenization so that no document is in both; train_documents_factor > 1 adds the
+   documents that follow to the train split only, so the val split stays the same documents
+   and runs with more train data are compared with the others on the same val sequences;
 3. each split is tokenized and its documents joined into one stream, each followed by EOS;
 4. the stream is cut into non-overlapping windows of seq_len inputs plus one shifted target,
    window i = stream[i*L : i*L + L + 1], and the partial tail is dropped.
@@ -41,7 +43,7 @@ try:  # lets concurrent processes wait for one preparer; absent on Windows
 except ImportError:
     fcntl = None
 
-PIPELINE_VERSION = "data-v1"  # bump when a change in this file changes the prepared windows
+PIPELINE_VERSION = "data-v2"  # bump when a change in this file changes the prepared windows
 EOS_TEXT = "<|endoftext|>"
 EOS_CANDIDATES = (EOS_TEXT, "</s>", "<|end_of_text|>", "<eos>")
 TEXT_FORMATS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -59,7 +61,9 @@ class PreparedData:
     val: torch.Tensor  # (n_val_sequences, seq_len + 1) int64
     vocab_size: int
     eos_id: int
-    stats: dict  # {split: {"documents", "sequences", "tokens"}}; tokens = stream length, EOS incl.
+    # {split: {"documents", "sequences", "tokens", "windows_sha"}}; tokens = stream length, EOS
+    # incl.; windows_sha identifies the split's windows: runs with the same val sha are paired
+    stats: dict
     bayes_floor: float | None  # nats per val target token (synthetic only)
     fingerprint: str
     source: str
@@ -115,17 +119,35 @@ def data_fingerprint(cfg: RunConfig) -> str:
 # ---- the shared pipeline: split, join, cut -------------------------------------------------
 
 
-def split_documents(documents: Sequence[T], val_fraction: float,
-                    where: str) -> tuple[list[T], list[T]]:
-    """The first (1 - val_fraction) of the documents for training, the rest for validation."""
-    n_val = round(len(documents) * val_fraction)
-    n_train = len(documents) - n_val
-    if n_train == 0 or n_val == 0:
+def split_documents(documents: Sequence[T], val_fraction: float, where: str,
+                    extra_train: int = 0) -> tuple[list[T], list[T]]:
+    """Of all but the last extra_train documents, the first (1 - val_fraction) train and the
+    rest validate; the last extra_train documents are added to the train split."""
+    base = len(documents) - extra_train
+    n_val = round(base * val_fraction)
+    n_train = base - n_val
+    if n_train <= 0 or n_val <= 0:
         raise UserInputError(
-            f"{where}: {len(documents)} documents with val_fraction = {val_fraction} leave "
+            f"{where}: {base} documents with val_fraction = {val_fraction} leave "
             f"{n_train} for training and {n_val} for validation; each split needs at least one: "
             "raise num_documents (or use a larger corpus) or change val_fraction")
-    return list(documents[:n_train]), list(documents[n_train:])
+    return list(documents[:n_train]) + list(documents[base:]), list(documents[n_train:base])
+
+
+def extra_train_documents(cfg: RunConfig) -> int:
+    """Documents beyond num_documents that train_documents_factor adds to the train split."""
+    n_train = cfg.num_documents - round(cfg.num_documents * cfg.val_fraction)
+    return round(n_train * (cfg.train_documents_factor - 1.0))
+
+
+def documents_needed(cfg: RunConfig) -> int:
+    """How many documents of the source a run reads: num_documents plus the extra train ones."""
+    return cfg.num_documents + extra_train_documents(cfg)
+
+
+def windows_sha(windows: torch.Tensor) -> str:
+    """A short hash of a split's token windows: equal hashes mean the same sequences."""
+    return hashlib.sha256(windows.numpy().tobytes()).hexdigest()[:16]
 
 
 def join_documents(token_docs: Sequence[Sequence[int]], eos_id: int) -> np.ndarray:
@@ -150,7 +172,7 @@ def _streams_and_windows(splits: dict[str, list], eos_id: int, seq_len: int,
         streams[split] = join_documents(docs, eos_id)
         windows[split] = cut_windows(streams[split], seq_len)
         stats[split] = {"documents": len(docs), "sequences": len(windows[split]),
-                        "tokens": len(streams[split])}
+                        "tokens": len(streams[split]), "windows_sha": windows_sha(windows[split])}
         if len(windows[split]) == 0:
             raise UserInputError(
                 f"{where}: the {split} split has {len(streams[split])} tokens in {len(docs)} "
@@ -285,9 +307,10 @@ def unigram_entropy(tokens: np.ndarray | torch.Tensor) -> float:
 
 def _prepare_synthetic(cfg: RunConfig, fingerprint: str) -> PreparedData:
     language = synthetic_language(cfg)
-    documents = generate_synthetic_documents(language, cfg.num_documents, cfg.data_seed)
+    extra = extra_train_documents(cfg)
+    documents = generate_synthetic_documents(language, cfg.num_documents + extra, cfg.data_seed)
     where = "synthetic data"
-    train_docs, val_docs = split_documents(documents, cfg.val_fraction, where)
+    train_docs, val_docs = split_documents(documents, cfg.val_fraction, where, extra)
     splits = {"train": train_docs, "val": val_docs}
     streams, windows, stats = _streams_and_windows(splits, language.eos_id, cfg.seq_len, where)
     # only the targets inside val windows count: the dropped tail is never evaluated
@@ -346,7 +369,7 @@ def load_local_documents(cfg: RunConfig, cache_dir: Path) -> list[str]:
         rows = load_dataset(builder, data_files=[str(f) for f in files], split="train",
                             streaming=True, cache_dir=str(cache_dir / "hf_datasets"), **options)
         field = "text" if builder == "text" else cfg.text_field
-        texts = _first_texts(rows, field, cfg.num_documents, where)
+        texts = _first_texts(rows, field, documents_needed(cfg), where)
     except UserInputError:
         raise
     except Exception as e:  # the readers' errors for malformed files have no common base
@@ -356,7 +379,7 @@ def load_local_documents(cfg: RunConfig, cache_dir: Path) -> list[str]:
     if not texts:
         raise UserInputError(f"data_path = {cfg.data_path!r}: {path} contains no non-empty "
                              "documents")
-    return texts
+    return _enough_documents(texts, cfg, f"data_path = {cfg.data_path!r}: {path}")
 
 
 def load_hub_documents(cfg: RunConfig, cache_dir: Path) -> list[str]:
@@ -364,8 +387,8 @@ def load_hub_documents(cfg: RunConfig, cache_dir: Path) -> list[str]:
     where = (f"hub_dataset {cfg.hub_dataset!r} (hub_config {cfg.hub_config!r}, "
              f"hub_split {cfg.hub_split!r})")
     try:
-        texts = _first_texts(stream_hub_rows(cfg, cache_dir), cfg.text_field, cfg.num_documents,
-                             where)
+        texts = _first_texts(stream_hub_rows(cfg, cache_dir), cfg.text_field,
+                             documents_needed(cfg), where)
     except UserInputError:
         raise
     except Exception as e:  # network and dataset-lookup errors from several libraries
@@ -373,7 +396,24 @@ def load_hub_documents(cfg: RunConfig, cache_dir: Path) -> list[str]:
                              f"{_OFFLINE_ADVICE}") from e
     if not texts:
         raise UserInputError(f"{where} yielded no non-empty '{cfg.text_field}' documents")
-    return texts
+    return _enough_documents(texts, cfg, where)
+
+
+def _enough_documents(texts: list[str], cfg: RunConfig, where: str) -> list[str]:
+    """texts, when the source held every document the run asks for; else a UserInputError
+    (a smaller split than configured would silently change what the run measures)."""
+    needed = documents_needed(cfg)
+    if len(texts) >= needed:
+        return texts
+    extra = extra_train_documents(cfg)
+    why = f"num_documents = {cfg.num_documents}"
+    if extra:
+        why += (f" plus {extra} more train documents for train_documents_factor = "
+                f"{cfg.train_documents_factor:g}")
+    raise UserInputError(
+        f"{where} holds {len(texts)} non-empty documents but this run needs {needed} ({why}); "
+        "lower num_documents" + (" or train_documents_factor" if extra else "")
+        + ", or use a larger corpus")
 
 
 def stream_hub_rows(cfg: RunConfig, cache_dir: Path) -> Iterable[dict]:
@@ -524,8 +564,11 @@ def _prepare_text(documents: list[str], cfg: RunConfig, cache_dir: Path, fingerp
         origin = f"local {Path(cfg.data_path).expanduser()}"
     else:
         where = origin = f"hub {cfg.hub_dataset}/{cfg.hub_config}:{cfg.hub_split}"
-    train_docs, val_docs = split_documents(documents, cfg.val_fraction, where)
-    tokenizer = load_tokenizer(cfg, train_docs, cache_dir, download)
+    extra = extra_train_documents(cfg)
+    train_docs, val_docs = split_documents(documents, cfg.val_fraction, where, extra)
+    # trained on the base train split only, so that extra train documents leave the val split's
+    # tokens, and so its pairing with the other runs, unchanged
+    tokenizer = load_tokenizer(cfg, train_docs[:len(train_docs) - extra], cache_dir, download)
     eos_id = end_of_text_id(tokenizer, cfg.tokenizer)
     splits = {"train": tokenize_documents(tokenizer, train_docs, eos_id),
               "val": tokenize_documents(tokenizer, val_docs, eos_id)}

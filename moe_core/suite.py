@@ -42,11 +42,14 @@ from moe_core.config import (
     PARAMETERS_DIR,
     ConfigError,
     RunConfig,
+    arm_name,
     available,
     build_config,
+    load_condition,
     load_experiment,
     parse_override,
     read_yaml,
+    split_arm,
 )
 from moe_core.data import local_corpus_files
 from moe_core.errors import UserInputError
@@ -71,22 +74,51 @@ class ExperimentInfo:
 
 
 def load_suites(parameters_dir: Path = PARAMETERS_DIR) -> dict[str, list[str]]:
-    """The named suites of parameters/suites.yaml, each checked to name known experiments."""
+    """The named suites of parameters/suites.yaml as lists of arms (`experiment` or
+    `experiment@condition`), each checked to name known experiments and conditions.
+
+    A member is an arm's name, or a mapping {condition: NAME, experiments: [...]} that puts
+    each of those experiments under the condition (no condition when the key is absent).
+    """
     path = parameters_dir / SUITES_FILE
     suites = read_yaml(path)
-    known = available("experiments", parameters_dir)
-    for name, members in suites.items():
-        if not isinstance(members, list) or not members or \
-                not all(isinstance(m, str) for m in members):
-            raise ConfigError(f"{path}: key '{name}' = {members!r}: expected a non-empty list "
-                              "of experiment names")
-        for member in members:
-            if member not in known:
-                close = difflib.get_close_matches(member, known, n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
-                raise ConfigError(f"{path}: key '{name}' names unknown experiment "
-                                  f"'{member}'{hint}; available: {', '.join(known)}")
-    return {str(name): list(members) for name, members in suites.items()}
+    return {str(name): _suite_arms(members, f"{path}: key '{name}'", parameters_dir)
+            for name, members in suites.items()}
+
+
+def _suite_arms(members: Any, where: str, parameters_dir: Path) -> list[str]:
+    how = ("expected a non-empty list of experiment names (experiment or experiment@condition) "
+           "or of {condition: NAME, experiments: [NAMES]} mappings")
+    if not isinstance(members, list) or not members:
+        raise ConfigError(f"{where} = {members!r}: {how}")
+    arms = []
+    for member in members:
+        if isinstance(member, str):
+            arms.append(member)
+        elif isinstance(member, dict) and set(member) <= {"condition", "experiments"} \
+                and isinstance(member.get("experiments"), list) \
+                and all(isinstance(e, str) for e in member["experiments"]) \
+                and isinstance(member.get("condition", ""), str):
+            arms += [arm_name(e, member.get("condition", "")) for e in member["experiments"]]
+        else:
+            raise ConfigError(f"{where} holds {member!r}: {how}")
+    for arm in arms:
+        check_arm(arm, where, parameters_dir)
+    return list(dict.fromkeys(arms))
+
+
+def check_arm(arm: str, where: str = "", parameters_dir: Path = PARAMETERS_DIR) -> None:
+    """Raise ConfigError (with did-you-mean) unless the arm's experiment and condition exist."""
+    experiment, condition = split_arm(arm)
+    for kind, name in (("experiments", experiment), ("conditions", condition)):
+        if kind == "conditions" and not condition:
+            continue
+        known = available(kind, parameters_dir)
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"{where + ' names ' if where else ''}unknown {kind[:-1]} '{name}'"
+                              f"{hint}; available: {', '.join(known) or 'none'}")
 
 
 def list_experiments(parameters_dir: Path = PARAMETERS_DIR) -> list[ExperimentInfo]:
@@ -106,8 +138,10 @@ def resolve_experiments(
     experiments: Sequence[str] = (),
     suite: str | None = None,
     parameters_dir: Path = PARAMETERS_DIR,
+    condition: str = "",
 ) -> list[str]:
-    """The experiments of a named suite, or the given names checked to exist (deduplicated)."""
+    """The arms of a named suite, or the given names checked to exist (deduplicated);
+    `condition` puts every arm that has none under that condition."""
     if suite is not None:
         suites = load_suites(parameters_dir)
         if suite not in suites:
@@ -119,8 +153,12 @@ def resolve_experiments(
     if not experiments:
         raise UserInputError("no experiments given: name some with -e NAME, or pick a suite "
                              "with --all, --quick or --suite NAME (see `moe-suite list`)")
+    if condition:
+        load_condition(condition, parameters_dir)  # an unknown name raises, with did-you-mean
+        experiments = [arm if split_arm(arm)[1] else arm_name(arm, condition)
+                       for arm in experiments]
     for name in experiments:
-        load_experiment(name, parameters_dir)  # an unknown name raises, with did-you-mean
+        check_arm(name, parameters_dir=parameters_dir)
     return list(dict.fromkeys(experiments))
 
 
@@ -151,9 +189,9 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One (experiment, seed) to execute: everything a worker needs, already validated."""
+    """One (arm, seed) to execute: everything a worker needs, already validated."""
 
-    experiment: str
+    experiment: str  # the arm: `no_lb`, or `no_lb@reference_lr` under a condition
     seed: int
     preset: str
     overrides: dict[str, Any]
@@ -205,7 +243,9 @@ def plan_runs(
                              "the repository or pass the notebook to use")
     overrides = dict(overrides or {})
     # the same parameters/ as the notebook's, so both compute the same config hash
-    configs = {name: build_config(name, preset, overrides) for name in dict.fromkeys(experiments)}
+    configs = {arm: build_config(split_arm(arm)[0], preset, overrides,
+                                 condition=split_arm(arm)[1])
+               for arm in dict.fromkeys(experiments)}
     for cfg in configs.values():
         if cfg.data_source == "local":
             local_corpus_files(cfg)  # a missing or unusable data_path fails every run: say so now
@@ -608,8 +648,9 @@ def _execute_notebook(spec: RunSpec) -> str | None:
     try:
         papermill.execute_notebook(
             str(spec.notebook), str(spec.run_dir / spec.notebook.name),
-            parameters={"experiment": spec.experiment, "preset": spec.preset,
-                        "seed": spec.seed, "overrides": spec.overrides,
+            parameters={"experiment": spec.config.name, "preset": spec.preset,
+                        "seed": spec.seed,
+                        "overrides": {**spec.overrides, "condition": spec.config.condition},
                         "out_dir": str(spec.run_dir), "force": spec.force,
                         "threads": spec.threads},
             kernel_name=kernel_for_this_python(), progress_bar=False,
@@ -817,6 +858,17 @@ def format_listing(parameters_dir: Path = PARAMETERS_DIR) -> str:
         changes = ", ".join(f"{k}={json.dumps(v)}" for k, v in info.changes.items())
         lines.append(f"  {info.name:<{width}}{info.description}")
         lines.append(f"  {'':<{width}}changes: {changes or 'nothing (the baseline)'}")
+    conditions = available("conditions", parameters_dir)
+    if conditions:
+        lines.append(f"\nConditions ({parameters_dir / 'conditions'}); `-e NAME@CONDITION` or "
+                     "`--condition CONDITION` runs an experiment under one:")
+        width_c = max(len(c) for c in conditions) + 2
+        for name in conditions:
+            values = dict(load_condition(name, parameters_dir))
+            description = values.pop("description")
+            changes = ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items())
+            lines.append(f"  {name:<{width_c}}{description}")
+            lines.append(f"  {'':<{width_c}}changes: {changes}")
     suites = load_suites(parameters_dir)
     lines.append(f"\nSuites ({parameters_dir / SUITES_FILE}); --all and --quick are shortcuts "
                  "for the suites of those names:")
@@ -841,7 +893,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the suite 'quick'")
     which.add_argument("--suite", help="a suite named in parameters/suites.yaml")
     which.add_argument("-e", "--experiment", dest="experiments", nargs="+", action="extend",
-                       metavar="NAME", help="these experiments (see `moe-suite list`)")
+                       metavar="NAME", help="these experiments (see `moe-suite list`); "
+                       "NAME@CONDITION runs one under a condition")
+    run.add_argument("--condition", default="",
+                     help="run every selected experiment that names no condition under this "
+                     "one (see `moe-suite list`), e.g. --suite reference --condition "
+                     "reference_lr: the reference's nine with its own LR schedule")
     run.add_argument("--preset", "-p", default="cpu", help="paper, cpu or smoke (default cpu)")
     run.add_argument("--seeds", default="1",
                      help="a count (3: seeds 0,1,2) or a comma list (0,4,7); default 1")
@@ -895,7 +952,8 @@ def make_executor(name: str | None = None, jobs: int | None = None,
 
 
 def _run_command(args: argparse.Namespace) -> int:
-    experiments = resolve_experiments(args.experiments or (), args.suite)
+    experiments = resolve_experiments(args.experiments or (), args.suite,
+                                      condition=args.condition)
     seeds = parse_seeds(args.seeds)
     overrides = parse_overrides(args.overrides)
     out = Path(args.out or Path("runs") / (args.suite or "custom"))

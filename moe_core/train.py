@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from moe_core.config import RunConfig
 from moe_core.errors import UserInputError
-from moe_core.model import MoEModel
+from moe_core.model import MoEModel, expert_kernel
 from moe_core.optim import Muon
 
 SCHEMA_VERSION = 1
@@ -108,26 +108,41 @@ def select_device(cfg: RunConfig) -> torch.device:
 
 
 def autocast_dtype(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
-    """None means plain fp32; CUDA defaults to bf16 autocast, the CPU to fp32."""
+    """The autocast dtype, None for plain fp32. `auto`: bf16 on CUDA, fp32 on the CPU; fp16
+    (the paper preset: the reference's fp16 autocast) also gets a GradScaler (grad_scaler)."""
     precision = cfg.precision
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "fp32"
     if precision == "fp16" and device.type != "cuda":
-        raise UserInputError("config key 'precision' = 'fp16' needs CUDA; on the CPU use "
-                             "fp32 or bf16")
+        raise UserInputError("config key 'precision' = 'fp16' (the paper preset's, as the "
+                             "reference trained) needs CUDA; on the CPU add --set precision=fp32 "
+                             "(or bf16)")
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def grad_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.amp.GradScaler:
+    """A GradScaler that is on for fp16 autocast only (bf16 has fp32's exponent range), with
+    torch's defaults (initial scale 2**16, halved on inf/NaN, doubled every 2,000 clean steps)
+    as the reference used. It skips an update whose gradients are not finite; to know, it reads
+    one flag per optimizer that lacks a fused kernel (Muon) back to the host, once per update."""
+    return torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+
 def environment(device: torch.device, dtype: torch.dtype | None) -> dict[str, Any]:
+    cuda = device.type == "cuda"
     return {
         "torch": torch.__version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "device": device.type,
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
+        "device_name": torch.cuda.get_device_name(device) if cuda
         else platform.processor() or platform.machine(),
+        "cuda_capability": ".".join(map(str, torch.cuda.get_device_capability(device)))
+        if cuda else None,
         "cpu_threads": torch.get_num_threads(),
         "autocast_dtype": str(dtype).replace("torch.", "") if dtype else "float32",
+        "grad_scaler": dtype == torch.float16,
+        "expert_kernel": expert_kernel(device, dtype or torch.float32),
     }
 
 
@@ -226,9 +241,6 @@ class _State:
     best_step: int = 0
     evals_without_improvement: int = 0
     evals: list = field(default_factory=list)
-    # per-sequence val losses of the best eval so far: later evals are compared with it on
-    # the same sequences (see _eval_record's val_loss_change_se)
-    best_val_per_sequence: torch.Tensor | None = None
 
 
 def train(
@@ -274,7 +286,7 @@ def train(
     torch.manual_seed(seed)
     model = MoEModel(cfg, vocab_size=data.vocab_size).to(device)
     optimizers = build_optimizers(model, cfg, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    scaler = grad_scaler(device, dtype)
     state = _State()
     ckpt_path = run_dir / CHECKPOINT_FILE if run_dir else None
     if ckpt_path is not None and ckpt_path.exists():
@@ -361,7 +373,7 @@ def train(
                 meta["diverged_at_step"] = bad
                 break
             state.elapsed_s = time.perf_counter() - t_start
-            record, per_sequence = _eval_record(
+            record = _eval_record(
                 model, cfg, val_windows, train_subset, device, dtype, state, optimizers,
                 ce_sum / steps_since_eval, aux_sum / steps_since_eval, grad_norm,
                 tokens_per_step, n_train)
@@ -376,7 +388,6 @@ def train(
             improved = record["val_loss"] < state.best_loss - cfg.min_delta
             if record["val_loss"] < state.best_loss:
                 state.best_loss, state.best_step = record["val_loss"], state.step
-                state.best_val_per_sequence = per_sequence
                 if cfg.save_best_checkpoint and run_dir is not None:
                     save_atomic(run_dir / BEST_CHECKPOINT_FILE, {"model": model.state_dict()})
             state.evals_without_improvement = 0 if improved else state.evals_without_improvement + 1
@@ -445,8 +456,8 @@ def _optimizer_update(model, optimizers, scaler, cfg: RunConfig, update: int) ->
 
 
 def _eval_record(model, cfg, val_windows, train_subset, device, dtype, state, optimizers, train_ce,
-                 aux, grad_norm, tokens_per_step, n_train) -> tuple[dict, torch.Tensor]:
-    """(the eval's record for metrics.json, its per-sequence val losses)."""
+                 aux, grad_norm, tokens_per_step, n_train) -> dict:
+    """The eval's record for metrics.json."""
     from moe_core.diagnostics import max_violation
 
     routing = []
@@ -464,15 +475,6 @@ def _eval_record(model, cfg, val_windows, train_subset, device, dtype, state, op
         })
     val = evaluate(model, val_windows, cfg.batch_size, device, dtype)
     sub = evaluate(model, train_subset, cfg.batch_size, device, dtype)
-    # The SE of (this eval's val loss - the best earlier eval's), paired over the same val
-    # sequences: both share the val split's sampling error, so the change is measured far
-    # more precisely than either loss (val_loss_se) is.
-    change_se = None
-    if state.best_val_per_sequence is not None and len(val["per_sequence"]) > 1:
-        # as_tensor: checkpoints written before this was a tensor hold a list
-        change = val["per_sequence"] - torch.as_tensor(state.best_val_per_sequence,
-                                                       dtype=torch.float64)
-        change_se = (change.std() / math.sqrt(len(change))).item()
     updates = state.step // cfg.grad_accum_steps
     previous_elapsed = state.evals[-1]["elapsed_s"] if state.evals else 0.0
     previous_step = state.evals[-1]["step"] if state.evals else 0
@@ -493,14 +495,17 @@ def _eval_record(model, cfg, val_windows, train_subset, device, dtype, state, op
         "grad_norm": float(grad_norm),
         "val_loss": val["loss"],
         "val_loss_se": val["loss_se"],
-        "val_loss_change_se": change_se,
+        # every val sequence's mean loss, in the split's order: runs on the same val split
+        # (data.stats.val.windows_sha) are compared sequence by sequence, which removes the
+        # split's sampling error shared by both sides (moe_core.diagnostics)
+        "val_loss_per_sequence": [round(v, 6) for v in val["per_sequence"].tolist()],
         "val_accuracy": val["accuracy"],
         "val_perplexity": val["perplexity"],
         "train_subset_loss": sub["loss"],
         "train_subset_accuracy": sub["accuracy"],
         "routing": routing,
     }
-    return record, val["per_sequence"]
+    return record
 
 
 def build_metrics(cfg: RunConfig, meta: dict, state: _State, status: str, **extra) -> dict:

@@ -140,3 +140,36 @@ def test_experiment_without_description_is_refused(params_copy):
     (params_copy / "experiments" / "bare.yaml").write_text("dropout: 0.3\n")
     with pytest.raises(ConfigError, match="description"):
         build_config("bare", "cpu", parameters_dir=params_copy)
+
+
+def test_a_condition_applies_under_the_experiment_and_names_the_arm():
+    cfg = build_config("no_lb", "cpu", condition="reference_lr")
+    assert (cfg.lr_horizon, cfg.load_balancing_weight) == ("reference", 0.0)
+    assert (cfg.name, cfg.condition, cfg.arm) == ("no_lb", "reference_lr", "no_lb@reference_lr")
+    assert build_config("no_lb", "cpu").arm == "no_lb"
+    # papermill passes the condition among the overrides: the same config
+    via_overrides = build_config("no_lb", "cpu", {"condition": "reference_lr"})
+    assert via_overrides.config_hash() == cfg.config_hash()
+    assert cfg.config_hash() != build_config("no_lb", "cpu").config_hash()
+
+
+def test_a_condition_and_an_experiment_setting_the_same_key_is_refused(params_copy):
+    (params_copy / "conditions" / "no_decay.yaml").write_text(
+        "description: no decay\nlr_schedule: constant\n")
+    with pytest.raises(ConfigError, match=r"linear_decay\.yaml and .*no_decay\.yaml both set "
+                                          r"lr_schedule"):
+        build_config("linear_decay", "cpu", parameters_dir=params_copy, condition="no_decay")
+
+
+def test_an_unknown_condition_lists_the_conditions():
+    with pytest.raises(ConfigError, match=r"unknown condition 'reference'.*did you mean "
+                                          r"'reference_lr'"):
+        build_config("baseline", "cpu", condition="reference")
+
+
+def test_fresh_data_adds_train_documents_and_keeps_the_val_split_fields():
+    base, fresh = build_config("baseline", "cpu"), build_config("fresh_data", "cpu")
+    assert (fresh.num_documents, fresh.val_fraction) == (base.num_documents, base.val_fraction)
+    assert fresh.train_documents_factor == 20.0
+    with pytest.raises(ConfigError, match="train_documents_factor.*must be >= 1"):
+        build_config("baseline", "cpu", {"train_documents_factor": 0.5})

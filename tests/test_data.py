@@ -119,7 +119,38 @@ def test_windows_are_the_split_streams_of_the_generated_documents(tmp_path):
         # the last target of a window is the first input of the next
         assert torch.equal(windows[:-1, -1], windows[1:, 0])
         assert prepared.stats[split] == {"documents": len(split_docs), "sequences": n,
-                                         "tokens": len(stream)}
+                                         "tokens": len(stream),
+                                         "windows_sha": data.windows_sha(windows)}
+
+
+def test_more_train_documents_leave_the_val_split_identical(tmp_path):
+    base = data.prepare_data(smoke(num_documents=60), tmp_path)
+    fresh = data.prepare_data(smoke(num_documents=60, train_documents_factor=5.0), tmp_path)
+    assert torch.equal(fresh.val, base.val) and fresh.bayes_floor == base.bayes_floor
+    assert fresh.stats["val"]["windows_sha"] == base.stats["val"]["windows_sha"]
+    assert fresh.stats["train"]["documents"] == 5 * base.stats["train"]["documents"] == 270
+    # the base train split comes first, then documents 60.. that no other run's val holds
+    assert torch.equal(fresh.train[: len(base.train) - 1], base.train[:-1])
+
+
+def test_more_train_documents_keep_the_val_tokens_of_a_local_corpus(tmp_path, corpora):
+    base = data.prepare_data(local(corpora / "docs.jsonl", num_documents=20), tmp_path)
+    fresh = data.prepare_data(local(corpora / "docs.jsonl", num_documents=20,
+                                    train_documents_factor=1.5), tmp_path)
+    # the BPE is trained on the base train split only, so the val windows do not move
+    assert torch.equal(fresh.val, base.val)
+    assert fresh.stats["train"]["documents"] == 27 and fresh.stats["val"]["documents"] == 2
+
+
+@pytest.mark.parametrize("factor, needed", [(1.0, 60), (20.0, 60 + 54 * 19)])
+def test_a_corpus_smaller_than_the_run_needs_is_an_error_naming_the_counts(
+        tmp_path, corpora, factor, needed):
+    cfg = local(corpora / "docs.jsonl", num_documents=60, train_documents_factor=factor)
+    with pytest.raises(UserInputError) as error:
+        data.prepare_data(cfg, tmp_path)
+    message = str(error.value)
+    assert f"holds 48 non-empty documents but this run needs {needed}" in message
+    assert ("train_documents_factor" in message) == (factor > 1)
 
 
 def test_no_document_appears_in_both_splits(tmp_path):
