@@ -7,7 +7,8 @@ Every source goes through the same steps, as in the reference recipe:
    before tokenization so that no document is in both; train_documents_factor > 1 adds the
    documents that follow to the train split only, so the val split stays the same documents
    and runs with more train data are compared with the others on the same val sequences;
-3. each split is tokenized and its documents joined into one stream, each followed by EOS;
+3. each split is tokenized and its documents joined into one stream, each followed by EOS
+   (on the hub, as the reference recipe, only by the special tokens the tokenizer adds);
 4. the stream is cut into non-overlapping windows of seq_len inputs plus one shifted target,
    window i = stream[i*L : i*L + L + 1], and the partial tail is dropped.
 
@@ -108,6 +109,7 @@ def data_fingerprint(cfg: RunConfig) -> str:
     if cfg.data_source == "hub":
         # these decide hub data too, though data_fields() leaves them out
         key["text_field"] = cfg.text_field
+        key["separator"] = "the tokenizer's own"  # document_separator; local files: EOS
         if cfg.tokenizer == "bpe":
             key["vocab_size"] = cfg.vocab_size
     tokenizer_file = _tokenizer_file(cfg.tokenizer)
@@ -150,10 +152,12 @@ def windows_sha(windows: torch.Tensor) -> str:
     return hashlib.sha256(windows.numpy().tobytes()).hexdigest()[:16]
 
 
-def join_documents(token_docs: Sequence[Sequence[int]], eos_id: int) -> np.ndarray:
-    """One int64 stream of the documents, each followed by eos_id: (sum(len(doc) + 1),)."""
-    eos = np.array([eos_id], dtype=np.int64)
-    parts = [part for doc in token_docs for part in (np.asarray(doc, dtype=np.int64), eos)]
+def join_documents(token_docs: Sequence[Sequence[int]], eos_id: int | None) -> np.ndarray:
+    """One int64 stream of the documents, each followed by eos_id, or by nothing when eos_id is
+    None: (sum(len(doc) + 1),) or (sum(len(doc)),)."""
+    separator = () if eos_id is None else (np.array([eos_id], dtype=np.int64),)
+    parts = [part for doc in token_docs
+             for part in (np.asarray(doc, dtype=np.int64), *separator)]
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
 
@@ -164,7 +168,7 @@ def cut_windows(stream: np.ndarray, seq_len: int) -> torch.Tensor:
     return torch.from_numpy(stream).unfold(0, seq_len + 1, seq_len).clone()
 
 
-def _streams_and_windows(splits: dict[str, list], eos_id: int, seq_len: int,
+def _streams_and_windows(splits: dict[str, list], eos_id: int | None, seq_len: int,
                          where: str) -> tuple[dict, dict, dict]:
     """Per split: the EOS-joined stream, its windows and its counts; zero windows is an error."""
     streams, windows, stats = {}, {}, {}
@@ -547,8 +551,17 @@ def end_of_text_id(tokenizer: Tokenizer, name: str) -> int:
                          f"{', '.join(EOS_CANDIDATES)}; use a tokenizer that has one, or bpe")
 
 
-def tokenize_documents(tokenizer: Tokenizer, documents: list[str], eos_id: int) -> list[list[int]]:
-    """Each document's ids (special tokens added, no truncation), without a trailing EOS."""
+def document_separator(cfg: RunConfig, eos_id: int) -> int | None:
+    """The token join_documents puts after each tokenized document: none on the hub, whose recipe
+    (the reference's: 2,521 train and 279 val windows) keeps only the special tokens the tokenizer
+    adds itself; EOS for local files, whose tokenizer (often our BPE) may mark no boundary."""
+    return None if cfg.data_source == "hub" else eos_id
+
+
+def tokenize_documents(tokenizer: Tokenizer, documents: list[str],
+                       eos_id: int | None) -> list[list[int]]:
+    """Each document's ids (special tokens added, no truncation), without a trailing eos_id
+    (join_documents appends it; None keeps every id the tokenizer gives)."""
     tokenizer.no_truncation()
     tokenizer.no_padding()
     encodings = tokenizer.encode_batch(documents, add_special_tokens=True)
@@ -570,9 +583,10 @@ def _prepare_text(documents: list[str], cfg: RunConfig, cache_dir: Path, fingerp
     # tokens, and so its pairing with the other runs, unchanged
     tokenizer = load_tokenizer(cfg, train_docs[:len(train_docs) - extra], cache_dir, download)
     eos_id = end_of_text_id(tokenizer, cfg.tokenizer)
-    splits = {"train": tokenize_documents(tokenizer, train_docs, eos_id),
-              "val": tokenize_documents(tokenizer, val_docs, eos_id)}
-    _, windows, stats = _streams_and_windows(splits, eos_id, cfg.seq_len, where)
+    separator = document_separator(cfg, eos_id)
+    splits = {"train": tokenize_documents(tokenizer, train_docs, separator),
+              "val": tokenize_documents(tokenizer, val_docs, separator)}
+    _, windows, stats = _streams_and_windows(splits, separator, cfg.seq_len, where)
     vocab_size = tokenizer.get_vocab_size()
     return PreparedData(
         train=windows["train"], val=windows["val"], vocab_size=vocab_size, eos_id=eos_id,

@@ -364,12 +364,39 @@ def test_hub_fails_within_seconds_when_the_endpoint_is_unreachable(tmp_path, mon
     assert time.monotonic() - start < 10
 
 
-def test_hub_documents_reach_the_same_windows_as_the_same_local_documents(
+def test_hub_documents_are_joined_as_the_tokenizer_encodes_them_and_local_ones_by_eos(
         tmp_path, corpora, documents, monkeypatch):
+    """The hub recipe is the reference's (its 2,521 / 279 windows): each document's ids with the
+    tokenizer's own special tokens, concatenated; local documents get one EOS each."""
     monkeypatch.setattr(data, "stream_hub_rows",
                         lambda cfg, cache_dir: iter([{"text": d, "id": 0} for d in documents]))
     hub = data.prepare_data(local(corpora / "docs.jsonl", data_source="hub"), tmp_path)
     from_file = data.prepare_data(local(corpora / "docs.jsonl"), tmp_path)
+    assert hub.source.startswith("hub ") and hub.fingerprint != from_file.fingerprint
+    tokenizer = data._cached_bpe(documents[:36], 300, tmp_path)  # adds no special tokens
+    ids = [tokenizer.encode(d).ids for d in documents[:40]]
+    for split, docs in (("train", ids[:36]), ("val", ids[36:])):
+        stream = np.concatenate(docs)
+        assert torch.equal(getattr(hub, split), data.cut_windows(stream, 16))
+        assert hub.stats[split]["tokens"] == len(stream)
+        assert from_file.stats[split]["tokens"] == len(stream) + len(docs)  # one EOS each
+
+
+def test_a_tokenizer_that_appends_eos_gives_hub_and_local_documents_one_eos_each(
+        tmp_path, corpora, documents, monkeypatch):
+    from tokenizers import processors
+
+    tokenizer = data.train_bpe_tokenizer(documents, 300)
+    eos = tokenizer.token_to_id(data.EOS_TEXT)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"$A {data.EOS_TEXT}", special_tokens=[(data.EOS_TEXT, eos)])
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    monkeypatch.setattr(data, "stream_hub_rows",
+                        lambda cfg, cache_dir: iter([{"text": d, "id": 0} for d in documents]))
+    cfg = {"tokenizer": str(tmp_path / "tokenizer.json")}
+    hub = data.prepare_data(local(corpora / "docs.jsonl", data_source="hub", **cfg), tmp_path)
+    from_file = data.prepare_data(local(corpora / "docs.jsonl", **cfg), tmp_path)
     assert torch.equal(hub.train, from_file.train) and torch.equal(hub.val, from_file.val)
-    assert hub.stats == from_file.stats and hub.source.startswith("hub ")
+    assert hub.stats["val"]["tokens"] == sum(len(tokenizer.encode(d).ids)
+                                             for d in documents[36:40])
 
