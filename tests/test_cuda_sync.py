@@ -1,46 +1,77 @@
 """A CUDA training step never makes the host wait for the GPU (no .item(), no data-dependent
-shapes, no bincount): checked with torch.cuda.set_sync_debug_mode("error")."""
+shapes, no bincount, no grouped_mm fallback that copies offsets to the host): checked with
+torch.cuda.set_sync_debug_mode("error"), for every precision and expert kernel."""
+
+import contextlib
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from moe_core.config import build_config
-from moe_core.model import MoEModel
-from moe_core.train import _optimizer_update, autocast_dtype, build_optimizers, total_loss
+from moe_core.model import Experts, MoEModel, expert_kernel
+from moe_core.train import (
+    _optimizer_update,
+    autocast_dtype,
+    build_optimizers,
+    grad_scaler,
+    total_loss,
+)
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(),
     reason="needs a CUDA device: host synchronisation only exists between a host and a GPU")
 
 
-def test_training_step_of_the_smoke_config_does_not_synchronise_with_the_host():
-    cfg = build_config("baseline", "smoke", {"device": "cuda"})
+@contextlib.contextmanager
+def host_syncs_are_errors(enabled: bool = True):
+    if not enabled:
+        yield
+        return
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.parametrize(("precision", "kernel"), [
+    ("bf16", "auto"), ("bf16", "padded_bmm"), ("fp32", "auto"), ("fp16", "auto")])
+def test_training_step_does_not_synchronise_with_the_host(precision, kernel, monkeypatch):
+    monkeypatch.setattr(Experts, "kernel", kernel)
+    cfg = build_config("baseline", "smoke", {"device": "cuda", "precision": precision})
     device = torch.device("cuda")
     dtype = autocast_dtype(cfg, device)
     torch.manual_seed(0)
     model = MoEModel(cfg).to(device).train()
     optimizers = build_optimizers(model, cfg, device)
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    scaler = grad_scaler(device, dtype)
     windows = torch.randint(0, cfg.vocab_size, (cfg.batch_size, cfg.seq_len + 1), device=device)
 
-    def training_step(update: int) -> torch.Tensor:
-        """grad_accum micro-steps and one optimizer update, as train.train runs them."""
+    def micro_steps():
         for _ in range(cfg.grad_accum_steps):
-            with torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
+            with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
                 logits, balance, z_loss = model(windows[:, :-1])
                 ce = F.cross_entropy(logits.float().flatten(0, 1), windows[:, 1:].flatten())
             loss, _ = total_loss(cfg, ce, balance, z_loss)
             scaler.scale(loss / cfg.grad_accum_steps).backward()
-        return _optimizer_update(model, optimizers, scaler, cfg, update)
 
     # the first step creates optimizer state and library handles, which may copy from the host
-    training_step(1)
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        grad_norm = training_step(2)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
+    micro_steps()
+    _optimizer_update(model, optimizers, scaler, cfg, 1)
+    with host_syncs_are_errors():
+        micro_steps()
+    # fp16: GradScaler reads whether Muon's gradients were finite (once per update, as the
+    # reference's scaler did); fused AdamW checks on the device
+    with host_syncs_are_errors(enabled=dtype != torch.float16):
+        grad_norm = _optimizer_update(model, optimizers, scaler, cfg, 2)
     assert torch.isfinite(grad_norm).item()
     assert model.moe_layers[0].read_stats()["tokens_per_expert"].sum().item() > 0
+
+
+def test_auto_kernel_is_grouped_mm_exactly_on_hopper_and_blackwell_in_bf16():
+    major = torch.cuda.get_device_capability()[0]
+    expected = "grouped_mm" if major in (9, 10) else "padded_bmm"
+    assert expert_kernel(torch.device("cuda"), torch.bfloat16) == expected
+    assert expert_kernel(torch.device("cuda"), torch.float16) == "padded_bmm"
