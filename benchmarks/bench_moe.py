@@ -4,6 +4,9 @@ MoE, Hugging Face's Mixtral sparse MoE block, and the machine's own fp32 matmul 
     python benchmarks/bench_moe.py                 # everything (~15 minutes on 2 cores)
     python benchmarks/bench_moe.py --quick         # fewer repeats, the paper step timed once
     python benchmarks/bench_moe.py --only layers   # just the layer table
+    python benchmarks/bench_moe.py --only layers --device cuda --bf16 --fp16   # on a GPU
+
+On a GPU, benchmarks/gpu_check.py runs the layer table with the whole-model training checks.
 
 Every figure is the median of `--repeats` timed runs after `--warmup` untimed ones; the
 implementations of one table are timed in interleaved rounds, so a burst of load from
@@ -165,24 +168,31 @@ class LayerImpl:
     module: nn.Module
     matrices_per_expert: int
     returns_balance: bool  # ours and the naive one also return the balance loss
-    autocast: bool = False
+    autocast: torch.dtype | None = None
 
 
 def layer_impls(cfg: RunConfig, args) -> list[LayerImpl]:
+    """Ours (the kernel the device picks, then each expert kernel forced), the reference loop,
+    the naive layer and Mixtral's block; with --bf16 / --fp16 each again under autocast."""
     torch.manual_seed(0)
     ours = MoE(cfg)
     for p in ours.parameters():
         nn.init.normal_(p, std=0.02)
-    loop = MoE(cfg)
-    loop.load_state_dict(ours.state_dict())
-    loop.reference_dispatch = True
-    grouped = MoE(cfg)
-    grouped.load_state_dict(ours.state_dict())
-    grouped.experts.cpu_kernel = False  # the GPU's path: F.grouped_mm, here on the CPU
+
+    def copy_of_ours(**attributes) -> MoE:
+        moe = MoE(cfg)
+        moe.load_state_dict(ours.state_dict())
+        for target, value in attributes.items():
+            obj, name = (moe.experts, "kernel") if target == "kernel" else (moe, target)
+            setattr(obj, name, value)
+        return moe
+
     impls = [
         LayerImpl("ours (fast path)", ours, 2, True),
-        LayerImpl("ours (grouped_mm)", grouped, 2, True),
-        LayerImpl("ours (reference loop)", loop, 2, True),
+        # the GPU's paths, runnable on the CPU too
+        LayerImpl("ours (grouped_mm)", copy_of_ours(kernel="grouped_mm"), 2, True),
+        LayerImpl("ours (padded_bmm)", copy_of_ours(kernel="padded_bmm"), 2, True),
+        LayerImpl("ours (reference loop)", copy_of_ours(reference_dispatch=True), 2, True),
         LayerImpl("naive (mask per expert)", NaiveMoE(cfg), 2, True),
     ]
     for p in impls[-1].module.parameters():
@@ -192,26 +202,32 @@ def layer_impls(cfg: RunConfig, args) -> list[LayerImpl]:
                   LayerImpl("Mixtral grouped_mm", mixtral_block(cfg, "grouped_mm"), 3, False)]
     if args.compile:
         impls.append(LayerImpl("ours + torch.compile", torch.compile(ours), 2, True))
-    if args.bf16:
-        impls += [dataclasses.replace(i, name=i.name + " bf16", autocast=True)
-                  for i in impls if "compile" not in i.name]
+    plain = [i for i in impls if "compile" not in i.name]
+    for flag, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        if getattr(args, flag, False):
+            impls += [dataclasses.replace(i, name=f"{i.name} {flag}", autocast=dtype)
+                      for i in plain]
     return impls
 
 
 def bench_layers(shape: LayerShape, cfg: RunConfig, peak: float, args) -> list[dict]:
     """Forward and forward+backward time of each implementation on one batch of tokens."""
+    device = torch.device(args.device)
     impls = layer_impls(cfg, args)
+    for impl in impls:
+        impl.module.to(device)
     torch.manual_seed(1)
-    x = torch.randn(1, shape.tokens, shape.d_model, requires_grad=True)
-    grad_y = torch.randn(1, shape.tokens, shape.d_model)
+    x = torch.randn(1, shape.tokens, shape.d_model, device=device, requires_grad=True)
+    grad_y = torch.randn(1, shape.tokens, shape.d_model, device=device)
+    one = torch.ones((), device=device)
 
     def forward(impl: LayerImpl):
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if impl.autocast \
+        ctx = torch.autocast(device.type, dtype=impl.autocast) if impl.autocast \
             else contextlib.nullcontext()
         with ctx:
             out = impl.module(x)
         if impl.returns_balance:
-            return [out[0], out[1]], [grad_y.to(out[0].dtype), torch.ones(())]
+            return [out[0], out[1]], [grad_y.to(out[0].dtype), one]
         return [out], [grad_y.to(out.dtype)]
 
     def forward_backward(impl: LayerImpl):
@@ -220,11 +236,17 @@ def bench_layers(shape: LayerShape, cfg: RunConfig, peak: float, args) -> list[d
         for p in [x, *impl.module.parameters()]:
             p.grad = None
 
+    def finished(fn: Callable[[], object]) -> Callable[[], object]:
+        """fn, then a wait for the GPU to finish it, so that the timer measures the work."""
+        if device.type != "cuda":
+            return fn
+        return lambda: (fn(), torch.cuda.synchronize())
+
     for impl in impls:
         impl.module.train()
-    fwd = timed_rounds({i.name: lambda i=i: forward(i) for i in impls}, args.warmup,
+    fwd = timed_rounds({i.name: finished(lambda i=i: forward(i)) for i in impls}, args.warmup,
                        args.repeats)
-    fwd_bwd = timed_rounds({i.name: lambda i=i: forward_backward(i) for i in impls},
+    fwd_bwd = timed_rounds({i.name: finished(lambda i=i: forward_backward(i)) for i in impls},
                            args.warmup, args.repeats)
     rows = []
     for impl in impls:
@@ -452,6 +474,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch threads for everything (default: torch's choice)")
     parser.add_argument("--bf16", action="store_true",
                         help="add bf16-autocast rows: layers at the cpu shape, cpu-preset step")
+    parser.add_argument("--fp16", action="store_true",
+                        help="add fp16-autocast layer rows (on a CPU: at the cpu shape)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="where the layer table runs (the training section runs on the CPU; "
+                        "benchmarks/gpu_check.py trains on a GPU)")
     parser.add_argument("--compile", action="store_true", help="add a torch.compile'd layer row")
     parser.add_argument("--no-peer", action="store_true", help="skip the Mixtral block")
     parser.add_argument("--full-optimizer", action="store_true",
@@ -498,7 +525,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"dropout {cfg.dropout} in ours and naive (Mixtral has none)")
             cheap = name != "paper"
             layer_args = argparse.Namespace(**{
-                **vars(args), "bf16": args.bf16 and cheap,  # bf16 at paper size takes minutes
+                # bf16 and fp16 at paper size take minutes on a CPU
+                **vars(args), "bf16": args.bf16 and (cheap or args.device == "cuda"),
+                "fp16": args.fp16 and (cheap or args.device == "cuda"),
                 "warmup": args.warmup if cheap else 1,
                 "repeats": 4 * args.repeats if cheap else args.repeats})
             rows = bench_layers(s, cfg, peak, layer_args)
