@@ -160,8 +160,8 @@ def training_run(experiment: Any, preset: Any, seed: Any, overrides: Any, data_s
 def report_folders(run_dirs: Any, reference_dirs: Any) -> tuple[list[str], list[str]]:
     """The report notebook's folders, checked; run_dirs [] is $MOE_REPORT_RUNS (folders
     separated by os.pathsep) or runs/all."""
+    from moe_core.report import dirs_from_environment
+
     runs = folders_parameter("run_dirs", run_dirs)
-    if not runs:
-        from_env = os.environ.get(REPORT_RUNS_ENV, "")
-        runs = [d for d in from_env.split(os.pathsep) if d] or list(DEFAULT_RUN_DIRS)
+    runs = runs or dirs_from_environment(REPORT_RUNS_ENV, DEFAULT_RUN_DIRS)
     return runs, folders_parameter("reference_dirs", reference_dirs)

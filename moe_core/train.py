@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from moe_core.config import RunConfig
 from moe_core.errors import UserInputError
+from moe_core.live import LiveCurves
 from moe_core.model import MoEModel, expert_kernel
 from moe_core.optim import Muon
 
@@ -332,6 +333,8 @@ def train(
         return metrics
 
     write("running")
+    # TensorBoard curves in run_dir/tensorboard, for watching a sweep while it trains
+    live = LiveCurves(run_dir, state.step, cfg) if run_dir is not None else None
     model.train()
     # running sums since the last eval, on the device: read only at evals (no host sync)
     ce_sum = torch.zeros((), device=device)
@@ -378,6 +381,8 @@ def train(
                 ce_sum / steps_since_eval, aux_sum / steps_since_eval, grad_norm,
                 tokens_per_step, n_train)
             state.evals.append(record)
+            if live is not None:
+                live.add_eval(record)
             if not math.isfinite(record["val_loss"]):
                 # finite training losses, then an update that left the weights non-finite
                 status = "diverged"
@@ -412,6 +417,8 @@ def train(
         raise
     finally:
         bar.close()
+        if live is not None:
+            live.close()
     state.elapsed_s = time.perf_counter() - t_start
     if status == "diverged":
         return write(status, error=_divergence_message(cfg, meta["diverged_at_step"]))
