@@ -150,7 +150,8 @@ def _grouped_linear(x: torch.Tensor, weights: nn.ParameterList, offs: torch.Tens
 
 def _tile_rows(n_rows: int, num_experts: int) -> int:
     """Rows per tile of the padded path: a power of two near a quarter of an expert's fair
-    share, 16 to 512 (padding costs < num_experts tiles; larger tiles, fewer weight copies)."""
+    share, 16 to 512. The path always computes num_experts spare tiles (at most 1/4 more rows
+    than routed; at the paper shape 1/6); larger tiles mean fewer copies of the weights."""
     fair_quarter = max(1, n_rows // (4 * num_experts))
     return min(512, max(16, 1 << (fair_quarter.bit_length() - 1)))
 
