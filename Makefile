@@ -9,7 +9,7 @@ PRESET ?= cpu
 SEEDS ?= 3
 JOBS ?= 2
 
-.PHONY: setup demo quick test lint bench clean
+.PHONY: setup demo quick lab test lint bench clean
 
 setup: $(BIN)/.installed
 
@@ -27,6 +27,11 @@ demo: setup
 # the quick variant: the reference's --quick suite, 2 seeds
 quick: setup
 	$(BIN)/moe-suite run --quick --preset $(PRESET) --seeds 2 --jobs $(JOBS) --out runs/quick
+
+# JupyterLab on the repository; its python3 kernel is this .venv's Python (LAB_ARGS, e.g.
+# LAB_ARGS="--no-browser --port 8890", are passed on)
+lab: setup
+	$(BIN)/jupyter lab --ServerApp.root_dir=. $(LAB_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -q tests
