@@ -1,13 +1,18 @@
 """Every metrics.json under some folders, ours or the reference framework's, as tidy tables.
 
-    runs          one row per run: identity, status, final/best/degradation, inflection
+    runs          one row per run: identity (experiment, condition, arm, group), status,
+                  final/best/degradation, the window rise and its per-run verdict
     evals         one row per eval: losses, LR applied per group, epochs, routing summary
+    val_sequences run_id -> (evals, val sequences) array of each val sequence's loss
     routing       one row per (run, eval, layer, expert): the expert's share of tokens
     layer_routing one row per (run, eval, layer): max violation, router entropy, aux terms
     coselection   one row per (run, layer, expert i, expert j) at the end of training
 
 A file that cannot be read becomes a `runs` row with status `unreadable` and the error;
-it never stops the others from loading.
+it never stops the others from loading. A run is (config hash, seed): a second copy of the
+same run (a suite folder read twice, a run copied) becomes a `duplicate` row that names the
+copy counted, so no run is counted twice. Runs of one arm with different configs (another
+`--set`) are different groups, labelled by what differs.
 """
 
 from __future__ import annotations
@@ -22,32 +27,39 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from moe_core.config import PARAMETERS_DIR, read_yaml
-from moe_core.diagnostics import detect_inflection, routing_entropy
+from moe_core.config import PARAMETERS_DIR, arm_name, read_yaml, split_arm
+from moe_core.diagnostics import routing_entropy
 from moe_core.errors import UserInputError
+from moe_core.inflection import curve_rise
 
 METRICS_FILE = "metrics.json"
 OURS = "ours"
 REFERENCE = "reference"
 UNREADABLE = "unreadable"
+DUPLICATE = "duplicate"
 FINISHED = ("completed", "early_stopped")
+# config keys that name or describe a run without changing what it computes
+COSMETIC_KEYS = ("name", "description", "condition", "checkpoint_every_evals",
+                 "save_best_checkpoint")
 # the reference's `_seed_run` folder: the run that first showed the inflection
 REFERENCE_SEED_RUN = "seed_run"
 
 RUN_COLUMNS = [
-    "run_id", "experiment", "seed", "source", "status", "preset", "config_hash", "description",
+    "run_id", "experiment", "condition", "arm", "group", "seed", "source", "status", "preset",
+    "config_hash", "val_sha", "description",
     "final_loss", "final_accuracy", "best_loss", "best_step", "best_accuracy", "degradation",
-    "degradation_pct", "final_loss_se", "best_loss_se", "degradation_se", "actual_steps",
-    "max_steps", "stopped_early", "time_min", "epochs_seen", "final_gap", "bayes_floor",
-    "inflection", "onset_step", "degradation_z", "run_dir", "error",
+    "degradation_pct", "final_loss_se", "low_loss", "low_step", "end_loss", "rise", "rise_pct",
+    "rise_p", "rise_val_se", "wander_sd", "inflection", "onset_step", "actual_steps",
+    "max_steps", "stopped_early", "time_min", "epochs_seen", "final_gap", "final_train_loss",
+    "bayes_floor", "run_dir", "error",
 ]
 EVAL_COLUMNS = [
-    "run_id", "experiment", "seed", "source", "step", "fraction", "val_loss", "val_loss_se",
-    "val_loss_change_se",
-    "val_accuracy", "val_perplexity", "elapsed_min", "lr", "train_loss", "train_subset_loss",
-    "aux_loss", "grad_norm", "epochs_seen", "tokens_seen", "max_violation", "router_entropy",
+    "run_id", "experiment", "condition", "arm", "seed", "source", "step", "fraction",
+    "val_loss", "val_loss_se", "val_accuracy", "val_perplexity", "elapsed_min", "lr",
+    "train_loss", "train_subset_loss", "aux_loss", "grad_norm", "epochs_seen", "tokens_seen",
+    "max_violation", "router_entropy",
 ]
-IDENTITY = ["run_id", "experiment", "seed", "source"]
+IDENTITY = ["run_id", "experiment", "condition", "arm", "seed", "source"]
 
 
 @dataclass
@@ -60,6 +72,8 @@ class Results:
     layer_routing: pd.DataFrame = field(default_factory=pd.DataFrame)
     coselection: pd.DataFrame = field(default_factory=pd.DataFrame)
     environments: dict[str, dict] = field(default_factory=dict)
+    val_sequences: dict[str, np.ndarray] = field(default_factory=dict)
+    configs: dict[str, dict] = field(default_factory=dict)
 
     def coselection_matrix(self, run_id: str) -> np.ndarray:
         """End-of-training co-selection shares of one run: (layers, E, E)."""
@@ -80,9 +94,11 @@ class Results:
 
         def pick(df: pd.DataFrame) -> pd.DataFrame:
             return df[df["run_id"].isin(keep)].reset_index(drop=True) if len(df) else df
+        def mine(mapping: dict) -> dict:
+            return {k: v for k, v in mapping.items() if k in keep}
         return Results(pick(self.runs), pick(self.evals), pick(self.routing),
                        pick(self.layer_routing), pick(self.coselection),
-                       {k: v for k, v in self.environments.items() if k in keep})
+                       mine(self.environments), mine(self.val_sequences), mine(self.configs))
 
 
 # ---------------------------------------------------------------- reading files
@@ -104,13 +120,17 @@ def is_our_format(metrics: dict) -> bool:
     return "status" in metrics and "config_hash" in metrics
 
 
-def _experiment_from_path(path: Path) -> str:
-    """runs/<suite>/<experiment>/seed<k>/metrics.json -> experiment; else the folder name."""
+def _arm_from_path(path: Path) -> str:
+    """runs/<suite>/<arm>/seed<k>/metrics.json -> arm; else the folder name."""
     folder = path.parent
     if re.fullmatch(r"seed\d+", folder.name) and folder.parent.name:
         return folder.parent.name
     name = folder.name
     return REFERENCE_SEED_RUN if name == "_seed_run" else name.lstrip("_")
+
+
+def _experiment_from_path(path: Path) -> str:
+    return split_arm(_arm_from_path(path))[0]
 
 
 def _seed_from_path(path: Path) -> int | None:
@@ -141,7 +161,6 @@ def _our_evals(metrics: dict, max_steps: float) -> pd.DataFrame:
             "fraction": record["step"] / max_steps if max_steps else float("nan"),
             "val_loss": _number(record.get("val_loss")),
             "val_loss_se": _number(record.get("val_loss_se")),
-            "val_loss_change_se": _number(record.get("val_loss_change_se")),
             "val_accuracy": _number(record.get("val_accuracy")),
             "val_perplexity": _number(record.get("val_perplexity")),
             "elapsed_min": _number(record.get("elapsed_s")) / 60,
@@ -219,35 +238,39 @@ def _routing_tables(metrics: dict, identity: dict, max_steps: float
     return experts, layers, coselection
 
 
-def _inflection_columns(evals: pd.DataFrame) -> dict[str, Any]:
-    """Best/final/degradation and the inflection verdict from the finite part of the curve."""
-    finite = evals[np.isfinite(evals["val_loss"])] if len(evals) else evals
-    if len(finite) < len(evals):  # a diverged run: analyse the curve before the first NaN
-        first_bad = int(np.flatnonzero(~np.isfinite(evals["val_loss"].to_numpy()))[0])
-        finite = evals.iloc[:first_bad]
+def _per_sequence(metrics: dict) -> np.ndarray | None:
+    """(evals, sequences) val losses of each sequence at each eval, when every eval has them."""
+    rows = [record.get("val_loss_per_sequence") for record in metrics.get("evals") or []]
+    if not rows or any(not isinstance(r, list) or not r for r in rows) \
+            or len({len(r) for r in rows}) != 1:
+        return None
+    return np.asarray(rows, dtype=float)
+
+
+def _inflection_columns(evals: pd.DataFrame, sequences: np.ndarray | None) -> dict[str, Any]:
+    """Best/final/degradation, the window rise and the run's verdict, from the finite part
+    of the curve (a diverged run is analysed up to its first non-finite eval)."""
+    loss = evals["val_loss"].to_numpy(float) if len(evals) else np.empty(0)
+    finite = int(np.argmin(np.isfinite(loss))) if not np.all(np.isfinite(loss)) else loss.size
+    part = evals.iloc[:finite]
     out: dict[str, Any] = {}
-    if finite.empty:
+    if part.empty:
         return out
-    best = finite.loc[finite["val_loss"].idxmin()]
-    last = finite.iloc[-1]
+    best = part.loc[part["val_loss"].idxmin()]
     out.update(best_loss=best["val_loss"], best_step=int(best["step"]),
-               best_accuracy=best["val_accuracy"], best_loss_se=best["val_loss_se"],
-               degradation=last["val_loss"] - best["val_loss"],
-               degradation_pct=100 * (last["val_loss"] - best["val_loss"]) / best["val_loss"])
-    se = finite["val_loss_se"].to_numpy() if "val_loss_se" in finite else None
-    if se is not None and not np.all(np.isfinite(se)):
-        se = None
-    change_se = (finite["val_loss_change_se"].to_numpy()
-                 if "val_loss_change_se" in finite else None)
+               best_accuracy=best["val_accuracy"],
+               degradation=part["val_loss"].iloc[-1] - best["val_loss"],
+               degradation_pct=100 * (part["val_loss"].iloc[-1] - best["val_loss"])
+               / best["val_loss"])
     try:
-        found = detect_inflection(finite["step"].to_numpy(), finite["val_loss"].to_numpy(), se,
-                                  change_se)
+        found = curve_rise(part["step"].to_numpy(), part["val_loss"].to_numpy(),
+                           sequences[:finite] if sequences is not None else None)
     except UserInputError:
         return out
-    out.update(inflection=found.verdict, onset_step=found.onset_step,
-               degradation_z=found.degradation_z,
-               # the val-set standard error of the degradation; a curve estimate is not one
-               degradation_se=found.noise if found.noise_source != "curve" else np.nan)
+    out.update(low_loss=found.low_loss, low_step=found.low_start_step, end_loss=found.end_loss,
+               rise=found.rise, rise_pct=found.rise_pct, rise_p=found.p_value,
+               rise_val_se=found.val_se, wander_sd=found.wander_sd, inflection=found.verdict,
+               onset_step=found.onset_step)
     return out
 
 
@@ -265,14 +288,16 @@ def _read_run(metrics: dict, path: Path, run_id: str, force_reference: bool) -> 
     config = metrics.get("config") or {}
     if ours:
         experiment = config.get("name") or exp_config.get("name") or _experiment_from_path(path)
+        condition = config.get("condition") or ""
         seed = metrics.get("seed")
         status = metrics.get("status")
     else:
-        experiment = _experiment_from_path(path)
+        experiment, condition = _experiment_from_path(path), ""
         seed = None
         status = "early_stopped" if metrics.get("stopped_early") else "completed"
     max_steps = _number(config.get("max_steps", exp_config.get("max_steps")))
-    identity = {"run_id": run_id, "experiment": experiment,
+    identity = {"run_id": run_id, "experiment": experiment, "condition": condition,
+                "arm": arm_name(experiment, condition),
                 "seed": seed if seed is not None else float("nan"),
                 "source": OURS if ours else REFERENCE}
     evals = _our_evals(metrics, max_steps) if ours and metrics.get("evals") \
@@ -284,11 +309,15 @@ def _read_run(metrics: dict, path: Path, run_id: str, force_reference: bool) -> 
 
     final = metrics.get("final_metrics") or {}
     last = evals.iloc[-1] if len(evals) else None
+    sequences = _per_sequence(metrics) if ours else None
+    val_stats = ((metrics.get("data") or {}).get("stats") or {}).get("val") or {}
     run = {
         **identity,
+        "group": identity["arm"],
         "status": status,
         "preset": config.get("preset"),
         "config_hash": metrics.get("config_hash"),
+        "val_sha": val_stats.get("windows_sha"),
         "description": exp_config.get("description") or config.get("description"),
         "final_loss": _number(final.get("val_loss")),
         "final_accuracy": _number(final.get("val_accuracy")),
@@ -300,10 +329,11 @@ def _read_run(metrics: dict, path: Path, run_id: str, force_reference: bool) -> 
         "epochs_seen": last["epochs_seen"] if last is not None else float("nan"),
         "final_gap": last["val_loss"] - last["train_subset_loss"] if last is not None
         else float("nan"),
+        "final_train_loss": last["train_subset_loss"] if last is not None else float("nan"),
         "bayes_floor": _number(metrics.get("bayes_floor")),
         "run_dir": str(path.parent),
         "error": metrics.get("error"),
-        **_inflection_columns(evals),
+        **_inflection_columns(evals, sequences),
     }
     experts, layers, coselection = _routing_tables(metrics, identity, max_steps) if ours \
         else ([], [], [])
@@ -311,7 +341,8 @@ def _read_run(metrics: dict, path: Path, run_id: str, force_reference: bool) -> 
                    "config_hash": metrics.get("config_hash"),
                    "data": metrics.get("data"), "parameter_counts": metrics.get("parameter_counts")}
     return {"run": run, "evals": evals, "routing": experts, "layer_routing": layers,
-            "coselection": coselection, "environment": environment}
+            "coselection": coselection, "environment": environment, "sequences": sequences,
+            "config": config if ours else dict(exp_config)}
 
 
 def _unique_id(base: str, taken: set[str]) -> str:
@@ -323,15 +354,16 @@ def _unique_id(base: str, taken: set[str]) -> str:
 
 
 def _base_id(path: Path, metrics: dict | None, force_reference: bool) -> str:
-    """<experiment>/seed<k> for our runs, "<experiment> (reference)" for the reference's."""
+    """<arm>/seed<k> for our runs, "<experiment> (reference)" for the reference's."""
     if metrics is not None and is_our_format(metrics) and not force_reference:
-        experiment = (metrics.get("config") or {}).get("name") or _experiment_from_path(path)
-        return f"{experiment}/seed{metrics.get('seed')}"
-    experiment = _experiment_from_path(path)
+        config = metrics.get("config") or {}
+        arm = arm_name(config.get("name") or _experiment_from_path(path),
+                       config.get("condition") or "")
+        return f"{arm}/seed{metrics.get('seed')}"
     seed = _seed_from_path(path)
     if force_reference or metrics is not None:
-        return f"{experiment} (reference)"
-    return f"{experiment}/seed{seed}" if seed is not None else experiment
+        return f"{_experiment_from_path(path)} (reference)"
+    return f"{_arm_from_path(path)}/seed{seed}" if seed is not None else _arm_from_path(path)
 
 
 def load_runs(*dirs: str | Path, reference_dirs: tuple | list = ()) -> Results:
@@ -340,6 +372,8 @@ def load_runs(*dirs: str | Path, reference_dirs: tuple | list = ()) -> Results:
     sources = [(d, False) for d in dirs] + [(d, True) for d in reference_dirs]
     runs, evals, routing, layer_routing, coselection = [], [], [], [], []
     environments: dict[str, dict] = {}
+    sequences: dict[str, np.ndarray] = {}
+    configs: dict[str, dict] = {}
     taken: set[str] = set()
     for folder, force_reference in sources:
         for path in find_metrics_files(folder):
@@ -351,7 +385,9 @@ def load_runs(*dirs: str | Path, reference_dirs: tuple | list = ()) -> Results:
             except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
                 run_id = run_id or _unique_id(_base_id(path, None, force_reference), taken)
                 # half-written or corrupted: list it, keep going
-                runs.append({"run_id": run_id, "experiment": _experiment_from_path(path),
+                arm = _arm_from_path(path)
+                runs.append({"run_id": run_id, "experiment": split_arm(arm)[0],
+                             "condition": split_arm(arm)[1], "arm": arm, "group": arm,
                              "seed": _seed_from_path(path) if _seed_from_path(path) is not None
                              else float("nan"),
                              "source": REFERENCE if force_reference else OURS,
@@ -364,11 +400,54 @@ def load_runs(*dirs: str | Path, reference_dirs: tuple | list = ()) -> Results:
             layer_routing += read["layer_routing"]
             coselection += read["coselection"]
             environments[run_id] = read["environment"]
-    runs_frame = pd.DataFrame(runs).reindex(columns=RUN_COLUMNS)
+            configs[run_id] = read["config"]
+            if read["sequences"] is not None:
+                sequences[run_id] = read["sequences"]
+    runs_frame = _mark_duplicates(pd.DataFrame(runs).reindex(columns=RUN_COLUMNS))
+    runs_frame["group"] = _group_labels(runs_frame, configs)
     evals_frame = pd.concat([e for e in evals if len(e)], ignore_index=True) \
         if any(len(e) for e in evals) else pd.DataFrame(columns=EVAL_COLUMNS)
     return Results(runs_frame, evals_frame, pd.DataFrame(routing), pd.DataFrame(layer_routing),
-                   pd.DataFrame(coselection), environments)
+                   pd.DataFrame(coselection), environments, sequences, configs)
+
+
+def _mark_duplicates(runs: pd.DataFrame) -> pd.DataFrame:
+    """The second and later copies of one run (same source, config hash and seed) become
+    status `duplicate`, naming the copy that counts: the finished one, else the first."""
+    runs = runs.copy()
+    ours = runs[(runs["source"] == OURS) & runs["config_hash"].notna()]
+    for _, copies in ours.groupby(["config_hash", "seed"], sort=False):
+        if len(copies) < 2:
+            continue
+        finished = copies[copies["status"].isin(FINISHED)]
+        kept = (finished if len(finished) else copies).iloc[0]
+        for index, row in copies.drop(index=kept.name).iterrows():
+            runs.loc[index, "error"] = (f"the same config and seed as {kept['run_dir']} "
+                                        f"({kept['status']}), which is counted instead"
+                                        + (f"; this copy was {row['status']}"
+                                           if row["status"] != kept["status"] else ""))
+            runs.loc[index, "status"] = DUPLICATE
+    return runs
+
+
+def _group_labels(runs: pd.DataFrame, configs: dict[str, dict]) -> pd.Series:
+    """The arm, or where one arm holds runs of several configs, the arm and what differs
+    (`baseline [dropout=0.0]`), so that different configs are never pooled as seeds."""
+    labels = runs["arm"].copy()
+    counted = runs[(runs["source"] == OURS) & (runs["status"] != DUPLICATE)
+                   & runs["config_hash"].notna()]
+    for _, part in counted.groupby("arm", sort=False):
+        hashes = list(dict.fromkeys(part["config_hash"]))
+        if len(hashes) < 2:
+            continue
+        first = {h: configs.get(part.loc[part["config_hash"] == h, "run_id"].iloc[0], {})
+                 for h in hashes}
+        keys = sorted({k for c in first.values() for k in c if k not in COSMETIC_KEYS
+                       and len({repr(v.get(k)) for v in first.values()}) > 1})
+        for h, config in first.items():
+            what = ", ".join(f"{k}={config.get(k)}" for k in keys) or f"config {h}"
+            labels[part.index[part["config_hash"] == h]] = f"{part['arm'].iloc[0]} [{what}]"
+    return labels
 
 
 # ---------------------------------------------------------------- the summary table

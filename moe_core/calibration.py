@@ -1,0 +1,253 @@
+"""The report's error rates, measured: studies simulated with a known truth go through the
+same verdict pipeline as real runs (`moe_core.verdicts.analyse`, `moe_core.inflection`).
+
+A simulated run is the study's real config (preset `cpu`, the `study` suite's arms, their
+real LR schedules) with val curves drawn per sequence:
+
+    loss[t, s] = decay(t) + rise * ramp(t) + level + seed offset + wander(t) + sequence[s]
+                 + noise[t, s]
+
+wander is AR(1) over evals (correlated in time, one per run), sequence[s] is each val
+sequence's difficulty (shared by every run on the split, so paired comparisons remove it)
+and noise[t, s] is the sequence x eval interaction. The defaults are of the size measured
+on the built-in data (README, "Calibration").
+
+    python -m moe_core.calibration --studies 200     # the README's calibration table
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from moe_core import verdicts as vd
+from moe_core.config import RunConfig, build_config, split_arm
+from moe_core.inflection import INFLECTION, ar1_curves, curve_rise
+from moe_core.results import OURS, Results
+from moe_core.schedule import lr_factor
+
+CONTROL = "baseline@reference_lr"
+EPOCHS = 21.0  # passes over the train split at the cpu preset (fresh_data: 20x fewer)
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Sizes of the simulated noise, nats."""
+
+    seed_level_sd: float = 0.01  # a run's whole curve shifted by its seed
+    wander_sd: float = 0.006  # marginal sd of a run's AR(1) wander
+    wander_phi: float = 0.8  # its lag-1 autocorrelation between evals
+    sequence_sd: float = 0.3  # val sequences' difficulty, shared by runs on the split
+    interaction_sd: float = 0.05  # per run x sequence x eval
+    n_sequences: int = 37
+    n_evals: int = 100
+
+
+@dataclass(frozen=True)
+class Truth:
+    """One arm's true curve: how much it rises over its last `rise_fraction` of training,
+    and a shift of its whole level."""
+
+    rise: float = 0.0
+    level: float = 0.0
+    rise_fraction: float = 0.35
+
+
+def study_arms(suite: str = "study") -> list[str]:
+    """The arms of a suite in parameters/suites.yaml."""
+    from moe_core.suite import load_suites  # the suite module pulls in jupyter_client
+
+    return load_suites()[suite]
+
+
+def simulate_results(truths: Mapping[str, Truth], seeds: int = 3, noise: Noise = Noise(),
+                     rng: np.random.Generator | None = None, preset: str = "cpu") -> Results:
+    """A Results of `seeds` runs per arm, drawn from the truths (arm -> Truth)."""
+    rng = rng or np.random.default_rng()
+    n, n_seq = noise.n_evals, noise.n_sequences
+    difficulty = rng.normal(0.0, noise.sequence_sd, n_seq)
+    fraction = np.arange(1, n + 1) / n
+    decay = 4.0 + 2.0 * np.exp(-fraction / 0.12)
+    runs, evals, sequences, configs = [], [], {}, {}
+    for arm, truth in truths.items():
+        experiment, condition = split_arm(arm)
+        cfg, steps, lr = _arm_setup(arm, preset, n)
+        ramp = np.clip((fraction - (1 - truth.rise_fraction)) / truth.rise_fraction, 0, 1)
+        mean = decay + truth.level + truth.rise * ramp
+        for seed in range(seeds):
+            run_id = f"{arm}/seed{seed}"
+            wander = ar1_curves(n, noise.wander_sd, noise.wander_phi, 1, rng)[0]
+            curve = mean + rng.normal(0.0, noise.seed_level_sd) + wander
+            per_sequence = (curve[:, None] + difficulty[None, :]
+                            + rng.normal(0.0, noise.interaction_sd, (n, n_seq)))
+            val = per_sequence.mean(1)
+            sequences[run_id] = per_sequence
+            configs[run_id] = cfg.to_dict()
+            runs.append({"run_id": run_id, "experiment": experiment, "condition": condition,
+                         "arm": arm, "group": arm, "seed": seed, "source": OURS,
+                         "status": "completed", "config_hash": cfg.config_hash(),
+                         "val_sha": "simulated", "preset": preset,
+                         "epochs_seen": EPOCHS * (1 if cfg.train_documents_factor == 1
+                                                  else 1 / cfg.train_documents_factor)})
+            evals.append(pd.DataFrame({
+                "run_id": run_id, "experiment": experiment, "condition": condition, "arm": arm,
+                "seed": seed, "source": OURS, "step": steps, "fraction": fraction,
+                "val_loss": val, "lr": lr, "train_subset_loss": val - 0.5 - fraction}))
+    return Results(pd.DataFrame(runs), pd.concat(evals, ignore_index=True),
+                   val_sequences=sequences, configs=configs)
+
+
+@functools.cache
+def _arm_setup(arm: str, preset: str, n_evals: int) -> tuple[RunConfig, np.ndarray, list]:
+    """The arm's real config, its eval steps and the LR it applies at them."""
+    experiment, condition = split_arm(arm)
+    cfg = build_config(experiment, preset, condition=condition)
+    steps = np.round(np.arange(1, n_evals + 1) / n_evals * cfg.max_steps).astype(int)
+    lr = [cfg.lr * lr_factor(max(1, s // cfg.grad_accum_steps), cfg) for s in steps]
+    return cfg, steps, lr
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+def null_truths(arms: Sequence[str], rise: float = 0.1) -> dict[str, Truth]:
+    """Every arm a replicate of the control: the same rise, the same level."""
+    return {arm: Truth(rise=rise) for arm in arms}
+
+
+def study_like(arms: Sequence[str], changes: Mapping[str, Truth] | None = None,
+               rise: float = 0.1) -> dict[str, Truth]:
+    """The built-in data's picture: every arm under the reference's LR schedule rises by
+    `rise`, the corrected schedule's arms do not (the higher floor rises by 40% of it);
+    then `changes` (arm -> Truth) replace some arms."""
+    def default(arm: str) -> Truth:
+        if split_arm(arm)[1]:
+            return Truth(rise=rise)
+        return Truth(rise=0.4 * rise if split_arm(arm)[0] == "slower_min_lr" else 0.0)
+    return {arm: (changes or {}).get(arm, default(arm)) for arm in arms}
+
+
+def run_scenario(truths: Mapping[str, Truth], measure: Callable[[vd.StudyAnalysis], dict],
+                 studies: int, seeds: int = 3, noise: Noise = Noise(),
+                 seed: int = 0) -> dict[str, float]:
+    """The mean of each measured indicator over `studies` simulated studies."""
+    rng = np.random.default_rng(seed)
+    totals: dict[str, float] = {}
+    for _ in range(studies):
+        analysis = vd.analyse(simulate_results(truths, seeds, noise, rng))
+        for key, value in measure(analysis).items():
+            totals[key] = totals.get(key, 0.0) + float(value)
+    return {key: value / studies for key, value in totals.items()}
+
+
+def any_effect(analysis: vd.StudyAnalysis) -> dict[str, bool]:
+    """Did the study claim anything where nothing differs?"""
+    significant = [c for c in analysis.comparisons if c.change.significant]
+    return {"any intervention effect": bool(significant),
+            "a leader named": bool(analysis.leader.get("named")),
+            "any explanation supported": any(v.verdict == vd.SUPPORTED
+                                             for v in analysis.verdicts.values())}
+
+
+def found(arm: str, hypothesis: str) -> Callable[[vd.StudyAnalysis], dict]:
+    def measure(analysis: vd.StudyAnalysis) -> dict[str, bool]:
+        hits = [c for c in analysis.comparisons if c.arm == arm and c.control == CONTROL]
+        return {"detected as predicted": any(c.outcome == vd.AS_PREDICTED for c in hits),
+                "supported": analysis.verdicts[hypothesis].verdict == vd.SUPPORTED,
+                "not supported": analysis.verdicts[hypothesis].verdict == vd.NOT_SUPPORTED}
+    return measure
+
+
+def per_run_false_inflections(studies: int, noise: Noise, seed: int = 0) -> float:
+    """Share of flat (no trend after a decay) runs with correlated wander labelled
+    "inflection" by the single-curve test."""
+    rng = np.random.default_rng(seed)
+    fraction = np.arange(1, noise.n_evals + 1) / noise.n_evals
+    steps = np.arange(1, noise.n_evals + 1) * 4
+    decay = 4.0 + 2.0 * np.exp(-fraction / 0.12)
+    hits = 0
+    for _ in range(studies):
+        wander = ar1_curves(noise.n_evals, noise.wander_sd, noise.wander_phi, 1, rng)[0]
+        hits += curve_rise(steps, decay + wander).verdict == INFLECTION
+    return hits / studies
+
+
+def calibration_table(studies: int = 200, seeds: int = 3, noise: Noise = Noise(),
+                      effects: Sequence[float] = (0.02, 0.04, 0.06, 0.08, 0.1),
+                      log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Every scenario's rates, one row per (scenario, indicator)."""
+    arms = study_arms()
+    rows = []
+
+    def add(scenario: str, expected: str, rates: dict[str, float]) -> None:
+        for indicator, rate in rates.items():
+            rows.append({"scenario": scenario, "indicator": indicator, "rate": rate,
+                         "what it should be": expected})
+        log(f"{scenario}: " + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
+
+    identical = {arm: Truth(rise=0.1) for arm in arms}
+    add("null: every arm a replicate of the rising control", "<= 0.05 each",
+        run_scenario(identical, any_effect, studies, seeds, noise, seed=1))
+    flat = {arm: Truth(rise=0.0) for arm in arms}
+    add("null: nothing rises (flat after the decay)", "<= 0.05 each",
+        run_scenario(flat, lambda a: {"control called rising": bool(a.rising_controls),
+                                      "any explanation judged": any(
+                                          v.verdict != vd.UNTESTED
+                                          for v in a.verdicts.values())},
+                     studies, seeds, noise, seed=2))
+    fresh = "fresh_data@reference_lr"
+    for delta in effects:
+        rates = run_scenario(study_like(arms, {fresh: Truth(rise=0.1 - delta)}),
+                             found(fresh, vd.OVERFITTING), studies, seeds, noise, seed=3)
+        add(f"fresh data lowers the rise by {delta:.2f} (of 0.10)", "power",
+            {"detected as predicted": rates["detected as predicted"]})
+    vanishes = {fresh: Truth(rise=0.0), "higher_dropout@reference_lr": Truth(rise=0.03)}
+    add("overfitting true: the rise vanishes with fresh data", "supported high",
+        run_scenario(study_like(arms, vanishes), found(fresh, vd.OVERFITTING), studies, seeds,
+                     noise, seed=4))
+    add("overfitting false: the rise persists with fresh data", "supported <= 0.05",
+        run_scenario(study_like(arms), found(fresh, vd.OVERFITTING), studies, seeds, noise,
+                     seed=5))
+    add("one flat run with correlated wander (per-run label)", "<= 0.05",
+        {"labelled inflection": per_run_false_inflections(studies * 5, noise, seed=6)})
+    strong = replace(noise, wander_phi=0.9)
+    add("one flat run, stronger wander (phi 0.9)", "reported",
+        {"labelled inflection": per_run_false_inflections(studies * 5, strong, seed=7)})
+    return pd.DataFrame(rows)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    lines = ["| scenario | indicator | rate | should be |", "| --- | --- | --- | --- |"]
+    for _, row in table.iterrows():
+        lines.append(f"| {row['scenario']} | {row['indicator']} | {row['rate']:.3f} | "
+                     f"{row['what it should be']} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m moe_core.calibration",
+        description="Error rates of the report's verdicts on simulated studies.")
+    parser.add_argument("--studies", type=int, default=200, help="studies per scenario")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per arm")
+    args = parser.parse_args(argv)
+    if args.studies < 1 or args.seeds < 2:
+        print("calibration: --studies must be >= 1 and --seeds >= 2", file=sys.stderr)
+        return 2
+    noise = Noise()
+    print(f"{args.studies} simulated studies per scenario, {args.seeds} seeds per arm; "
+          f"noise {noise}")
+    table = calibration_table(args.studies, args.seeds, noise)
+    print("\n" + markdown_table(table))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
