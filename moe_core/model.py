@@ -84,12 +84,14 @@ def expert_kernel(device: torch.device, dtype: torch.dtype) -> str:
     torch's grouped_mm runs its CUTLASS kernel, which reads the group offsets on the GPU, only
     for bf16 on compute capability 9.x and 10.x (Hopper, datacenter Blackwell); elsewhere it
     falls back to a loop that copies the offsets to the host (a sync per call), so every
-    other CUDA case (fp16, fp32, Ampere, Ada, consumer Blackwell) takes the padded batched
-    matmul, which never reads anything back.
+    other CUDA case (fp16, fp32, Ampere, Ada, consumer Blackwell, ROCm builds, whose
+    "capability" numbers mean other chips) takes the padded batched matmul, which never
+    reads anything back.
     """
     if device.type == "cpu":
         return "cpu"
-    if device.type == "cuda" and dtype == torch.bfloat16 and _cuda_major(device) in (9, 10):
+    nvidia = device.type == "cuda" and torch.version.hip is None
+    if nvidia and dtype == torch.bfloat16 and _cuda_major(device) in (9, 10):
         return "grouped_mm"
     return "padded_bmm"
 

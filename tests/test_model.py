@@ -139,8 +139,11 @@ def test_padded_tiles_bound_the_padding_and_fit_every_routing():
 def test_grouped_mm_only_where_torch_runs_it_without_reading_offsets_on_the_host(
         capability, dtype, kernel, monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.version, "hip", None)
     assert expert_kernel(torch.device("cuda"), dtype) == kernel
     assert expert_kernel(torch.device("cpu"), dtype) == "cpu"
+    monkeypatch.setattr(torch.version, "hip", "6.4")  # ROCm: (9, 4) is an MI300
+    assert expert_kernel(torch.device("cuda"), dtype) == "padded_bmm"
 
 
 @pytest.mark.parametrize(("kernel", "dtype"), [("padded_bmm", torch.float16),
