@@ -61,7 +61,7 @@ class Truth:
 
 def study_arms(suite: str = "study") -> list[str]:
     """The arms of a suite in parameters/suites.yaml."""
-    from moe_core.suite import load_suites  # the suite module pulls in jupyter_client
+    from moe_core.catalog import load_suites
 
     return load_suites()[suite]
 

@@ -20,7 +20,7 @@ from moe_core.errors import UserInputError
 
 DEFAULT_PRESET = "cpu"
 PRESET_ENV = "MOE_NOTEBOOK_PRESET"
-DEFAULT_RUN_DIRS = ["runs/all"]
+DEFAULT_RUN_DIRS = ["runs/study"]
 REPORT_RUNS_ENV = "MOE_REPORT_RUNS"
 REPO_ROOT = PARAMETERS_DIR.parent
 
@@ -159,8 +159,8 @@ def training_run(experiment: Any, preset: Any, seed: Any, overrides: Any, data_s
 
 def report_folders(run_dirs: Any, reference_dirs: Any) -> tuple[list[str], list[str]]:
     """The report notebook's folders, checked; run_dirs [] is $MOE_REPORT_RUNS (folders
-    separated by os.pathsep) or runs/all."""
-    from moe_core.report import dirs_from_environment
+    separated by os.pathsep) or runs/study."""
+    from moe_core.render import dirs_from_environment
 
     runs = folders_parameter("run_dirs", run_dirs)
     runs = runs or dirs_from_environment(REPORT_RUNS_ENV, DEFAULT_RUN_DIRS)

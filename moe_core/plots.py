@@ -281,3 +281,108 @@ def coselection_heatmaps(coselection: pd.DataFrame,
                     square=True, cbar_kws={"label": "share of tokens"})
         ax.set(title=f"{experiment}: expert co-selection", xlabel="expert j", ylabel="expert i")
     return fig
+
+
+# ---------------------------------------------------------------- the study's figures
+
+CONTROL_COLOR = "#222222"
+# one hue per explanation, shades within it; an experiment keeps its colour in every figure
+FAMILY_SHADES = {
+    "overfitting": ["#1f6fb4", "#6baed6", "#08306b"],
+    "the LR schedule": ["#d94801", "#fd8d3c", "#8c2d04", "#fdae6b"],
+    "load balancing": ["#238b45", "#74c476", "#00441b", "#a1d99b"],
+    "router z-loss": ["#6a51a3", "#9e9ac8"],
+    "other": ["#737373", "#a6a6a6", "#525252", "#bdbdbd"],
+}
+CONDITION_STYLES = ["-", "--", ":", "-."]
+
+
+def experiment_colors(families: dict[str, str], control: str = "baseline") -> dict[str, str]:
+    """A colour per experiment: the control near-black, the others a shade of their
+    explanation's hue (families: experiment -> explanation), in the order given."""
+    colors, used = {control: CONTROL_COLOR}, {}
+    for experiment, family in families.items():
+        if experiment in colors:
+            continue
+        shades = FAMILY_SHADES.get(family, FAMILY_SHADES["other"])
+        colors[experiment] = shades[used.get(family, 0) % len(shades)]
+        used[family] = used.get(family, 0) + 1
+    return colors
+
+
+def rise_forest(rows: pd.DataFrame, colors: dict[str, str], title: str = "") -> Figure:
+    """Each arm's rise with its 95% interval, grouped by condition, the control first.
+
+    rows: one per arm with condition_label, experiment, arm, rise, ci_low, ci_high, rises
+    (significant after correction), is_control.
+    """
+    if rows.empty:
+        return _message_figure("no arm of ours to show")
+    conditions = list(dict.fromkeys(rows["condition_label"]))
+    heights = [max(1, (rows["condition_label"] == c).sum()) for c in conditions]
+    fig = Figure(figsize=(7.5, 0.42 * sum(heights) + 1.3 * len(conditions)),
+                 layout="constrained")
+    with sns.axes_style("whitegrid"):
+        axes = fig.subplots(len(conditions), 1, sharex=True, squeeze=False,
+                            gridspec_kw={"height_ratios": heights})[:, 0]
+    for ax, condition in zip(axes, conditions, strict=True):
+        part = rows[rows["condition_label"] == condition].reset_index(drop=True)
+        y = np.arange(len(part))[::-1]
+        control = part[part["is_control"]]
+        if len(control) and np.isfinite(control["ci_low"].iloc[0]):
+            ax.axvspan(control["ci_low"].iloc[0], control["ci_high"].iloc[0],
+                       color=CONTROL_COLOR, alpha=0.08, linewidth=0)
+        ax.axvline(0, color="0.4", linewidth=1)
+        for yi, (_, row) in zip(y, part.iterrows(), strict=True):
+            color = colors.get(row["experiment"], "#737373")
+            if np.isfinite(row["ci_low"]):
+                ax.plot([row["ci_low"], row["ci_high"]], [yi, yi], color=color, linewidth=2.2)
+            ax.plot(row["rise"], yi, "o", color=color, markersize=8,
+                    markerfacecolor=color if row["rises"] else "white", markeredgewidth=2)
+        ax.set_yticks(y, [f"{e} (control)" if c else e for e, c in
+                          zip(part["experiment"], part["is_control"], strict=True)])
+        ax.set_title(condition, loc="left", fontsize=10, fontweight="bold")
+        ax.grid(axis="y", visible=False)
+    axes[-1].set_xlabel("rise of the val loss: last 10% of evals minus the lowest 10% "
+                        "(nats), mean over seeds, 95% interval")
+    if title:
+        fig.suptitle(title, x=0.01, ha="left", fontsize=11)
+    return fig
+
+
+def control_vs_interventions(curves: dict, control: str, interventions: Sequence[str],
+                             colors: dict[str, str], labels: dict[str, str] | None = None,
+                             from_fraction: float = 0.3) -> Figure:
+    """Small multiples: the control's val loss (mean over seeds, band = lowest to highest
+    seed) beside each intervention's, from `from_fraction` of training on.
+
+    curves: arm -> moe_core.effects.ArmCurves.
+    """
+    shown = [arm for arm in interventions if arm in curves]
+    if control not in curves or not shown:
+        return _message_figure("no intervention ran beside this control")
+    labels = labels or {}
+    columns = min(3, len(shown))
+    rows_n = -(-len(shown) // columns)
+    fig, axes = _figure(rows_n, columns, width=4.2, height=3.0, sharey=True)
+    base = curves[control]
+    for index, ax in enumerate(axes.flat):
+        if index >= len(shown):
+            ax.set_axis_off()
+            continue
+        arm = shown[index]
+        for name, color in ((control, CONTROL_COLOR), (arm, colors.get(arm, "#1f6fb4"))):
+            c = curves[name]
+            keep = c.steps >= from_fraction * c.steps[-1]
+            ax.plot(c.steps[keep], c.loss.mean(0)[keep], color=color, linewidth=1.8,
+                    label=labels.get(name, name))
+            if c.n_seeds > 1:
+                ax.fill_between(c.steps[keep], c.loss.min(0)[keep], c.loss.max(0)[keep],
+                                color=color, alpha=0.18, linewidth=0)
+        ax.set_title(labels.get(arm, arm), fontsize=10)
+        ax.set_xlabel("step")
+        ax.legend(frameon=False, fontsize=8, loc="upper right")
+    axes[0, 0].set_ylabel("val loss (nats)")
+    fig.suptitle(f"{labels.get(control, control)} (black) against each intervention; bands: "
+                 f"lowest to highest of {base.n_seeds} seeds", x=0.01, ha="left", fontsize=10)
+    return fig

@@ -1,8 +1,9 @@
-"""The inflection report: its numbers and sentences, built from `moe_core.results` tables
-with `moe_core.diagnostics`, and its rendering (papermill, then HTML without code).
+"""The inflection report's content: every sentence, table and figure, computed from the
+runs by `moe_core.verdicts` (ours) and `moe_core.reference` (the reference's files).
 
-Every sentence the report prints is generated here from the tables, so the report
-never says more than the runs at hand support.
+The notebook (`notebooks/inflection_report.ipynb`) calls one function per section; the
+order is the reader's: the answer first, then the evidence per explanation, the method,
+the reference's files, and an appendix of every number.
 """
 
 from __future__ import annotations
@@ -10,520 +11,605 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
+import subprocess
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from moe_core import diagnostics as dx
-from moe_core.config import PARAMETERS_DIR
+from moe_core import effects as fx
+from moe_core import plots
+from moe_core import verdicts as vd
+from moe_core.config import PARAMETERS_DIR, read_yaml, split_arm
 from moe_core.errors import UserInputError
-from moe_core.results import (
-    FINISHED,
-    METRICS_FILE,
-    OURS,
-    REFERENCE,
-    UNREADABLE,
-    Results,
-    finite_or_none,
-    sort_experiments,
+from moe_core.inflection import INFLECTION
+from moe_core.reference import ReferenceFindings, analyse_reference
+from moe_core.render import (  # noqa: F401  (the report's API before render.py)
+    DEFAULT_TITLE,
+    REPORT_NOTEBOOK,
+    TABLES_ENV,
+    ReportError,
+    render_report,
+    resolve_dirs,
 )
+from moe_core.results import FINISHED, OURS, REFERENCE, Results, load_runs
 
-REPO_ROOT = PARAMETERS_DIR.parent
-REPORT_NOTEBOOK = REPO_ROOT / "notebooks" / "inflection_report.ipynb"
-DEFAULT_TITLE = "Why does the MoE validation loss turn up at the end of training?"
-BASELINE = "baseline"
-# the reference's own LR schedule (its horizon defect): the configuration whose rise was seen
-REFERENCE_SCHEDULE = "reference_lr_horizon"
-EFFECT_METRICS = ("final_loss", "best_loss", "degradation")
-SE_COLUMNS = {"final_loss": "final_loss_se", "best_loss": "best_loss_se",
-              "degradation": "degradation_se"}
-HYPOTHESES = ("overfitting", "the LR schedule", "load balancing")
-# JupyterLab's HTML look without the scripts it fetches from CDNs (require.js, MathJax,
-# Mermaid, widgets): the report has no math or widgets and must open offline
-SELF_CONTAINED_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
-{%- block html_head_js -%}{%- endblock html_head_js -%}
-{% block jupyter_widgets %}{% endblock jupyter_widgets %}
-{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
-{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
-"""
+NO_CONDITION_LABEL = "the corrected LR schedule (over optimizer updates)"
+CALIBRATION_FILE = PARAMETERS_DIR.parent / "benchmarks" / "calibration.json"
+PREDICTIONS = {
+    vd.OVERFITTING: ("If the model memorises its repeated train split, the rise should shrink "
+                     "or vanish when the data no longer repeats (fresh data: the same steps "
+                     "over 20x the train documents, the same val documents) and shrink with "
+                     "more dropout."),
+    vd.LR_SCHEDULE: ("If the LR is still too high late in training, schedules that are lower "
+                     "in the last quarter of training (measured from each run's LR trace) "
+                     "should rise less, and higher ones more."),
+    vd.LOAD_BALANCING: ("If the balancing pressure on the router causes the rise, removing "
+                        "the balancing loss (no_lb, or bias-based balancing without a loss) "
+                        "or weakening it should shrink the rise."),
+}
 
 
-class ReportError(UserInputError):
-    """The report notebook failed; the message names the notebook, the cell and the error."""
+# ---------------------------------------------------------------- the study
 
 
-# ---------------------------------------------------------------- paths
+@dataclass
+class Study:
+    """Everything the report shows, computed once from the runs."""
+
+    results: Results
+    analysis: vd.StudyAnalysis | None
+    reference: ReferenceFindings | None
+    colors: dict[str, str] = field(default_factory=dict)
+    condition_labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ours(self) -> Results:
+        return self.results.of_source(OURS)
+
+    @property
+    def theirs(self) -> Results:
+        return self.results.of_source(REFERENCE)
 
 
-def resolve_dirs(dirs: Sequence[str | Path] | str | Path) -> list[Path]:
-    """Folders as absolute paths; relative ones are taken from the repository root."""
-    if isinstance(dirs, (str, Path)):
-        dirs = [dirs]
-    return [Path(d) if Path(d).is_absolute() else REPO_ROOT / d for d in dirs]
+def build(run_dirs: Sequence[str | Path], reference_dirs: Sequence[str | Path] = ()) -> Study:
+    """Read every run under the folders and analyse them."""
+    results = load_runs(*resolve_dirs(run_dirs), reference_dirs=resolve_dirs(reference_dirs))
+    analysis = vd.analyse(results) if len(vd.counted_runs(results)) else None
+    study = Study(results, analysis, analyse_reference(results))
+    if analysis is not None:
+        study.condition_labels = {c: condition_label(c) for c in analysis.controls}
+        study.colors = plots.experiment_colors(_families(analysis))
+    return study
 
 
-def dirs_from_environment(variable: str, default: Sequence[str]) -> list[str]:
-    """An os.pathsep-separated list from an environment variable, else the default."""
-    value = os.environ.get(variable, "")
-    return [part for part in value.split(os.pathsep) if part] or list(default)
+def condition_label(condition: str) -> str:
+    """A condition's readable name: its YAML's `label`, else its name."""
+    if not condition:
+        return NO_CONDITION_LABEL
+    try:
+        values = read_yaml(PARAMETERS_DIR / "conditions" / f"{condition}.yaml")
+    except UserInputError:
+        return condition
+    return str(values.get("label") or condition)
 
 
-# ---------------------------------------------------------------- tables the report shows
+def _families(analysis: vd.StudyAnalysis) -> dict[str, str]:
+    """experiment -> the explanation its comparisons test (in study order)."""
+    families: dict[str, str] = {}
+    for c in analysis.comparisons:
+        families.setdefault(split_arm(c.arm)[0], c.hypothesis)
+    for arm in analysis.curves:
+        families.setdefault(split_arm(arm)[0], vd.OTHER)
+    return families
 
 
-def finished_runs(results: Results, source: str = OURS) -> pd.DataFrame:
-    """Runs of one source that ended normally (completed or early-stopped)."""
-    runs = results.runs
-    return runs[(runs["source"] == source) & runs["status"].isin(FINISHED)].reset_index(drop=True)
+# ---------------------------------------------------------------- numbers
 
 
-def problem_runs(results: Results) -> pd.DataFrame:
-    """Runs that did not end normally, with their status and error."""
-    runs = results.runs
-    bad = runs[~runs["status"].isin(FINISHED)]
-    return bad[["run_id", "experiment", "source", "status", "actual_steps", "error"]] \
-        .reset_index(drop=True)
+def decimals_for(se: float | None, default: int = 3) -> int:
+    """Decimals that a value with this standard error supports (SE 0.03: 2; 0.004: 3)."""
+    if se is None or not math.isfinite(se) or se <= 0:
+        return default
+    return int(min(6, max(0, -math.floor(math.log10(se)))))
 
 
-def styled_summary(table: pd.DataFrame) -> Any:
-    """The summary table as a pandas Styler: no index, runs that did not finish in red."""
-    def highlight(row: pd.Series) -> list[str]:
-        bad = not any(status in str(row["status"]) for status in FINISHED) \
-            or "," in str(row["status"])
-        return ["color: #b00020; font-weight: bold" if bad else ""] * len(row)
-    return table.style.hide(axis="index").apply(highlight, axis=1)
+def number(value: float | None, se: float | None = None, signed: bool = False) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    digits = decimals_for(se)
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-def inflection_table(results: Results) -> pd.DataFrame:
-    """Per run: best and final loss, degradation in nats and noise units, onset, verdict."""
-    columns = ["run_id", "experiment", "source", "best_step", "best_loss", "final_loss",
-               "degradation", "degradation_z", "onset_step", "inflection"]
-    runs = results.runs[results.runs["status"] != UNREADABLE]
-    return runs[columns].reset_index(drop=True)
+def with_interval(test: fx.Test, signed: bool = True) -> str:
+    """`-0.075 (95% CI -0.139 to -0.011)`, rounded to what the SE supports."""
+    text = number(test.estimate, test.se, signed)
+    if test.ci_low is None:
+        return f"{text} (no noise estimate)"
+    return (f"{text} (95% CI {number(test.ci_low, test.se, True)} to "
+            f"{number(test.ci_high, test.se, True)})")
 
 
-def environment_table(results: Results) -> pd.DataFrame:
-    """Per run: config hash, preset, device, torch, data fingerprint and parameter count."""
-    rows = []
-    for run_id, info in results.environments.items():
-        env = info.get("environment") or {}
-        data = info.get("data") or {}
-        counts = info.get("parameter_counts") if isinstance(info.get("parameter_counts"), dict) \
-            else {}
-        rows.append({"run_id": run_id, "config_hash": info.get("config_hash"),
-                     "device": env.get("device_name") or env.get("device"),
-                     "dtype": env.get("autocast_dtype"), "torch": env.get("torch"),
-                     "python": env.get("python"), "threads": env.get("cpu_threads"),
-                     "data": data.get("fingerprint"),
-                     "parameters": counts.get("total"),
-                     "active per token": counts.get("active_per_token")})
-    # the reference recorded none of these
-    return pd.DataFrame(rows).astype(object).fillna("not recorded")
+def _inflect_count(study: Study, arm: str) -> str:
+    runs = vd.counted_runs(study.results)
+    part = runs[runs["group"] == arm]
+    return f"{int((part['inflection'] == INFLECTION).sum())} of {len(part)}"
 
 
-# ---------------------------------------------------------------- sentences
+# ---------------------------------------------------------------- the answer
 
 
-def _fmt(value: float | None, digits: int = 4) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+def answer_markdown(study: Study) -> str:
+    """The question, where the rise happens, and each explanation's verdict with the
+    numbers that decide it."""
+    a = study.analysis
+    lines = ["## The answer", ""]
+    if a is None:
+        return "\n".join(lines + ["No finished runs of ours: nothing to answer yet."])
+    lines.append("**Where the val loss turns up.** " + " ".join(_where_it_rises(study)))
+    lines += ["", "| explanation | verdict | what decides it |", "| --- | --- | --- |"]
+    for name in vd.HYPOTHESES:
+        verdict = a.verdicts[name]
+        lines.append(f"| {name} | **{verdict.verdict}** | {_deciding(verdict)} |")
+    lines += ["", "**In one sentence.** " + one_sentence(a)]
+    return "\n".join(lines)
 
 
-def _per_experiment(runs: pd.DataFrame, metric: str) -> pd.Series:
-    return runs.groupby("experiment")[metric].mean().dropna()
-
-
-def typical_noise(runs: pd.DataFrame) -> float | None:
-    """Difference of two final losses that val-set noise alone reaches one time in twenty
-    (nats), from the runs' val-loss standard errors; None when none is recorded."""
-    se = finite_or_none(runs["final_loss_se"].median()) if len(runs) else None
-    return None if se is None else dx.Z_95 * math.sqrt(2.0) * se
-
-
-def ranking_sentences(results: Results, source: str = OURS) -> list[str]:
-    """Which experiment ends lowest and which reached the lowest loss at any eval, with the
-    noise scale that decides whether the ranking means anything."""
-    runs = finished_runs(results, source)
-    if runs.empty:
-        return ["No finished runs of ours to rank." if source == OURS
-                else "No finished reference runs to rank."]
-    final, best = _per_experiment(runs, "final_loss"), _per_experiment(runs, "best_loss")
-    seeds = runs.groupby("experiment")["run_id"].count()
-    lead = final.idxmin()
-    sentences = [
-        f"Lowest final val loss: {lead} ({_fmt(final[lead])} nats, "
-        f"mean of {seeds[lead]} seed{'s' if seeds[lead] > 1 else ''})"
-        + (f"; the runner-up {final.drop(lead).idxmin()} is "
-           f"{_fmt(final.drop(lead).min() - final[lead])} nats behind."
-           if len(final) > 1 else "."),
-    ]
-    best_lead = best.idxmin()
-    best_step = runs[runs["experiment"] == best_lead]["best_step"].mean()
-    sentences.append(f"Lowest loss at any eval: {best_lead} ({_fmt(best[best_lead])} nats, "
-                     f"around step {best_step:.0f}).")
-    if len(final) > 1:
-        spread = float(final.max() - final.min())
-        noise = typical_noise(runs)
-        if noise is None:
-            sentences.append(f"All final losses lie within {_fmt(spread)} nats; with no "
-                             "recorded standard errors this spread cannot be compared with noise.")
-        else:
-            within = "within" if spread <= noise else "larger than"
-            sentences.append(f"All final losses lie within {_fmt(spread)} nats, {within} the "
-                             f"{_fmt(noise)} nats that val-set noise alone explains between two "
-                             "runs (95%).")
-    return sentences
-
-
-def inflection_sentences(results: Results, source: str = OURS) -> list[str]:
-    """One sentence per experiment: how many seeds show an inflection, where and how large."""
-    runs = results.runs[(results.runs["source"] == source)
-                        & (results.runs["status"] != UNREADABLE)]
+def _where_it_rises(study: Study) -> list[str]:
+    a = study.analysis
     sentences = []
-    for experiment in sort_experiments(runs["experiment"]):
-        part = runs[runs["experiment"] == experiment]
-        counts = part["inflection"].fillna("not analysed").value_counts()
-        verdicts = ", ".join(f"{verdict} in {n} of {len(part)}" for verdict, n in counts.items())
-        sentence = f"{experiment}: {verdicts} run{'s' if len(part) > 1 else ''}"
-        turned = part[part["inflection"] == dx.INFLECTION]
-        if not turned.empty:
-            sentence += (f"; the loss turns up around step {turned['onset_step'].mean():.0f} "
-                         f"and ends {_fmt(turned['degradation'].mean())} nats "
-                         f"({turned['degradation_z'].mean():.1f} noise units) above its best")
-        rows = part[part["status"] != "completed"]
-        if not rows.empty:
-            sentence += f" ({', '.join(rows['status'].astype(str))} run(s) included)"
-        sentences.append(sentence + ".")
-    return sentences or ["No runs to analyse."]
-
-
-def seed_statistics(results: Results) -> pd.DataFrame:
-    """Mean, sd and 95% interval over seeds of final loss, best loss and degradation."""
-    runs = finished_runs(results)
-    if runs.empty:
-        return pd.DataFrame()
-    return dx.seed_summary(runs, EFFECT_METRICS)
-
-
-def effects(results: Results) -> pd.DataFrame:
-    """Every experiment minus the baseline (ours), with intervals and verdicts."""
-    runs = finished_runs(results)
-    if runs.empty or BASELINE not in set(runs["experiment"]):
-        return pd.DataFrame()
-    return dx.effects_vs_baseline(runs, EFFECT_METRICS, baseline=BASELINE,
-                                  se_columns=SE_COLUMNS)
-
-
-def noise_sentences(results: Results) -> list[str]:
-    """What the number of seeds allows: seed-level claims, or only the val-set noise scale."""
-    runs = finished_runs(results)
-    if runs.empty:
-        return ["No finished runs of ours: nothing to say about run-to-run noise."]
-    seeds = runs.groupby("experiment")["run_id"].count()
-    sentences = [f"Effects are estimated with {dx.EFFECT_METHOD}."]
-    single = sorted(seeds[seeds < 2].index)
-    if single:
-        noise = typical_noise(runs)
+    for condition, control in a.controls.items():
+        test = a.rise_tests[control]
+        state = "rises" if test.significant else "does not rise beyond noise"
         sentences.append(
-            f"{', '.join(single)} {'has' if len(single) == 1 else 'have'} one seed: no "
-            "seed-level claim can be made about "
-            f"{'it' if len(single) == 1 else 'them'}, since run-to-run variation is unknown."
-            + (f" Val-set noise alone explains differences of final loss up to "
-               f"{_fmt(noise)} nats between two runs (95%)." if noise is not None else ""))
-    multi = sorted(seeds[seeds >= 2].index)
-    if multi:
-        sentences.append(f"{', '.join(multi)} {'has' if len(multi) == 1 else 'have'} "
-                         f"{int(seeds[multi].min())} or more seeds: the intervals below are "
-                         "over seeds.")
+            f"Under {study.condition_labels[condition]} the control ({control}) {state}: "
+            f"{with_interval(test, signed=False)} nats, {_inflect_count(study, control)} seeds "
+            "inflect on their own.")
     return sentences
 
 
-# ---------------------------------------------------------------- hypothesis evidence
+def _deciding(verdict: vd.HypothesisVerdict) -> str:
+    if not verdict.comparisons:
+        return verdict.reasons[0] if verdict.reasons else ""
+    decisive = [c for c in verdict.comparisons if c.outcome in (vd.AS_PREDICTED, vd.AGAINST,
+                                                                  vd.PERSISTS)]
+    shown = (decisive or list(verdict.comparisons))[:3]
+    return "; ".join(f"{c.arm}: rise changes {with_interval(c.change)} nats, "
+                     f"{_outcome_words(c)}" for c in shown)
 
 
-def _verdicts_on(effect_table: pd.DataFrame, metric: str = "degradation") -> dict[str, str]:
-    if effect_table.empty:
-        return {}
-    rows = effect_table[effect_table["metric"] == metric]
-    return dict(zip(rows["experiment"], rows["verdict"], strict=True))
+def _outcome_words(c: vd.Comparison) -> str:
+    if c.outcome == vd.AS_PREDICTED:
+        if c.predicted < 0:
+            return "removes the rise" if c.removes else "reduces the rise"
+        return "raises it, as predicted"
+    if c.outcome == vd.AGAINST:
+        return "against the prediction"
+    if c.outcome == vd.PERSISTS:
+        return "the rise persists"
+    if c.outcome == vd.NO_PREDICTION:
+        return "no prediction"
+    return "no detected change"
 
 
-def _at_step(evals: pd.DataFrame, step: float, column: str) -> float | None:
-    """A column of one run's evals, interpolated at `step`."""
-    curve = evals.dropna(subset=[column]).sort_values("step")
-    if curve.empty or step is None or not math.isfinite(step):
-        return None
-    return float(np.interp(step, curve["step"], curve[column]))
+def one_sentence(a: vd.StudyAnalysis) -> str:
+    """The verdicts in one sentence, each name with its verdict."""
+    by_verdict: dict[str, list[str]] = {}
+    for name, verdict in a.verdicts.items():
+        by_verdict.setdefault(verdict.verdict, []).append(name)
+    if set(by_verdict) == {vd.UNTESTED}:
+        return ("No control rises beyond noise, so there is no rise to explain and no "
+                "explanation was tested.")
+    words = {vd.SUPPORTED: "supported", vd.NOT_SUPPORTED: "not supported",
+             vd.MIXED: "mixed", vd.INCONCLUSIVE: "inconclusive", vd.UNTESTED: "untested"}
+    parts = [f"{words[v]}: {_listing(names)}" for v, names in by_verdict.items()]
+    controls = ", ".join(a.rising_controls)
+    return (f"Judged against the control that rises ({controls}): " + "; ".join(parts) + ".")
 
 
-def _runs_of(results: Results, experiment: str) -> pd.DataFrame:
-    runs = finished_runs(results)
-    return runs[runs["experiment"] == experiment]
+def _listing(names: Sequence[str]) -> str:
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def _baseline_runs(results: Results) -> pd.DataFrame:
-    return _runs_of(results, BASELINE)
+def rise_rows(study: Study) -> pd.DataFrame:
+    """One row per arm for the answer's figure: its rise with the 95% interval."""
+    a = study.analysis
+    rows = []
+    order = {c: i for i, c in enumerate(sorted(a.controls, key=lambda c: c == ""))}
+    for arm, test in a.rise_tests.items():
+        experiment, condition = split_arm(arm.split(" [")[0])
+        rows.append({"arm": arm, "experiment": experiment, "condition": condition,
+                     "condition_label": study.condition_labels.get(condition, condition),
+                     "rise": test.estimate,
+                     "ci_low": np.nan if test.ci_low is None else test.ci_low,
+                     "ci_high": np.nan if test.ci_high is None else test.ci_high,
+                     "rises": test.significant,
+                     "is_control": arm in a.controls.values()})
+    table = pd.DataFrame(rows)
+    table["order"] = table["condition"].map(order).fillna(len(order))
+    return table.sort_values(["order", "is_control"], ascending=[True, False], kind="stable")
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    return float(np.mean(finite)) if finite else None
+def answer_figure(study: Study):
+    if study.analysis is None:
+        return plots._message_figure("no finished runs of ours")
+    return plots.rise_forest(rise_rows(study), study.colors,
+                             "Filled: rises beyond noise (corrected: controls, and "
+                             "interventions, each a family). Shaded: the control's interval.")
 
 
-def _onsets(results: Results) -> list[tuple[pd.DataFrame, float]]:
-    """(evals, onset step) of each baseline run whose loss turned (not "no inflection")."""
-    out = []
-    for _, run in _baseline_runs(results).iterrows():
-        if run["inflection"] in (dx.INFLECTION, dx.WITHIN_NOISE) and pd.notna(run["onset_step"]):
-            out.append((results.evals[results.evals["run_id"] == run["run_id"]],
-                        float(run["onset_step"])))
-    return out
+# ---------------------------------------------------------------- one explanation
 
 
-def _gap_growth(evals: pd.DataFrame) -> tuple[float, float] | None:
-    """(growth of the val - train-subset gap from its minimum to the end, its noise)."""
-    curve = evals.dropna(subset=["val_loss", "train_subset_loss"]).sort_values("step")
-    if len(curve) < 2:
-        return None
-    gap = (curve["val_loss"] - curve["train_subset_loss"]).to_numpy()
-    low = int(np.argmin(gap))
-    se = curve["val_loss_se"].to_numpy()
-    # both losses are means over same-sized splits, so each gap has ~sqrt(2) val SEs of noise
-    noise = math.sqrt(2.0) * math.hypot(se[low], se[-1])
-    return float(gap[-1] - gap[low]), float(noise)
+def hypothesis_markdown(study: Study, name: str) -> str:
+    """The prediction, the verdict, and one bullet per comparison."""
+    verdict = study.analysis.verdicts[name]
+    lines = [f"### {name[0].upper() + name[1:]}: {verdict.verdict}", "",
+             f"*Prediction.* {PREDICTIONS[name]}", ""]
+    lines += [f"- {reason}" for reason in verdict.reasons]
+    lines += [f"- {line}" for line in extra_evidence(study, name)]
+    return "\n".join(lines)
 
 
-def overfitting_evidence(results: Results, effect_table: pd.DataFrame | None = None
-                         ) -> dx.OverfittingEvidence:
-    """Gap growth, epochs at the onset, excess over the Bayes floor and the verdicts of the
-    experiments that change data repetition or regularisation (baseline runs of ours)."""
-    effect_table = effects(results) if effect_table is None else effect_table
-    verdicts = _verdicts_on(effect_table)
-    base = _baseline_runs(results)
-    growth = [_gap_growth(results.evals[results.evals["run_id"] == r]) for r in base["run_id"]]
-    growth = [g for g in growth if g is not None]
-    gap_noise = None
-    if growth:
-        gap_noise = _mean([g[1] for g in growth]) / math.sqrt(len(growth))
-        if len(growth) >= 2:  # seed-to-seed spread, when it exceeds the val-set noise
-            gap_noise = max(gap_noise, float(np.std([g[0] for g in growth], ddof=1))
-                            / math.sqrt(len(growth)))
-    fresh = results.runs[(results.runs["experiment"] == "fresh_data")
-                         & (results.runs["source"] == OURS)]["inflection"].dropna()
-    return dx.OverfittingEvidence(
-        gap_growth=_mean([g[0] for g in growth]),
-        gap_noise=finite_or_none(gap_noise),
-        epochs_at_onset=_mean([_at_step(evals, onset, "epochs_seen")
-                               for evals, onset in _onsets(results)]),
-        excess_over_floor=_mean(list(base["final_loss"] - base["bayes_floor"])),
-        higher_dropout=verdicts.get("higher_dropout"),
-        early_stopping=verdicts.get("early_stopping"),
-        fresh_data=verdicts.get("fresh_data"),
-        fresh_data_inflection=fresh.mode().iloc[0] if len(fresh) else None,
-    )
+def hypothesis_figure(study: Study, name: str):
+    a = study.analysis
+    control = (a.rising_controls or tuple(a.controls.values()))[0]
+    arms = [c.arm for c in a.comparisons if c.hypothesis == name and c.control == control]
+    return plots.control_vs_interventions(a.curves, control, arms,
+                                          {arm: study.colors.get(split_arm(arm)[0])
+                                           for arm in a.curves})
 
 
-def lr_schedule_evidence(results: Results, effect_table: pd.DataFrame | None = None
-                         ) -> dx.LRScheduleEvidence:
-    """The LR in force at the baseline's onset as a fraction of its peak, and the verdicts of
-    the schedule experiments."""
-    effect_table = effects(results) if effect_table is None else effect_table
-    verdicts = _verdicts_on(effect_table)
-    fractions = []
-    for evals, onset in _onsets(results):
-        peak = evals["lr"].max()
-        at_onset = _at_step(evals, onset, "lr")
-        if at_onset is not None and peak > 0:
-            fractions.append(at_onset / peak)
-    return dx.LRScheduleEvidence(
-        lr_at_onset_fraction=_mean(fractions),
-        constant_lr=verdicts.get("constant_lr"),
-        linear_decay=verdicts.get("linear_decay"),
-        slower_min_lr=verdicts.get("slower_min_lr"),
-        reference_lr_horizon=verdicts.get("reference_lr_horizon"),
-    )
-
-
-def load_balancing_evidence(results: Results, effect_table: pd.DataFrame | None = None
-                            ) -> dx.LoadBalancingEvidence:
-    """The aux loss as a fraction of CE and the routing imbalance at the baseline's end, and
-    the verdicts of the balancing experiments."""
-    effect_table = effects(results) if effect_table is None else effect_table
-    verdicts = _verdicts_on(effect_table)
-    ends = [results.evals[results.evals["run_id"] == r].sort_values("step").iloc[-1]
-            for r in _baseline_runs(results)["run_id"]
-            if (results.evals["run_id"] == r).any()]
-    return dx.LoadBalancingEvidence(
-        aux_loss_fraction=_mean([e["aux_loss"] / e["train_loss"] for e in ends
-                                 if e["train_loss"] > 0]),
-        max_violation=_mean([e["max_violation"] for e in ends]),
-        lower_lb_weight=verdicts.get("lower_lb_weight"),
-        no_lb=verdicts.get("no_lb"),
-        aux_free_balance=verdicts.get("aux_free_balance"),
-        router_z_loss=verdicts.get("router_z_loss"),
-    )
-
-
-def hypothesis_evidence(results: Results) -> dict[str, Any]:
-    """The evidence dataclass of each hypothesis, keyed by its name in the report."""
-    effect_table = effects(results)
-    return {"overfitting": overfitting_evidence(results, effect_table),
-            "the LR schedule": lr_schedule_evidence(results, effect_table),
-            "load balancing": load_balancing_evidence(results, effect_table),
-            "baseline inflections": list(_baseline_runs(results)["inflection"].dropna()),
-            "reference schedule inflections": list(
-                _runs_of(results, REFERENCE_SCHEDULE)["inflection"].dropna())}
-
-
-def hypothesis_verdicts(evidence: dict[str, Any]) -> dict[str, tuple[str, list[str]]]:
-    """{hypothesis: (verdict, reasons)} from diagnostics' verdict rules."""
-    rules = {"overfitting": dx.overfitting_verdict,
-             "the LR schedule": dx.lr_schedule_verdict,
-             "load balancing": dx.load_balancing_verdict}
-    verdicts = {name: rules[name](evidence[name]) for name in HYPOTHESES if name in evidence}
-    return dx.require_inflection(verdicts, evidence.get("baseline inflections", []),
-                                 evidence.get("reference schedule inflections", []))
-
-
-def evidence_table(evidence: Any) -> pd.DataFrame:
-    """One evidence dataclass as rows of (evidence, value); None reads "not measured"."""
-    rows = [{"evidence": key.replace("_", " "),
-             "value": "not measured" if value is None
-             else (f"{value:.4f}" if isinstance(value, float) else value)}
-            for key, value in vars(evidence).items()]
+def comparisons_table(study: Study, name: str | None = None) -> pd.DataFrame:
+    """Each intervention against each control: the change of the rise and its outcome."""
+    rows = []
+    for c in study.analysis.comparisons:
+        if name is not None and c.hypothesis != name:
+            continue
+        t = c.change
+        rows.append({"explanation": c.hypothesis, "control": c.control, "intervention": c.arm,
+                     "changes": ", ".join(c.changed), "prediction": {
+                         -1: "lower rise", 1: "higher rise", 0: "none"}[c.predicted],
+                     "basis": c.prediction_basis,
+                     "change of rise (nats)": number(t.estimate, t.se, True),
+                     "95% CI": "n/a" if t.ci_low is None else
+                     f"{number(t.ci_low, t.se, True)} to {number(t.ci_high, t.se, True)}",
+                     "Holm-Sidak p": "n/a" if t.p_adjusted is None else f"{t.p_adjusted:.3g}",
+                     "could detect (nats)": number(t.detectable, t.se),
+                     "outcome": _outcome_words(c)})
     return pd.DataFrame(rows)
 
 
-def markdown(lines: Sequence[str] | str, bullets: bool = True) -> Any:
-    """Sentences as an IPython Markdown object (a bulleted list unless bullets=False)."""
+def extra_evidence(study: Study, name: str) -> list[str]:
+    """Measured context for an explanation, from the rising controls' runs."""
+    a = study.analysis
+    runs = vd.counted_runs(study.results)
+    lines = []
+    for control in a.rising_controls:
+        mine = runs[runs["group"] == control]
+        if name == vd.OVERFITTING:
+            gap = a.gap_growth.get(control)
+            if gap is not None:
+                lines.append(f"{control}: the val - train-subset gap grows by "
+                             f"{with_interval(gap, signed=False)} nats from the lowest window "
+                             "to the end (the model fits its train split better while val "
+                             "gets worse).")
+            floor, train = mine["bayes_floor"].mean(), mine["final_train_loss"].mean()
+            if math.isfinite(floor) and math.isfinite(train):
+                relation = "below" if train < floor else "above"
+                lines.append(f"{control}: the train-subset loss ends at {train:.3f} nats, "
+                             f"{relation} the Bayes floor of the language ({floor:.3f}), which "
+                             "no model reaches on unseen text: "
+                             + ("it has memorised train sequences." if train < floor
+                                else "no sign of memorisation from this number alone."))
+            lines.append(f"{control}: {mine['epochs_seen'].mean():.1f} passes over its train "
+                         "split by the end.")
+        elif name == vd.LR_SCHEDULE:
+            lines.append(f"{control}: its LR over the last quarter of training averages "
+                         f"{100 * a.late_lr[control]:.0f}% of its peak.")
+        elif name == vd.LOAD_BALANCING:
+            evals = study.results.evals[study.results.evals["run_id"].isin(mine["run_id"])]
+            last = evals.sort_values("step").groupby("run_id").tail(1)
+            share = (last["aux_loss"] / last["train_loss"]).mean()
+            if math.isfinite(share):
+                lines.append(f"{control}: the balancing loss is {100 * share:.2f}% of the "
+                             "training loss at the end; the busiest expert gets "
+                             f"{100 * last['max_violation'].mean():.0f}% more tokens than "
+                             "the mean.")
+    return lines
+
+
+# ---------------------------------------------------------------- interaction, ranking
+
+
+def interaction_table(study: Study) -> pd.DataFrame:
+    """For each intervention run under several conditions: its change of the rise against
+    each condition's control (the question: does it matter under either?)."""
+    a = study.analysis
+    rows: dict[str, dict] = {}
+    for c in a.comparisons:
+        experiment, condition = split_arm(c.arm)
+        if split_arm(c.control)[1] != condition:
+            continue  # an arm is compared with the control of its own condition here
+        label = study.condition_labels.get(condition, condition)
+        mark = " *" if c.change.significant else ""
+        rows.setdefault(experiment, {"intervention": experiment})[label] = \
+            f"{with_interval(c.change)}{mark}"
+    return pd.DataFrame(list(rows.values())).fillna("not run")
+
+
+def leader_sentence(study: Study) -> str:
+    """The lowest end loss, named only when it is beyond noise from the runner-up."""
+    lead = study.analysis.leader
+    if not lead:
+        return "Fewer than two arms share a val split: no ranking of end losses."
+    t = lead["test"]
+    if lead["named"]:
+        lowest = number(lead["end_loss"][lead["lowest"]], t.se)
+        return (f"Lowest end loss: {lead['lowest']} ({lowest} nats), "
+                f"{number(-t.estimate, t.se)} below the runner-up {lead['runner_up']} "
+                f"(95% CI {number(-t.ci_high, t.se)} to {number(-t.ci_low, t.se)}; Holm-Sidak "
+                f"p {t.p_adjusted:.3g}).")
+    detect = "" if t.detectable is None else \
+        f"; a difference of about {number(t.detectable, t.se)} nats would have been found"
+    return (f"No arm ends lowest beyond noise: {lead['lowest']} and {lead['runner_up']} differ "
+            f"by {number(-t.estimate, t.se)} nats, within noise{detect}.")
+
+
+# ---------------------------------------------------------------- method, provenance
+
+
+def method_markdown(study: Study) -> str:
+    """What a rise is, what a noise unit is, the tests and the correction, the calibration."""
+    a = study.analysis
+    window = next(iter(a.curves.values())).window if a and a.curves else None
+    seeds = sorted({c.n_seeds for c in a.curves.values()}) if a else []
+    lines = [
+        "## Method",
+        "",
+        f"- **Rise.** The mean val loss of the last {window or '10%'} evals minus its mean "
+        "over the 10%-of-evals window where it is lowest. The reference's measure (final "
+        "minus best single eval) grows with noise and curve length even on a flat curve.",
+        "- **Per seed, without selection bias.** Each seed's rise is measured at the window "
+        "where the *other* seeds' mean curve is lowest (leave one out), so its own noise does "
+        "not choose where it is measured.",
+        f"- **Noise.** Seed-to-seed spread ({', '.join(map(str, seeds))} seeds per arm) plus "
+        "the val-set sampling error. Runs scored on the same val split are compared "
+        "sequence by sequence (paired), which removes the split's shared error; "
+        "Welch-Satterthwaite degrees of freedom.",
+        f"- **Tests and correction.** Does a control rise: one-sided t, Holm-Sidak over the "
+        f"controls (the interventions' own rises are a second family). Does an intervention "
+        f"change the rise of a control: two-sided t, Holm-Sidak "
+        f"within each explanation (statsmodels), family-wise alpha {fx.ALPHA}. "
+        "Not finding an effect is *inconclusive*, never a refutation; a table's 'could "
+        f"detect' is the change found with {100 * fx.POWER:.0f}% power.",
+        "- **A control, interventions.** A control is the `baseline` of a condition; an "
+        "intervention differs from it in the config keys of one explanation only. A cause "
+        "is judged only against a control whose own rise is beyond noise.",
+        "- **A run inflects** (per-run label, descriptive) when its rise exceeds what flat "
+        "curves with its own correlated wander reach (parametric AR(1) bootstrap, p < 0.05) "
+        "and its per-sequence val noise.",
+    ]
+    calibration = calibration_table()
+    if calibration is not None:
+        lines += ["", "**Calibration** (simulated studies with a known answer through this "
+                  "same pipeline; measured outside this study's runs, "
+                  f"`{calibration['command']}`):", "", calibration["markdown"]]
+    return "\n".join(lines)
+
+
+def calibration_table() -> dict | None:
+    """The calibration table stored by `python -m moe_core.calibration --out`, if any."""
+    try:
+        stored = json.loads(CALIBRATION_FILE.read_text())
+    except (OSError, ValueError):
+        return None
+    rows = stored.get("rows") or []
+    table = ["| scenario | indicator | rate | should be |", "| --- | --- | --- | --- |"]
+    table += [f"| {r['scenario']} | {r['indicator']} | {r['rate']:.3f} | "
+              f"{r['what it should be']} |" for r in rows]
+    return {"command": stored.get("command", "python -m moe_core.calibration"),
+            "markdown": "\n".join(table)}
+
+
+def provenance_markdown(study: Study) -> str:
+    """Commit, presets, seeds, data, machine, date and compute time of the runs."""
+    runs = study.results.runs
+    ours = runs[(runs["source"] == OURS) & runs["status"].isin(FINISHED)]
+    envs = [study.results.environments.get(r, {}) for r in ours["run_id"]]
+    data = {(e.get("data") or {}).get("fingerprint"): (e.get("data") or {}).get("source")
+            for e in envs if e.get("data")}
+    machines = {((e.get("environment") or {}).get("device_name"),
+                 (e.get("environment") or {}).get("torch")) for e in envs}
+    lines = ["## Provenance", "",
+             f"- Rendered {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from commit "
+             f"{_commit()}.",
+             f"- {len(ours)} finished runs of ours in {ours['group'].nunique()} arms; presets "
+             f"{', '.join(sorted(map(str, ours['preset'].dropna().unique()))) or 'n/a'}; seeds "
+             f"{', '.join(str(int(s)) for s in sorted(ours['seed'].dropna().unique()))}.",
+             f"- Total training time {ours['time_min'].sum():.1f} min of compute.",
+             "- Data: " + ("; ".join(f"{source} (fingerprint {fp})" for fp, source in
+                                     data.items()) or "n/a") + ".",
+             "- Machines: " + ("; ".join(f"{name}, torch {torch}" for name, torch in machines
+                                         if name) or "n/a") + "."]
+    dropped = runs[~runs["status"].isin(FINISHED)]
+    if len(dropped):
+        lines.append(f"- Not counted: {len(dropped)} run(s) "
+                     + ", ".join(f"{r} ({s})" for r, s in zip(dropped["run_id"],
+                                                              dropped["status"], strict=True))
+                     + " (see the appendix).")
+    return "\n".join(lines)
+
+
+def _commit() -> str:
+    try:
+        head = subprocess.run(["git", "-C", str(PARAMETERS_DIR.parent), "rev-parse", "--short",
+                               "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(PARAMETERS_DIR.parent), "status",
+                                "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (git not available)"
+    if head.returncode:
+        return "unknown (not a git checkout)"
+    return head.stdout.strip() + (" with uncommitted changes" if dirty.stdout.strip() else "")
+
+
+# ---------------------------------------------------------------- the reference's files
+
+
+def reference_markdown(study: Study) -> str:
+    lines = ["## The reference study's recorded files", ""]
+    if study.reference is None:
+        return "\n".join(lines + ["No reference results were included (`moe-suite report "
+                                  "--include <folder>` adds them)."])
+    lines += ["What its files show (computed from them):", ""]
+    lines += [f"- {fact}" for fact in study.reference.facts]
+    lines += ["", "Known only from outside its files (labelled priors, not findings):", ""]
+    lines += [f"- {prior}" for prior in study.reference.priors]
+    return "\n".join(lines)
+
+
+def reference_figures(study: Study) -> list:
+    theirs = study.theirs
+    if theirs.runs.empty:
+        return []
+    return [plots.val_loss_overlay(theirs.evals, from_fraction=plots.ZOOM_FROM_FRACTION),
+            plots.lr_applied(theirs.evals)]
+
+
+# ---------------------------------------------------------------- the appendix
+
+
+def runs_table(study: Study) -> pd.DataFrame:
+    runs = study.results.runs
+    table = runs[["run_id", "source", "status", "end_loss", "final_loss", "best_loss",
+                  "best_step", "rise", "degradation", "inflection", "onset_step",
+                  "epochs_seen", "final_gap", "time_min", "error"]].copy()
+    return table.rename(columns={
+        "end_loss": "end loss (nats)", "final_loss": "final loss (nats)",
+        "best_loss": "best loss (nats)", "rise": "rise (nats)",
+        "degradation": "final - best (nats)", "final_gap": "val - train gap (nats)",
+        "time_min": "time (min)", "onset_step": "onset step"})
+
+
+def arms_table(study: Study) -> pd.DataFrame:
+    """Per arm: seeds, end loss and rise with their intervals."""
+    a = study.analysis
+    rows = []
+    for arm, c in a.curves.items():
+        end = fx.one_sample(fx.end_statistic(c))
+        rise = a.rise_tests[arm]
+        rows.append({"arm": arm, "seeds": c.n_seeds,
+                     "end loss (nats)": with_interval(end, signed=False),
+                     "rise (nats)": with_interval(rise, signed=False),
+                     "rise Holm-Sidak p": "n/a" if rise.p_adjusted is None
+                     else f"{rise.p_adjusted:.3g}",
+                     "rises": "yes" if rise.significant else "no",
+                     "runs that inflect": _inflect_count(study, arm),
+                     "late LR (% of peak)": f"{100 * a.late_lr[arm]:.0f}"})
+    return pd.DataFrame(rows)
+
+
+def html_table(table: pd.DataFrame, caption: str = "") -> Any:
+    """A table without its index, cells wrapping (no truncation), numbers at 4 decimals
+    unless already formatted."""
+    styler = table.style.hide(axis="index").format(precision=4, na_rep="")
+    if caption:
+        styler = styler.set_caption(caption)
+    return styler
+
+
+def appendix(study: Study) -> Any:
+    """Every table in collapsible sections; each also written as CSV beside the report."""
+    from IPython.display import HTML
+
+    tables = {"runs": (runs_table(study), "Every run read (duplicates and failures included)")}
+    if study.analysis is not None:
+        tables["arms"] = (arms_table(study), "Every arm: seeds, end loss, rise")
+        tables["comparisons"] = (comparisons_table(study),
+                                 "Every intervention against every control")
+    if study.reference is not None:
+        tables["reference"] = (study.reference.runs.drop(columns=["lr_trace", "steps", "loss"],
+                                                         errors="ignore"),
+                               "The reference's runs, one curve each")
+    folder = os.environ.get(TABLES_ENV)
+    parts = []
+    for name, (table, caption) in tables.items():
+        link = ""
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            table.to_csv(Path(folder) / f"{name}.csv", index=False)
+            link = f' (<a href="{Path(folder).name}/{name}.csv">{name}.csv</a>)'
+        parts.append(f"<details><summary>{caption}{link}</summary>"
+                     f"{html_table(table).to_html()}</details>")
+    return HTML("\n".join(parts))
+
+
+def problems_markdown(study: Study) -> str | None:
+    runs = study.results.runs
+    bad = runs[~runs["status"].isin(FINISHED)]
+    if bad.empty:
+        return None
+    lines = ["**Runs not counted** (failed, interrupted, unreadable or duplicate copies):", ""]
+    for _, row in bad.iterrows():
+        why = row["error"] if isinstance(row["error"], str) else row["status"]
+        lines.append(f"- {row['run_id']} ({row['status']}): {why}")
+    return "\n".join(lines)
+
+
+def hypothesis_section(study: Study, name: str) -> list:
+    """The section of one explanation: verdict and reasons, the curves, the comparisons."""
+    if study.analysis is None:
+        return []
+    items = [markdown(hypothesis_markdown(study, name)), hypothesis_figure(study, name)]
+    table = comparisons_table(study, name)
+    if len(table):
+        items.append(html_table(table.drop(columns=["explanation"])))
+    return items
+
+
+def interaction_section(study: Study) -> list:
+    if study.analysis is None:
+        return []
+    table = interaction_table(study)
+    text = ("## Does each intervention matter under either schedule?\n\nThe change of the "
+            "rise against the control of the same schedule (nats, 95% CI; * beyond noise "
+            "after correction). " + leader_sentence(study))
+    return [markdown(text)] + ([html_table(table)] if len(table) else [])
+
+
+def routing_section(study: Study) -> list:
+    """Expert load over training for the rising control and its no-balancing arm."""
+    a = study.analysis
+    routing = study.ours.routing
+    if a is None or routing.empty:
+        return []
+    control = (a.rising_controls or tuple(a.controls.values()))[0]
+    condition = split_arm(control)[1]
+    arms = [control] + [arm for arm in a.curves if split_arm(arm) == ("no_lb", condition)]
+    shown = routing[routing["arm"].isin(arms)].assign(experiment=lambda d: d["arm"])
+    return [markdown("### Routing: each expert's share of tokens over training\n\n1/E is "
+                     "perfect balance; the control beside the run without a balancing loss."),
+            plots.expert_load_heatmaps(shown, experiments=tuple(arms))]
+
+
+def show(items: Sequence[Any]) -> None:
+    """Display each item (Markdown, figure, table) in order."""
+    from IPython.display import display
+
+    for item in items:
+        if item is not None:
+            display(item)
+
+
+def markdown(text: str) -> Any:
     from IPython.display import Markdown
 
-    if isinstance(lines, str):
-        return Markdown(lines)
-    return Markdown("\n".join(f"- {line}" if bullets else line for line in lines))
+    return Markdown(text)
 
-
-def verdict_markdown(name: str, verdict: tuple[str, list[str]]) -> str:
-    """A hypothesis's verdict and its reasons as a Markdown paragraph and list."""
-    state, reasons = verdict
-    return f"**Verdict on {name}: {state}.**\n\n" + "\n".join(f"- {r}" for r in reasons)
-
-
-def routing_warnings(results: Results) -> list[str]:
-    """Dead or collapsed experts at the end of each of our runs (from diagnostics)."""
-    routing = results.routing
-    if routing.empty:
-        return []
-    warnings = []
-    for run_id, part in routing.groupby("run_id", sort=False):
-        last = part[part["step"] == part["step"].max()]
-        load = last.pivot_table(index="layer", columns="expert", values="load_share").to_numpy()
-        warnings += [f"{run_id}: {w}" for w in dx.expert_warnings(load)]
-    return warnings
-
-
-# ---------------------------------------------------------------- the reference's results
-
-
-def reference_caveats(results: Results) -> list[str]:
-    """What the reference's recorded results cannot support, with numbers from its files."""
-    runs = results.runs[(results.runs["source"] == REFERENCE)
-                        & (results.runs["status"] != UNREADABLE)]
-    if runs.empty:
-        return []
-    evals = results.evals[results.evals["source"] == REFERENCE]
-    final = runs.groupby("experiment")["final_loss"].mean()
-    sentences = [
-        f"The reference recorded {len(runs)} runs, one seed each, with no per-sequence losses "
-        "or standard errors: a difference between two of its experiments cannot be told from "
-        "run-to-run or val-set noise, so this report does not rank them.",
-        f"Its final val losses span {_fmt(float(final.max() - final.min()))} nats "
-        f"({final.idxmin()} lowest, {final.idxmax()} highest); the reference ranked differences "
-        "of this size without a noise estimate.",
-    ]
-    weights = {}
-    for _, run in runs.iterrows():
-        weights[run["experiment"]] = _recorded(run["run_dir"], "load_balancing_weight")
-    lowered = sorted(e for e, w in weights.items() if w is not None and w < 0.01)
-    if lowered:
-        sentences.append(f"{', '.join(lowered)} recorded a load-balancing weight below 0.01 "
-                         "but ran with 0.01: the configured weight never reached the MoE layers, "
-                         "so they are repeats of the baseline, not tests of load balancing.")
-    if not evals.empty and evals["lr"].notna().any():
-        end_fraction = []
-        for _, part in evals.groupby("run_id"):
-            part = part.sort_values("step").dropna(subset=["lr"])
-            if len(part) and part["lr"].max() > 0:
-                end_fraction.append(part["lr"].iloc[-1] / part["lr"].max())
-        sentences.append(
-            f"Its LR schedule ran over micro-steps while stepping once per update: the logged "
-            f"LR ends at {100 * float(np.median(end_fraction)):.1f}% of its peak (median over "
-            "runs), so its cosine and linear schedules barely decayed and slower_min_lr hardly "
-            "differs from the baseline.")
-    short = runs[runs["experiment"] == "short_run"]
-    if not short.empty:
-        sentences.append(f"short_run is recorded with max_steps {short['max_steps'].iloc[0]:.0f} "
-                         f"and actual_steps {short['actual_steps'].iloc[0]:.0f}: it was not short.")
-    return sentences
-
-
-def _recorded(run_dir: str, key: str) -> Any:
-    """A value of experiment_config in a run's metrics.json (None when unreadable)."""
-    try:
-        metrics = json.loads((Path(run_dir) / METRICS_FILE).read_text())
-        return (metrics.get("experiment_config") or {}).get(key)
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-# ---------------------------------------------------------------- rendering
-
-
-def render_report(
-    run_dirs: Sequence[str | Path],
-    reference_dirs: Sequence[str | Path] = (),
-    out_html: str | Path = "reports/inflection_report.html",
-    title: str = DEFAULT_TITLE,
-    notebook: str | Path = REPORT_NOTEBOOK,
-    keep_notebook: bool = False,
-) -> Path:
-    """Execute the report notebook on these runs and write one self-contained HTML file
-    (no code, figures embedded); relative paths are taken from the repository root."""
-    import jinja2
-    import nbformat
-    import papermill
-    from nbconvert import HTMLExporter
-    from papermill.exceptions import PapermillExecutionError
-
-    out_html = resolve_dirs([out_html])[0]
-    out_html.parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="moe_report_"))
-    executed = (out_html.with_suffix(".ipynb") if keep_notebook
-                else workdir / Path(notebook).name)
-    parameters = {"run_dirs": [str(d) for d in resolve_dirs(run_dirs)],
-                  "reference_dirs": [str(d) for d in resolve_dirs(reference_dirs)]}
-    try:
-        papermill.execute_notebook(str(notebook), str(executed), parameters=parameters,
-                                   cwd=str(Path(notebook).parent), progress_bar=False)
-    except PapermillExecutionError as e:
-        first_line = (e.source or "").strip().splitlines()[:1]
-        raise ReportError(
-            f"the report notebook {notebook} failed in cell {e.cell_index} "
-            f"({first_line[0] if first_line else 'empty'!r}): {e.ename}: {e.evalue}; the "
-            f"executed notebook is kept at {executed} to inspect"
-        ) from None
-    nb = nbformat.read(executed, as_version=4)
-    nb.metadata["title"] = title
-    exporter = HTMLExporter(
-        extra_loaders=[jinja2.DictLoader({"report.html.j2": SELF_CONTAINED_TEMPLATE})],
-        template_file="report.html.j2", exclude_input=True, exclude_input_prompt=True,
-        exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
-    out_html.write_text(body, encoding="utf-8")
-    if not keep_notebook:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return out_html

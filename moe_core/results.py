@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from moe_core.config import PARAMETERS_DIR, arm_name, read_yaml, split_arm
+from moe_core.config import arm_name, split_arm
 from moe_core.diagnostics import routing_entropy
 from moe_core.errors import UserInputError
 from moe_core.inflection import curve_rise
@@ -454,19 +454,22 @@ def _group_labels(runs: pd.DataFrame, configs: dict[str, dict]) -> pd.Series:
 
 
 def experiment_order() -> list[str]:
-    """Experiments in the order of the `all` suite (the reference's nine first)."""
-    suites = PARAMETERS_DIR / "suites.yaml"
+    """Arms in the order of the suites file (the study first), then the reference's seed run."""
     try:
-        order = list(read_yaml(suites).get("all") or [])
+        from moe_core.catalog import load_suites
+
+        order = [arm for members in load_suites().values() for arm in members]
     except UserInputError:
         order = []
-    return order + [REFERENCE_SEED_RUN]
+    return list(dict.fromkeys(order)) + [REFERENCE_SEED_RUN]
 
 
 def sort_experiments(names: Any) -> list[str]:
-    """Unique experiment names, suite order first, then alphabetical."""
+    """Unique arms (or experiments), suites-file order first, then alphabetical; a group
+    label `arm [what differs]` sorts with its arm."""
     order = {name: i for i, name in enumerate(experiment_order())}
-    return sorted(set(names), key=lambda n: (order.get(n, len(order)), str(n)))
+    return sorted(set(names), key=lambda n: (order.get(str(n).split(" [")[0], len(order)),
+                                             str(n)))
 
 
 def _mean_sd(values: pd.Series, digits: int, pct: bool = False) -> str:
@@ -487,36 +490,39 @@ def _status_text(statuses: pd.Series) -> str:
 
 
 SUMMARY_COLUMNS = [
-    ("final_loss", "final loss", 4, False), ("best_loss", "best loss", 4, False),
-    ("best_step", "best step", 0, False), ("degradation", "degradation", 4, False),
-    ("degradation_pct", "degradation %", 2, False), ("final_accuracy", "final acc %", 2, True),
-    ("best_accuracy", "best acc %", 2, True), ("time_min", "time (min)", 2, False),
+    ("end_loss", "end loss (nats)", 4, False), ("final_loss", "final loss (nats)", 4, False),
+    ("best_loss", "best loss (nats)", 4, False), ("best_step", "best step", 0, False),
+    ("rise", "rise (nats)", 4, False), ("degradation", "final - best (nats)", 4, False),
+    ("final_accuracy", "final acc (%)", 2, True), ("time_min", "time (min)", 2, False),
     ("actual_steps", "steps", 0, False), ("epochs_seen", "epochs", 2, False),
-    ("final_gap", "val - train gap", 4, False), ("bayes_floor", "Bayes floor", 4, False),
+    ("final_gap", "val - train gap (nats)", 4, False),
+    ("bayes_floor", "Bayes floor (nats)", 4, False),
 ]
 
 
 def results_table(results: Results) -> pd.DataFrame:
-    """The reference's summary per (experiment, source), plus epochs, gap, floor and status;
-    with >= 2 seeds each number reads "mean ± sd" over seeds."""
+    """One row per (group, source): with >= 2 seeds each number reads "mean ± sd" over
+    seeds; `inflects` counts the runs whose own curve rises beyond its noise. Duplicates and
+    unreadable files count in `status` only."""
     runs = results.runs
     rows = []
-    for experiment in sort_experiments(runs["experiment"].dropna()):
+    for group in sort_experiments(runs["group"].dropna()):
         for source in (OURS, REFERENCE):
-            part = runs[(runs["experiment"] == experiment) & (runs["source"] == source)]
+            part = runs[(runs["group"] == group) & (runs["source"] == source)]
             if part.empty:
                 continue
-            usable = part[part["status"] != UNREADABLE]
-            row = {"experiment": experiment, "source": source, "seeds": len(usable)}
+            usable = part[~part["status"].isin([UNREADABLE, DUPLICATE])]
+            row = {"arm": group, "source": source, "seeds": len(usable)}
             for column, label, digits, is_fraction in SUMMARY_COLUMNS:
                 values = usable[column] * (100 if is_fraction else 1)
                 row[label] = _mean_sd(values, digits)
+            row["inflects"] = f"{int((usable['inflection'] == 'inflection').sum())} of " \
+                              f"{len(usable)}"
             stopped = int(usable["stopped_early"].fillna(False).astype(bool).sum())
-            row["early stop"] = f"{stopped}/{len(usable)}" if len(usable) > 1 else \
-                ("yes" if stopped else "no")
+            row["early stop"] = f"{stopped} of {len(usable)}"
             row["status"] = _status_text(part["status"])
             rows.append(row)
-    columns = ["experiment", "source", "seeds", *(c[1] for c in SUMMARY_COLUMNS),
+    columns = ["arm", "source", "seeds", *(c[1] for c in SUMMARY_COLUMNS), "inflects",
                "early stop", "status"]
     return pd.DataFrame(rows, columns=columns)
 

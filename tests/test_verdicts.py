@@ -1,0 +1,119 @@
+"""The verdict pipeline on simulated studies whose answer is set: the real configs of the
+`study` suite, curves drawn per val sequence (moe_core.calibration), the real analysis."""
+
+import numpy as np
+import pytest
+
+from moe_core import calibration as cal
+from moe_core import verdicts as vd
+from moe_core.config import build_config
+
+ARMS = cal.study_arms()
+CONTROL = "baseline@reference_lr"
+
+
+def analyse(truths, seed=0, seeds=3, noise=cal.Noise()):
+    return vd.analyse(cal.simulate_results(truths, seeds, noise, np.random.default_rng(seed)))
+
+
+def comparison(analysis, arm, control=CONTROL):
+    [found] = [c for c in analysis.comparisons if c.arm == arm and c.control == control]
+    return found
+
+
+def test_the_study_compares_each_intervention_with_the_control_it_differs_from_in_one_cause():
+    a = analyse(cal.study_like(ARMS))
+    tested = {(c.arm, c.hypothesis) for c in a.comparisons if c.control == CONTROL}
+    assert tested == {
+        ("fresh_data@reference_lr", vd.OVERFITTING), ("higher_dropout@reference_lr",
+                                                      vd.OVERFITTING),
+        ("no_lb@reference_lr", vd.LOAD_BALANCING), ("lower_lb_weight@reference_lr",
+                                                    vd.LOAD_BALANCING),
+        ("aux_free_balance@reference_lr", vd.LOAD_BALANCING),
+        ("baseline", vd.LR_SCHEDULE), ("linear_decay", vd.LR_SCHEDULE),
+        ("slower_min_lr", vd.LR_SCHEDULE)}
+    # fresh_data under the corrected schedule differs from this control in two causes
+    assert not any(c.arm == "fresh_data" and c.control == CONTROL for c in a.comparisons)
+
+
+def test_the_lr_prediction_comes_from_the_measured_late_lr():
+    a = analyse(cal.study_like(ARMS))
+    assert a.late_lr[CONTROL] == pytest.approx(0.9, abs=0.05)  # the reference's horizon
+    assert a.late_lr["baseline"] < 0.2 and 0.3 < a.late_lr["slower_min_lr"] < 0.4
+    for arm in ("baseline", "linear_decay", "slower_min_lr"):
+        c = comparison(a, arm)
+        assert c.predicted == -1 and "late LR" in c.prediction_basis and c.removes_cause
+    assert comparison(a, "baseline@reference_lr", control="baseline").predicted == 1
+
+
+def test_the_built_in_picture_supports_overfitting_and_the_lr_and_not_balancing():
+    truths = cal.study_like(ARMS, {"fresh_data@reference_lr": cal.Truth(rise=0.0),
+                                   "higher_dropout@reference_lr": cal.Truth(rise=0.0)})
+    a = analyse(truths)
+    assert a.rising_controls == (CONTROL,)
+    assert a.verdicts[vd.OVERFITTING].verdict == vd.SUPPORTED
+    assert comparison(a, "fresh_data@reference_lr").removes
+    assert a.verdicts[vd.LR_SCHEDULE].verdict == vd.SUPPORTED
+    assert a.verdicts[vd.LOAD_BALANCING].verdict == vd.NOT_SUPPORTED
+    assert comparison(a, "no_lb@reference_lr").outcome == vd.PERSISTS
+    # a weaker balancing loss that changes nothing is no refutation on its own
+    assert comparison(a, "lower_lb_weight@reference_lr").outcome == vd.NO_CHANGE
+
+
+def test_a_rise_that_persists_with_fresh_data_does_not_support_overfitting():
+    a = analyse(cal.study_like(ARMS))
+    assert comparison(a, "fresh_data@reference_lr").outcome == vd.PERSISTS
+    assert a.verdicts[vd.OVERFITTING].verdict == vd.NOT_SUPPORTED
+
+
+def test_nothing_is_judged_when_no_control_rises():
+    a = analyse({arm: cal.Truth(rise=0.0) for arm in ARMS})
+    assert a.rising_controls == ()
+    assert {v.verdict for v in a.verdicts.values()} == {vd.UNTESTED}
+    assert "no control rises" in a.verdicts[vd.OVERFITTING].reasons[0]
+
+
+def test_noisy_small_differences_are_inconclusive_never_a_refutation():
+    noisy = cal.Noise(seed_level_sd=0.03, wander_sd=0.03)
+    truths = cal.study_like(ARMS, {"fresh_data@reference_lr": cal.Truth(rise=0.08)})
+    truths["higher_dropout@reference_lr"] = cal.Truth(rise=0.08)
+    a = analyse(truths, seed=3, noise=noisy)
+    outcomes = {comparison(a, arm).outcome for arm in ("fresh_data@reference_lr",
+                                                       "higher_dropout@reference_lr")}
+    assert outcomes <= {vd.NO_CHANGE, vd.PERSISTS}
+    assert a.verdicts[vd.OVERFITTING].verdict != vd.SUPPORTED
+
+
+def test_an_intervention_moving_against_its_prediction_counts_against_the_explanation():
+    truths = cal.study_like(ARMS, {"no_lb@reference_lr": cal.Truth(rise=0.25),
+                                   "aux_free_balance@reference_lr": cal.Truth(rise=0.25)})
+    a = analyse(truths)
+    assert comparison(a, "no_lb@reference_lr").outcome == vd.AGAINST
+    assert a.verdicts[vd.LOAD_BALANCING].verdict == vd.NOT_SUPPORTED
+
+
+def test_support_and_refutation_together_are_mixed():
+    truths = cal.study_like(ARMS, {"higher_dropout@reference_lr": cal.Truth(rise=0.0)})
+    a = analyse(truths)  # dropout removes the rise, fresh data leaves it
+    assert comparison(a, "higher_dropout@reference_lr").outcome == vd.AS_PREDICTED
+    assert comparison(a, "fresh_data@reference_lr").outcome == vd.PERSISTS
+    assert a.verdicts[vd.OVERFITTING].verdict == vd.MIXED
+
+
+def test_no_leader_is_named_among_replicates_and_a_clear_one_is():
+    replicates = analyse({arm: cal.Truth(rise=0.1) for arm in ARMS}, seed=5)
+    assert replicates.leader["named"] is False and replicates.leader["test"].detectable > 0
+    lower = {arm: cal.Truth(rise=0.1) for arm in ARMS}
+    lower["no_lb"] = cal.Truth(rise=0.1, level=-0.3)
+    clear = analyse(lower, seed=6)
+    assert clear.leader["named"] and clear.leader["lowest"] == "no_lb"
+
+
+def test_keys_that_span_two_explanations_test_neither():
+    base = build_config("baseline", "cpu", condition="reference_lr").to_dict()
+    both = build_config("fresh_data", "cpu").to_dict()
+    keys = vd.changed_keys(both, base)
+    assert keys == ("lr_horizon", "train_documents_factor")
+    assert vd.hypothesis_of(keys) == vd.OTHER
+    assert vd.hypothesis_of(("dropout",)) == vd.OVERFITTING
+    assert vd.hypothesis_of(("router_z_loss_weight",)) == vd.ROUTER_Z
