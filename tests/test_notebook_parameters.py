@@ -168,6 +168,13 @@ def test_stock_papermill_trains_with_p_text_a_yaml_file_and_y_text(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert (metrics["status"], metrics["seed"], metrics["actual_steps"]) == ("completed", 3, 8)
     assert metrics["config"]["dropout"] == 0.0 and metrics["config"]["name"] == "no_lb"
+    # progress is tqdm's widget: the executed notebook keeps the finished bar, and the batch
+    # run prints no widget text or ipywidgets warning
+    widgets = nbformat.read(tmp_path / "out.ipynb", as_version=4).metadata["widgets"]
+    bars = [w["state"] for w in widgets["application/vnd.jupyter.widget-state+json"]
+            ["state"].values() if w["model_name"] == "FloatProgressModel"]
+    assert [(bar["value"], bar["max"]) for bar in bars] == [(8, 8)]
+    assert "IProgress" not in done.stderr and "HBox(" not in done.stderr + done.stdout
 
 
 def test_stock_papermill_shows_a_wrong_parameter_in_one_line(tmp_path):
