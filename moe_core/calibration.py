@@ -4,13 +4,14 @@ same verdict pipeline as real runs (`moe_core.verdicts.analyse`, `moe_core.infle
 A simulated run is the study's real config (preset `cpu`, the `study` suite's arms, their
 real LR schedules) with val curves drawn per sequence:
 
-    loss[t, s] = decay(t) + rise * ramp(t) + level + seed offset + wander(t) + sequence[s]
-                 + noise[t, s]
+    loss[t, s] = decay(t) + rise * (1 + h[s]) * ramp(t) + level + seed offset + wander(t)
+                 + sequence[s] + drift[t, s] + noise[t, s]
 
-wander is AR(1) over evals (correlated in time, one per run), sequence[s] is each val
-sequence's difficulty (shared by every run on the split, so paired comparisons remove it)
-and noise[t, s] is the sequence x eval interaction. The defaults are of the size measured
-on the built-in data (README, "Calibration").
+wander is AR(1) over evals, one per run; sequence[s] is each val sequence's difficulty and
+h[s] how much of the rise falls on it, both properties of the split shared by every run
+(paired comparisons remove the first and most of the second); drift[t, s] is a run's own
+slow AR(1) deviation per sequence, noise[t, s] white. The defaults are the sizes measured
+on the built-in data (cpu preset, 3 seeds per arm; README, "Calibration").
 
     python -m moe_core.calibration --studies 200     # the README's calibration table
 """
@@ -19,9 +20,12 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -38,14 +42,16 @@ EPOCHS = 21.0  # passes over the train split at the cpu preset (fresh_data: 20x 
 
 @dataclass(frozen=True)
 class Noise:
-    """Sizes of the simulated noise, nats."""
+    """Sizes of the simulated noise, nats; measured on the built-in data (cpu preset)."""
 
-    seed_level_sd: float = 0.01  # a run's whole curve shifted by its seed
-    wander_sd: float = 0.006  # marginal sd of a run's AR(1) wander
-    wander_phi: float = 0.8  # its lag-1 autocorrelation between evals
-    sequence_sd: float = 0.3  # val sequences' difficulty, shared by runs on the split
-    interaction_sd: float = 0.05  # per run x sequence x eval
-    n_sequences: int = 37
+    seed_level_sd: float = 0.01  # a run's whole curve shifted by its seed (measured 0.005-0.017)
+    wander_sd: float = 0.01  # marginal sd of a run's AR(1) wander (measured 0.004-0.018)
+    wander_phi: float = 0.95  # its lag-1 autocorrelation between evals (measured 0.86-0.98)
+    sequence_sd: float = 0.5  # val sequences' difficulty (measured 0.2-0.58)
+    rise_spread: float = 1.7  # sd of h[s]: per-sequence rise sd / rise (measured ~1.7-2.3)
+    drift_sd: float = 0.05  # a run's slow per-sequence deviation (measured 0.04-0.10)
+    noise_sd: float = 0.015  # white per sequence and eval (measured 0.006-0.018)
+    n_sequences: int = 112
     n_evals: int = 100
 
 
@@ -72,6 +78,7 @@ def simulate_results(truths: Mapping[str, Truth], seeds: int = 3, noise: Noise =
     rng = rng or np.random.default_rng()
     n, n_seq = noise.n_evals, noise.n_sequences
     difficulty = rng.normal(0.0, noise.sequence_sd, n_seq)
+    spread = 1.0 + rng.normal(0.0, noise.rise_spread, n_seq)
     fraction = np.arange(1, n + 1) / n
     decay = 4.0 + 2.0 * np.exp(-fraction / 0.12)
     runs, evals, sequences, configs = [], [], {}, {}
@@ -79,13 +86,14 @@ def simulate_results(truths: Mapping[str, Truth], seeds: int = 3, noise: Noise =
         experiment, condition = split_arm(arm)
         cfg, steps, lr = _arm_setup(arm, preset, n)
         ramp = np.clip((fraction - (1 - truth.rise_fraction)) / truth.rise_fraction, 0, 1)
-        mean = decay + truth.level + truth.rise * ramp
+        mean = (decay + truth.level)[:, None] + truth.rise * ramp[:, None] * spread[None, :]
         for seed in range(seeds):
             run_id = f"{arm}/seed{seed}"
             wander = ar1_curves(n, noise.wander_sd, noise.wander_phi, 1, rng)[0]
-            curve = mean + rng.normal(0.0, noise.seed_level_sd) + wander
-            per_sequence = (curve[:, None] + difficulty[None, :]
-                            + rng.normal(0.0, noise.interaction_sd, (n, n_seq)))
+            drift = ar1_curves(n, noise.drift_sd, noise.wander_phi, n_seq, rng).T
+            per_sequence = (mean + difficulty[None, :] + drift
+                            + (rng.normal(0.0, noise.seed_level_sd) + wander)[:, None]
+                            + rng.normal(0.0, noise.noise_sd, (n, n_seq)))
             val = per_sequence.mean(1)
             sequences[run_id] = per_sequence
             configs[run_id] = cfg.to_dict()
@@ -236,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Error rates of the report's verdicts on simulated studies.")
     parser.add_argument("--studies", type=int, default=200, help="studies per scenario")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per arm")
+    parser.add_argument("--out", help="also write the table as JSON here (the report reads "
+                        "benchmarks/calibration.json)")
     args = parser.parse_args(argv)
     if args.studies < 1 or args.seeds < 2:
         print("calibration: --studies must be >= 1 and --seeds >= 2", file=sys.stderr)
@@ -243,8 +253,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     noise = Noise()
     print(f"{args.studies} simulated studies per scenario, {args.seeds} seeds per arm; "
           f"noise {noise}")
+    started = time.perf_counter()
     table = calibration_table(args.studies, args.seeds, noise)
     print("\n" + markdown_table(table))
+    if args.out:
+        command = (f"python -m moe_core.calibration --studies {args.studies} "
+                   f"--seeds {args.seeds}")
+        Path(args.out).write_text(json.dumps({
+            "command": command, "studies": args.studies, "seeds": args.seeds,
+            "noise": asdict(noise), "minutes": (time.perf_counter() - started) / 60,
+            "rows": table.to_dict("records")}, indent=1))
+        print(f"written to {args.out}")
     return 0
 
 

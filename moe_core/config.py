@@ -110,6 +110,9 @@ class RunConfig:
     patience: int = 30  # evals without an improvement of min_delta
     min_delta: float = 0.001
     checkpoint_every_evals: int = 10
+    # sequences of the fixed train subset scored at each eval (the train side of the
+    # generalization gap); 0: as many as the val split has
+    train_subset_sequences: int = 0
     save_best_checkpoint: bool = False
 
     # relative scales an experiment can set, applied to the preset when the config is built,
@@ -281,6 +284,8 @@ def _validate(cfg: RunConfig, source: str) -> None:
         raise bad("min_lr_ratio", "must be in [0, 1]")
     if not 0 < cfg.val_fraction < 1:
         raise bad("val_fraction", "must be in (0, 1)")
+    if cfg.train_subset_sequences < 0:
+        raise bad("train_subset_sequences", "must be >= 0 (0: as many as the val split)")
     if cfg.train_documents_factor < 1:
         raise bad("train_documents_factor", "must be >= 1 (1 = the train split's own "
                   "documents; 20 = twenty times as many, the val split unchanged)")

@@ -137,6 +137,8 @@ def with_interval(test: fx.Test, signed: bool = True) -> str:
 def _inflect_count(study: Study, arm: str) -> str:
     runs = vd.counted_runs(study.results)
     part = runs[runs["group"] == arm]
+    if "inflection" not in part:
+        return f"n/a of {len(part)}"
     return f"{int((part['inflection'] == INFLECTION).sum())} of {len(part)}"
 
 

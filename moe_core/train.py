@@ -277,7 +277,7 @@ def train(
     val_windows = data.val.to(device)
     # a fixed train subset the size of the val split measures the generalization gap
     subset_gen = torch.Generator().manual_seed(seed)
-    n_subset = min(len(data.val), len(data.train))
+    n_subset = min(cfg.train_subset_sequences or len(data.val), len(data.train))
     train_subset = train_windows[
         torch.randperm(len(data.train), generator=subset_gen)[:n_subset].to(device)]
 

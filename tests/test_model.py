@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -305,3 +306,18 @@ def test_aux_free_bias_moves_toward_the_underloaded_experts():
     bias = moe.router.selection_bias
     assert bias[1] > 0 > bias[0]  # idle expert favoured, busiest one penalised
     assert moe.load_since_update.sum() == 0
+
+
+def test_the_coselection_buffer_counts_the_routers_own_choices():
+    torch.manual_seed(1)
+    cfg = small_cfg(num_experts=4, top_k=2)
+    model = MoEModel(cfg).train()
+    chosen = []
+    hook = model.moe_layers[0].router.register_forward_hook(
+        lambda module, args, out: chosen.append(out[1].detach().clone()))
+    model(torch.randint(0, cfg.vocab_size, (3, 10)))
+    hook.remove()
+    stats = model.moe_layers[0].read_stats()
+    from moe_core.diagnostics import coselection_matrix
+    np.testing.assert_allclose(stats["coselection"].numpy(),
+                               coselection_matrix(chosen[0], num_experts=4), atol=1e-6)

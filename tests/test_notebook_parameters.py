@@ -120,7 +120,7 @@ def test_folders_accept_one_folder_a_list_or_a_yaml_list():
 
 def test_report_folders_default_to_the_environment_then_runs_all(monkeypatch):
     monkeypatch.delenv(notebook.REPORT_RUNS_ENV, raising=False)
-    assert notebook.report_folders([], []) == (["runs/all"], [])
+    assert notebook.report_folders([], []) == (notebook.DEFAULT_RUN_DIRS, [])
     monkeypatch.setenv(notebook.REPORT_RUNS_ENV, f"x/a{os.pathsep}x/b")
     assert notebook.report_folders([], "ref") == (["x/a", "x/b"], ["ref"])
     assert notebook.report_folders("mine", []) == (["mine"], [])  # a given folder wins

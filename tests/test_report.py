@@ -1,31 +1,104 @@
-"""Specification of moe_core.report: a self-contained HTML report without code, from runs."""
+"""The inflection report: its sentences from simulated studies whose answer is set, and the
+rendered HTML from real smoke runs (self-contained, no code, every section)."""
 
 import re
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 import torch
 
+from moe_core import calibration as cal
 from moe_core import report
+from moe_core import verdicts as vd
 from moe_core.config import build_config
+from moe_core.render import tables_folder
 from moe_core.results import load_runs
 from moe_core.train import train
 
 REFERENCE_DIR = Path(__file__).parents[2] / "shared/reference/exp8_original"
 TINY = {"max_steps": 8}
 EMBEDDED_PNG = re.compile(r'<img[^>]*\ssrc="data:image/png;base64,')
+needs_reference = pytest.mark.skipif(not REFERENCE_DIR.is_dir(),
+                                     reason="the reference's recorded files are not present")
+
+
+# ---------------------------------------------------------------- sentences
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    """The built-in data's picture: fresh data and dropout remove the rise."""
+    arms = cal.study_arms()
+    truths = cal.study_like(arms, {"fresh_data@reference_lr": cal.Truth(rise=0.0),
+                                   "higher_dropout@reference_lr": cal.Truth(rise=0.0)})
+    results = cal.simulate_results(truths, 3, cal.Noise(), np.random.default_rng(0))
+    study = report.Study(results, vd.analyse(results), None)
+    study.condition_labels = {c: report.condition_label(c) for c in study.analysis.controls}
+    return study
+
+
+def test_the_answer_gives_where_it_rises_and_each_verdict_with_its_numbers(simulated):
+    text = report.answer_markdown(simulated)
+    assert text.startswith("## The answer")
+    assert "the control (baseline@reference_lr) rises" in text
+    assert "the control (baseline) does not rise beyond noise" in text
+    for name, verdict in (("overfitting", "supported"), ("the LR schedule", "supported"),
+                          ("load balancing", "not supported")):
+        assert f"| {name} | **{verdict}** |" in text
+    assert "fresh_data@reference_lr: rise changes -0.0" in text and "95% CI" in text
+    assert "removes the rise" in text and "the rise persists" in text
+    assert report.one_sentence(simulated.analysis).startswith(
+        "Judged against the control that rises (baseline@reference_lr): supported: "
+        "overfitting and the LR schedule; not supported: load balancing")
+
+
+def test_numbers_are_rounded_to_what_their_noise_supports():
+    assert report.decimals_for(0.03) == 2 and report.decimals_for(0.004) == 3
+    assert report.number(4.08123, 0.03) == "4.08" and report.number(-0.0712, 0.004, True) \
+        == "-0.071"
+
+
+def test_the_rise_figure_has_one_row_per_arm_grouped_by_condition_control_first(simulated):
+    rows = report.rise_rows(simulated)
+    assert len(rows) == len(simulated.analysis.curves)
+    first = rows.groupby("condition_label", sort=False).head(1)
+    assert first["is_control"].all()
+    assert set(rows.loc[rows["rises"], "arm"]) >= {"baseline@reference_lr"}
+
+
+def test_no_leader_is_named_when_the_lowest_is_within_noise(simulated):
+    a = simulated.analysis
+    a.leader = {**a.leader, "named": False}
+    sentence = report.leader_sentence(simulated)
+    assert sentence.startswith("No arm ends lowest beyond noise") and "would have been found" \
+        in sentence
+
+
+def test_interaction_compares_each_intervention_with_the_control_of_its_schedule(simulated):
+    table = report.interaction_table(simulated).set_index("intervention")
+    labels = set(simulated.condition_labels.values())
+    assert labels <= set(table.columns)
+    assert table.loc["no_lb"].notna().all()  # no_lb ran under both schedules
+    assert table.loc["fresh_data", report.NO_CONDITION_LABEL] == "not run"
+
+
+# ---------------------------------------------------------------- the rendered report
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    """Two tiny finished runs (baseline, no_lb), one diverged run and one corrupted file."""
+    """Tiny finished runs (baseline and no_lb under both schedules, two seeds), a diverged
+    run and a corrupted file."""
     root = tmp_path_factory.mktemp("runs")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a 25k-parameter model trains fastest on one thread
     for experiment in ("baseline", "no_lb"):
-        train(build_config(experiment, "smoke", TINY), seed=0,
-              out_dir=root / experiment / "seed0", progress=False)
+        for condition in ("", "reference_lr"):
+            cfg = build_config(experiment, "smoke", TINY, condition=condition)
+            for seed in (0, 1):
+                train(cfg, seed=seed, out_dir=root / cfg.arm / f"seed{seed}", progress=False)
     train(build_config("constant_lr", "smoke", {**TINY, "fault_nan_at_step": 2}), seed=0,
           out_dir=root / "constant_lr" / "seed0", progress=False)
     broken = root / "higher_dropout" / "seed0"
@@ -36,64 +109,83 @@ def run_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def html(run_dir, tmp_path_factory) -> str:
+def rendered(run_dir, tmp_path_factory) -> tuple[Path, str]:
     references = [REFERENCE_DIR] if REFERENCE_DIR.is_dir() else []
     out = tmp_path_factory.mktemp("report") / "report.html"
     path = report.render_report([run_dir], references, out_html=out, title="Smoke report")
     assert path == out and out.is_file()
-    return out.read_text()
+    return out, out.read_text()
 
 
-def test_report_names_every_experiment_in_its_summary_table(html):
-    for experiment in ("baseline", "no_lb", "constant_lr"):
-        assert f">{experiment}<" in html
+def test_the_report_opens_with_the_answer_and_has_every_section(rendered):
+    _, html = rendered
     assert "<title>Smoke report</title>" in html
+    headings = re.findall(r"<h[12][^>]*>(.*?)<a", html)
+    assert headings[:2] == ["Why does the MoE validation loss turn up at the end of training?",
+                            "The answer"]
+    for section in ("The evidence, one explanation at a time", "Method", "Provenance",
+                    "Appendix: every number"):
+        assert section in html
+    for arm in ("baseline@reference_lr", "no_lb@reference_lr", "no_lb"):
+        assert arm in html
 
 
-def test_report_embeds_its_figures_and_fetches_nothing(html):
-    # the reference section adds its own figures when the reference files are present
-    assert len(EMBEDDED_PNG.findall(html)) >= (9 if REFERENCE_DIR.is_dir() else 7)
+def test_the_report_embeds_its_figures_and_fetches_nothing(rendered):
+    _, html = rendered
+    assert len(EMBEDDED_PNG.findall(html)) >= 5
     assert not re.search(r'<img[^>]*\ssrc="http', html)
     assert not re.search(r'<script[^>]*\ssrc=', html)
     assert not re.search(r'<link[^>]*\shref="http', html)
 
 
-def test_report_hides_the_code(html):
-    for code in ("load_runs(", "plots.val_loss_overlay", "report.hypothesis_evidence"):
+def test_the_report_hides_the_code(rendered):
+    _, html = rendered
+    for code in ("report.build(", "report.show(", "notebook.report_folders"):
         assert code not in html
     assert '<div class="jp-CodeMirrorEditor' not in html and 'class="highlight' not in html
-    assert 'id="Runs"' in html  # markdown headings are kept, rendered
 
 
-def test_report_shows_runs_that_did_not_finish(html):
-    assert "diverged" in html
-    assert "unreadable" in html
+def test_runs_that_did_not_finish_are_listed_and_not_counted(rendered):
+    _, html = rendered
+    assert "Runs not counted" in html
+    assert "constant_lr/seed0 (diverged)" in html and "(unreadable)" in html
 
 
-def test_report_says_one_seed_allows_no_seed_level_claim(html):
-    assert "no seed-level claim can be made" in html
-    assert "Welch" in html  # the effect method is stated
+def test_every_appendix_table_is_also_a_csv_beside_the_report(rendered):
+    out, html = rendered
+    folder = tables_folder(out)
+    assert {p.name for p in folder.glob("*.csv")} >= {"runs.csv", "arms.csv",
+                                                       "comparisons.csv"}
+    assert f'href="{folder.name}/runs.csv"' in html and "<details>" in html
 
 
-@pytest.mark.skipif(not REFERENCE_DIR.is_dir(), reason="reference files absent")
-def test_report_states_what_the_reference_results_cannot_support(html):
-    assert "seed_run" in html
-    assert "does not rank them" in html
-    assert "was not short" in html
+@needs_reference
+def test_the_reference_section_derives_its_facts_from_the_files_and_labels_priors(rendered):
+    _, html = rendered
+    assert "short_run records max_steps 1000 and actual_steps 1000" in html
+    assert "logged identical LR traces" in html
+    assert "ends at 90.5% of its peak" in html
+    assert "labelled priors, not findings" in html and "known from the reference's source" \
+        in html
+    assert "lowest" not in re.sub(r"lowest (window|\d+-eval window)", "", html.split(
+        "recorded files")[1].split("Known only")[0])  # no experiment is ranked
 
 
-def test_hypothesis_evidence_is_built_from_the_tables(run_dir):
-    results = load_runs(run_dir)
-    evidence = report.hypothesis_evidence(results)
-    verdicts = report.hypothesis_verdicts(evidence)
+@needs_reference
+def test_the_reference_files_alone_are_still_analysed(tmp_path):
+    study = report.build([], [REFERENCE_DIR])
+    assert study.analysis is None and study.reference is not None
+    text = report.reference_markdown(study)
+    assert "The baseline" in text and "indistinguishable from it" in text
+    assert report.answer_markdown(study).endswith("nothing to answer yet.")
 
-    balance = evidence["load balancing"]
-    assert 0 < balance.aux_loss_fraction < 0.1  # 0.01 x a balance loss near 1, over CE ~4.8
-    assert balance.max_violation >= 0
-    assert balance.no_lb == "insufficient seeds"  # one seed each
-    assert set(verdicts) == {"overfitting", "the LR schedule", "load balancing"}
-    assert all(state in ("supported", "not supported", "inconclusive")
-               for state, _ in verdicts.values())
+
+def test_hypothesis_evidence_reads_the_rising_control_from_the_runs(run_dir):
+    study = report.build([run_dir])
+    assert set(study.analysis.controls) == {"", "reference_lr"}
+    lines = report.extra_evidence(study, vd.LOAD_BALANCING)
+    assert all("baseline" in line for line in lines)
+    assert len(load_runs(run_dir).runs) == 10
 
 
 def test_failing_report_notebook_raises_naming_the_notebook_and_cell(tmp_path):

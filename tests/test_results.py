@@ -148,9 +148,43 @@ def test_results_table_aggregates_two_seeds_into_mean_and_sd(smoke_run, tmp_path
     row = table.iloc[0]
     finals = results.runs["final_loss"]
 
-    assert len(table) == 1 and row["experiment"] == "baseline" and row["seeds"] == 2
-    assert row["final loss"] == f"{finals.mean():.4f} ± {finals.std(ddof=1):.4f}"
+    assert len(table) == 1 and row["arm"] == "baseline" and row["seeds"] == 2
+    assert row["final loss (nats)"] == f"{finals.mean():.4f} ± {finals.std(ddof=1):.4f}"
     assert " ± " in row["epochs"] and row["status"] == "completed"
+
+
+def test_the_same_run_read_twice_counts_once_and_names_the_copy_counted(smoke_run, tmp_path):
+    _copy_run(smoke_run, tmp_path / "quick" / "baseline" / "seed0", seed=0)
+    _copy_run(smoke_run, tmp_path / "all" / "baseline" / "seed0", seed=0)
+    _copy_run(smoke_run, tmp_path / "all" / "baseline" / "seed1", seed=1)
+    runs = load_runs(tmp_path / "all", tmp_path / "quick").runs
+
+    duplicates = runs[runs["status"] == "duplicate"]
+    assert len(duplicates) == 1
+    assert str(tmp_path / "all" / "baseline" / "seed0") in duplicates["error"].iloc[0]
+    assert results_table(load_runs(tmp_path / "all", tmp_path / "quick")).iloc[0]["seeds"] == 2
+
+
+def test_two_configs_under_one_arm_are_two_groups_labelled_by_what_differs(smoke_run, tmp_path):
+    _copy_run(smoke_run, tmp_path / "a" / "baseline" / "seed0", seed=0)
+    metrics = json.loads((smoke_run / "metrics.json").read_text())
+    metrics["config"]["dropout"] = 0.0
+    metrics["config_hash"] = "another-config"
+    (tmp_path / "b" / "baseline" / "seed0").mkdir(parents=True)
+    (tmp_path / "b" / "baseline" / "seed0" / "metrics.json").write_text(json.dumps(metrics))
+
+    runs = load_runs(tmp_path).runs
+    assert sorted(runs["group"]) == ["baseline [dropout=0.0]", "baseline [dropout=0.1]"]
+    assert (runs["status"] == "completed").all()  # not duplicates: different configs
+
+
+def test_per_sequence_val_losses_are_read_per_eval(smoke_run):
+    results = load_runs(smoke_run)
+    [(run_id, sequences)] = results.val_sequences.items()
+    evals = results.evals[results.evals["run_id"] == run_id]
+    assert sequences.shape[0] == len(evals)
+    np.testing.assert_allclose(sequences.mean(1), evals["val_loss"], atol=1e-5)
+    assert results.runs.iloc[0]["val_sha"]
 
 
 def test_a_diverged_run_is_analysed_up_to_its_first_non_finite_eval(smoke_run, tmp_path):

@@ -8,12 +8,14 @@ from moe_core import calibration as cal
 from moe_core import verdicts as vd
 from moe_core.config import build_config
 
-ARMS = cal.study_arms()
+# the study's arms plus two it leaves out: a weaker balancing loss, a second decayed schedule
+ARMS = cal.study_arms() + ["lower_lb_weight@reference_lr", "linear_decay"]
 CONTROL = "baseline@reference_lr"
 
 
-def analyse(truths, seed=0, seeds=3, noise=cal.Noise()):
-    return vd.analyse(cal.simulate_results(truths, seeds, noise, np.random.default_rng(seed)))
+def analyse(truths, seed=0, seeds=3, noise=None):
+    return vd.analyse(cal.simulate_results(truths, seeds, noise or cal.Noise(),
+                                           np.random.default_rng(seed)))
 
 
 def comparison(analysis, arm, control=CONTROL):
