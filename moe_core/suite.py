@@ -27,7 +27,6 @@ import socket
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -61,6 +60,7 @@ from moe_core.train import METRICS_FILE, is_finished, read_metrics, write_json_a
 REPO_ROOT = PARAMETERS_DIR.parent
 TRAIN_NOTEBOOK = REPO_ROOT / "notebooks" / "train_experiment.ipynb"
 LOCK_FILE = ".lock"
+HOLDER_FILE = ".lock.holder"
 KERNEL_LOG = "kernel.log"
 FINISHED = ("completed", "early_stopped")
 
@@ -132,10 +132,31 @@ def plan_runs(
             local_corpus_files(cfg)  # a missing or unusable data_path fails every run: say so now
     out = Path(out_dir).absolute()
     threads = threads_per_run(jobs) if threads is None else threads
-    return [RunSpec(experiment=name, seed=seed, preset=preset, overrides=overrides,
-                    config=cfg, run_dir=out / name / f"seed{seed}", notebook=notebook,
-                    force=force, threads=threads)
-            for name, cfg in configs.items() for seed in dict.fromkeys(seeds)]
+    specs = [RunSpec(experiment=name, seed=seed, preset=preset, overrides=overrides,
+                     config=cfg, run_dir=out / name / f"seed{seed}",
+                     notebook=notebook, force=force, threads=threads)
+             for name, cfg in configs.items() for seed in dict.fromkeys(seeds)]
+    if not force:
+        _refuse_other_runs(specs)
+    return specs
+
+
+def _refuse_other_runs(specs: Sequence[RunSpec]) -> None:
+    """A UserInputError when a planned folder holds a run of another config or seed: a
+    finished run is data, and replacing it takes --force."""
+    taken = []
+    for spec in specs:
+        recorded = _read_quietly(spec.run_dir)
+        if recorded and (recorded.get("config_hash"), recorded.get("seed")) != (
+                spec.config.config_hash(), spec.seed):
+            taken.append(f"{spec.run_dir} ({recorded.get('status')}, config "
+                         f"{recorded.get('config_hash')}, seed {recorded.get('seed')})")
+    if taken:
+        shown = "; ".join(taken[:5]) + (f"; and {len(taken) - 5} more" if len(taken) > 5 else "")
+        raise UserInputError(
+            f"{len(taken)} run folder(s) hold a run of another config or seed: {shown}. "
+            "Runs are never replaced silently: choose another --out, or pass --force to "
+            "replace them")
 
 
 # ---------------------------------------------------------------- the Jupyter kernel
@@ -278,117 +299,50 @@ def signal_live_kernels(signum: int = signal.SIGINT, skip: set | None = None,
 # ---------------------------------------------------------------- per-run lock
 
 
-def _process_start(pid: int) -> str | None:
-    """The start time of a process (Linux), so that a reused pid is not mistaken for it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-_HELD_TOKENS: set[str] = set()  # the locks this process holds now
-
-
 class RunLock:
-    """`<run>/.lock`, created with O_CREAT|O_EXCL and holding the owner's pid, host and
-    process start time.
+    """`<run>/.lock`, held with an OS file lock (the `filelock` package, flock on Unix) while
+    a suite trains the run; who holds it is written beside it in `.lock.holder`.
 
-    A lock whose process is gone (same host) is stale and taken over; one held by a live
-    process, or by another host, makes the run busy.
+    The operating system drops the lock when its process ends, however it ends (Ctrl-C,
+    SIGKILL, out of memory), so a dead suite never leaves a run busy, and a lock file left
+    on disk means nothing by itself. On a shared filesystem the server drops the locks of a
+    client that died once its lease runs out (NFSv4: about 90 s by default).
     """
 
     def __init__(self, run_dir: Path):
+        from filelock import FileLock
+
         self.path = Path(run_dir) / LOCK_FILE
-        self._token: str | None = None
+        self.holder_path = Path(run_dir) / HOLDER_FILE
+        self._lock = FileLock(self.path, is_singleton=False)
 
     def acquire(self) -> str | None:
-        """Take the lock: None on success, else a description of who holds it."""
+        """Take the lock without waiting: None on success, else who holds it."""
+        from filelock import Timeout
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        token = uuid.uuid4().hex
-        record = {"pid": os.getpid(), "host": socket.gethostname(), "token": token,
-                  "process_start": _process_start(os.getpid()),
-                  "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._read()
-                # an unreadable lock is one being written right now: busy, not stale
-                if holder is None or not self._is_stale(holder):
-                    return self._describe(holder)
-                self._break(holder)
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(record))
-            self._token = token
-            _HELD_TOKENS.add(token)
-            return None
-        return self._describe(self._read())
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            return self._describe()
+        write_json_atomic(self.holder_path, {
+            "pid": os.getpid(), "host": socket.gethostname(),
+            "since": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        return None
 
     def release(self) -> None:
-        holder = self._read()
-        if self._token and holder and holder.get("token") == self._token:
-            self.path.unlink(missing_ok=True)
-        _HELD_TOKENS.discard(self._token or "")
-        self._token = None
+        if self._lock.is_locked:
+            self.holder_path.unlink(missing_ok=True)
+            self._lock.release()
 
-    def _read(self) -> dict | None:
+    def _describe(self) -> str:
         try:
-            return json.loads(self.path.read_text())
+            holder = json.loads(self.holder_path.read_text())
         except (OSError, ValueError):
-            return None
-
-    @staticmethod
-    def _is_stale(holder: dict) -> bool:
-        if holder.get("host") != socket.gethostname():
-            return False  # cannot see another machine's processes
-        pid = holder.get("pid")
-        if not isinstance(pid, int):
-            return False
-        if pid == os.getpid():  # ours unless an earlier process with our pid left it
-            return holder.get("token") not in _HELD_TOKENS
-        if not _pid_alive(pid):
-            return True
-        recorded, now = holder.get("process_start"), _process_start(pid)
-        return recorded is not None and now is not None and recorded != now
-
-    def _break(self, holder: dict) -> None:
-        """Move the stale lock aside; if another suite took the lock in the meantime, what
-        was moved is its live lock, so put it back."""
-        aside = self.path.with_name(f"{LOCK_FILE}.stale.{uuid.uuid4().hex}")
-        try:
-            os.rename(self.path, aside)
-        except FileNotFoundError:
-            return
-        try:
-            moved = json.loads(aside.read_text()).get("token")
-        except (OSError, ValueError):
-            moved = None  # a lock still being written: live
-        try:
-            if moved != holder.get("token"):
-                os.link(aside, self.path)
-        except OSError:
-            pass
-        finally:
-            aside.unlink(missing_ok=True)
-
-    def _describe(self, holder: dict | None) -> str:
-        if holder is None:
-            return (f"another suite is taking the lock {self.path}; if none is running, "
-                    "delete it")
-        return (f"held by pid {holder.get('pid')} on {holder.get('host')} since "
-                f"{holder.get('since')} ({self.path}; delete it if no suite is running there)")
+            holder = {}
+        who = (f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}"
+               if holder else "another process")
+        return (f"held by {who} ({self.path}); the lock is released when that process ends")
 
 
 # ---------------------------------------------------------------- executing one run

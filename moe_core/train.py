@@ -241,6 +241,13 @@ def train(
         previous = read_metrics(run_dir)
         if not force and is_finished(previous, cfg, seed):
             return previous
+        if not force and previous and (previous.get("config_hash"), previous.get("seed")) \
+                != (cfg.config_hash(), seed):
+            raise UserInputError(
+                f"{run_dir} holds a run of another config or seed ({previous.get('status')}, "
+                f"config {previous.get('config_hash')}, seed {previous.get('seed')}; this "
+                f"one: config {cfg.config_hash()}, seed {seed}); a run is never replaced "
+                "silently: choose another folder, or force=True (--force) to replace it")
 
     device = select_device(cfg)
     dtype = autocast_dtype(cfg, device)

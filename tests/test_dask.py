@@ -181,7 +181,7 @@ def test_ctrl_c_on_a_dask_suite_records_interrupted_and_leaves_no_kernel_or_lock
     assert "run the same command again" in err and "Traceback" not in err
     recorded = metrics(run_dir)
     assert recorded["status"] == "interrupted" and 0 < recorded["actual_steps"] < 20000
-    assert not (run_dir / suite.LOCK_FILE).exists()
+    assert not (run_dir / suite.HOLDER_FILE).exists()
     deadline = time.monotonic() + 20  # orphans notice their parent is gone within seconds
     while processes_of_this_module() and time.monotonic() < deadline:
         time.sleep(0.5)

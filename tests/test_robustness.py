@@ -283,7 +283,7 @@ def test_a_kernel_killed_mid_run_fails_that_run_only_and_the_next_suite_resumes_
     assert "run the suite again to resume from the last checkpoint" in killed["error"]
     assert f"FAILED baseline seed0: {killed['error']}" in stdout
     assert metrics(out / "short_run" / "seed0")["status"] == "completed"  # the suite went on
-    assert not (out / "baseline" / "seed0" / suite.LOCK_FILE).exists()
+    assert not (out / "baseline" / "seed0" / suite.HOLDER_FILE).exists()
 
     monkeypatch.delenv("KILL_KERNEL_OF")
     code, stdout, _ = suite_cli(capsys, *args)
@@ -343,7 +343,7 @@ def test_sigterm_stops_the_suite_like_ctrl_c_recording_interrupted_and_exiting_1
     assert "run the same command again" in err and "Traceback" not in err
     recorded = metrics(run_dir)
     assert recorded["status"] == "interrupted" and 8 <= recorded["actual_steps"] < 20000
-    assert not (run_dir / suite.LOCK_FILE).exists()
+    assert not (run_dir / suite.HOLDER_FILE).exists()
 
 
 def test_moe_train_reports_a_run_that_diverged_before_its_first_evaluation(

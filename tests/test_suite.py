@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,13 +38,22 @@ def data_cache(tmp_path_factory):
         yield
 
 
-def hold_lock(run_dir: Path, pid: int, host: str | None = None) -> Path:
-    """A lock file as another suite process leaves it."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / suite.LOCK_FILE
-    path.write_text(json.dumps({"pid": pid, "host": host or socket.gethostname(),
-                                "token": "other", "since": "2026-01-01T00:00:00+00:00"}))
-    return path
+HOLD_LOCK = """
+import sys, time
+from moe_core.suite import RunLock
+lock = RunLock(sys.argv[1])
+assert lock.acquire() is None
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def hold_lock(run_dir: Path) -> subprocess.Popen:
+    """Another process (another suite) holding the run's lock until it is killed."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run_dir)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
 
 
 @pytest.fixture(scope="module")
@@ -174,38 +182,47 @@ def test_a_live_lock_makes_the_run_busy_until_released(tmp_path):
     assert first.acquire() is None
     assert f"pid {os.getpid()}" in second.acquire()
     first.release()
-    assert not (tmp_path / suite.LOCK_FILE).exists()
+    assert not (tmp_path / suite.HOLDER_FILE).exists()
     assert second.acquire() is None
     second.release()
 
 
-def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    hold_lock(tmp_path, gone.pid)
+def test_the_lock_of_a_killed_process_is_free_at_once(tmp_path):
+    holder = hold_lock(tmp_path)
+    busy = suite.RunLock(tmp_path).acquire()
+    assert busy is not None and f"pid {holder.pid}" in busy
+    holder.kill()  # SIGKILL: no cleanup runs; the lock file and its holder note stay
+    holder.wait()
+    assert (tmp_path / suite.LOCK_FILE).exists()
     lock = suite.RunLock(tmp_path)
-    assert lock.acquire() is None
-    assert json.loads((tmp_path / suite.LOCK_FILE).read_text())["pid"] == os.getpid()
+    assert lock.acquire() is None  # the operating system dropped the dead process's lock
     lock.release()
-
-
-def test_a_lock_from_another_host_is_never_taken_over(tmp_path):
-    hold_lock(tmp_path, 1, host="some-other-host")
-    assert "some-other-host" in suite.RunLock(tmp_path).acquire()
 
 
 def test_a_run_locked_by_another_suite_is_busy_not_failed_and_not_executed(capsys, tmp_path):
     out = tmp_path / "runs"
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = hold_lock(out / "baseline" / "seed0")  # the folder the suite plans for it
     try:
-        hold_lock(out / "baseline" / "seed0", sleeper.pid)
         code, stdout, _ = suite_cli(capsys, "run", "-e", "baseline", "--out", out, *SMOKE)
     finally:
-        sleeper.kill()
+        holder.kill()
+        holder.wait()
     assert code == 0
-    assert "baseline seed0: busy" in stdout and f"pid {sleeper.pid}" in stdout
+    assert "baseline seed0: busy" in stdout and f"pid {holder.pid}" in stdout
     assert "1 busy, 0 failed" in stdout
     assert not (out / "baseline" / "seed0" / NOTEBOOK).exists()
+
+
+def test_a_folder_holding_another_configs_run_is_refused_before_anything_runs(tmp_path):
+    [spec] = suite.plan_runs(["baseline"], [0], "smoke", out_dir=tmp_path)
+    spec.run_dir.mkdir(parents=True)
+    finished = {"status": "completed", "config_hash": "0123", "seed": 0}
+    (spec.run_dir / "metrics.json").write_text(json.dumps(finished))
+    with pytest.raises(UserInputError, match=r"1 run folder\(s\) hold a run of another "
+                                             r"config.*config 0123.*--force"):
+        suite.plan_runs(["baseline"], [0], "smoke", out_dir=tmp_path)
+    assert json.loads((spec.run_dir / "metrics.json").read_text()) == finished
+    assert suite.plan_runs(["baseline"], [0], "smoke", out_dir=tmp_path, force=True)
 
 
 def test_record_failure_marks_a_run_failed_keeping_what_training_recorded(tmp_path):
@@ -241,7 +258,7 @@ def test_run_creates_each_run_folder_with_executed_notebook_and_finished_metrics
         nb = nbformat.read(run_dir / NOTEBOOK, as_version=4)
         assert nb.metadata["papermill"]["parameters"]["experiment"] == name
         assert all(c.get("execution_count") for c in nb.cells if c.cell_type == "code")
-        assert not (run_dir / suite.LOCK_FILE).exists()
+        assert not (run_dir / suite.HOLDER_FILE).exists()
     assert metrics(out / "short_run" / "seed0")["actual_steps"] == 4  # 60% of 8 steps
 
 
@@ -374,4 +391,4 @@ def test_ctrl_c_interrupts_the_run_and_exits_130_saying_how_to_resume(tmp_path):
     assert "run the same command again" in err and "Traceback" not in err
     recorded = metrics(run_dir)
     assert recorded["status"] == "interrupted" and 0 < recorded["actual_steps"] < 20000
-    assert not (run_dir / suite.LOCK_FILE).exists()
+    assert not (run_dir / suite.HOLDER_FILE).exists()

@@ -257,10 +257,23 @@ def test_train_split_smaller_than_a_batch_is_a_clear_error(tmp_path):
         train(cfg, seed=0, out_dir=tmp_path, progress=False)
 
 
+def test_a_folder_holding_another_configs_run_is_refused_unless_forced(tmp_path):
+    first = train(smoke(), seed=0, out_dir=tmp_path, progress=False)
+    with pytest.raises(UserInputError, match=r"holds a run of another config or seed "
+                                             r"\(completed.*--force"):
+        train(smoke(lr=0.02), seed=0, out_dir=tmp_path, progress=False)
+    with pytest.raises(UserInputError, match="another config or seed"):
+        train(smoke(), seed=1, out_dir=tmp_path, progress=False)
+    assert json.loads((tmp_path / "metrics.json").read_text()) == first  # untouched
+    forced = train(smoke(lr=0.02), seed=0, out_dir=tmp_path, progress=False, force=True)
+    assert forced["config"]["lr"] == 0.02
+
+
 def test_checkpoint_from_another_config_is_not_resumed(tmp_path):
     cfg = smoke()
     train(cfg, seed=0, out_dir=tmp_path, progress=False)
     assert (tmp_path / CHECKPOINT_FILE).exists()
+    (tmp_path / "metrics.json").unlink()  # only the checkpoint is left of the first run
     other = train(smoke(lr=0.02), seed=0, out_dir=tmp_path, progress=False)
     assert other["status"] == "completed"
     assert other["evals"][0]["step"] == cfg.eval_every  # trained from the start
