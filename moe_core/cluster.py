@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 # moe_core.suite, and with it torch, only where a function needs it.
 
 CONNECT_TIMEOUT_S = 30.0
+LOST_WORKER_RETRIES = 2  # a run is started again this often when its worker dies
 DASHBOARD_ADDRESS = ":8787"  # distributed's usual port; a busy one is replaced by a free one
 
 
@@ -136,13 +137,18 @@ def _outcome_of(future: Any, spec: RunSpec) -> RunOutcome:
         return future.result()
     error = future.exception() if future.status == "error" else None
     if isinstance(error, KilledWorker):
-        return failed_outcome(spec, f"the Dask worker running it died ({error}); see that "
-                              "worker's log, then run the suite again to resume from the last "
-                              "checkpoint")
+        return failed_outcome(spec, f"the Dask workers running it died, and its retries are "
+                              f"used up ({error}); see those workers' logs, then run the suite "
+                              "again to resume from the last checkpoint")
     if error is not None:
         return failed_outcome(spec, f"the Dask task failed: {type(error).__name__}: {error}")
     return failed_outcome(spec, f"the Dask task was {future.status} (the scheduler lost it); "
                           "run the suite again")
+
+
+def _allowed_failures(dask_scheduler: Any) -> int:
+    """On the scheduler: how often a task may lose its worker before it fails."""
+    return int(dask_scheduler.allowed_failures)
 
 
 def _dashboard_link(client: Any) -> str | None:
@@ -157,8 +163,12 @@ class DaskExecutor:
     processes of one thread each (default: one per GPU, else one per core), or the one
     behind the `scheduler` address.
 
-    Shows a progress bar over finished runs and the dashboard's address. A task that raises
-    or whose worker dies becomes a failed run and the others go on. Ctrl-C (KeyboardInterrupt)
+    Shows a progress bar over finished runs and the dashboard's address. A run whose worker
+    dies (a preempted node, out of memory) is started again on another worker, up to
+    `lost_worker_retries` times (the scheduler's `allowed-failures`; a remote scheduler keeps
+    its own, which the suite's first lines state), and resumes from its last checkpoint;
+    after that, or when its task raises, it becomes a failed run and the others go on.
+    Ctrl-C (KeyboardInterrupt)
     keeps queued runs from starting and interrupts the running ones, which record
     "interrupted"; those still running after grace_s are killed.
     """
@@ -166,7 +176,8 @@ class DaskExecutor:
     def __init__(self, scheduler: str | None = None, workers: int | None = None,
                  gpus: Sequence[str] | None = None, grace_s: float = 60.0,
                  connect_timeout_s: float = CONNECT_TIMEOUT_S, progress: bool = True,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print,
+                 lost_worker_retries: int = LOST_WORKER_RETRIES):
         if scheduler and workers is not None:
             raise UserInputError(f"--jobs {workers} sets the workers of a local Dask cluster, "
                                  f"but the cluster at --scheduler {scheduler} has its own; "
@@ -182,6 +193,7 @@ class DaskExecutor:
         self.connect_timeout_s = connect_timeout_s
         self.progress = progress
         self.log = log
+        self.lost_worker_retries = lost_worker_retries
         # local workers share this machine's cores; on a remote cluster each worker's
         # environment decides (distributed gives a worker process OMP_NUM_THREADS=1 per
         # thread slot by default)
@@ -236,12 +248,18 @@ class DaskExecutor:
             with client:
                 yield client
             return
+        import dask
+
         dashboard = DASHBOARD_ADDRESS if importlib.util.find_spec("bokeh") else None
-        cluster = SpecCluster(
-            workers=local_worker_specs(self.workers, self.gpus),
-            scheduler={"cls": Scheduler, "options": {"host": "127.0.0.1",
-                                                      "dashboard_address": dashboard}},
-            silence_logs=logging.ERROR, name="moe-suite")
+        # the scheduler reads allowed-failures when it is created
+        retries = dask.config.set({"distributed.scheduler.allowed-failures":
+                                   self.lost_worker_retries})
+        with retries:
+            cluster = SpecCluster(
+                workers=local_worker_specs(self.workers, self.gpus),
+                scheduler={"cls": Scheduler, "options": {"host": "127.0.0.1",
+                                                          "dashboard_address": dashboard}},
+                silence_logs=logging.ERROR, name="moe-suite")
         with cluster, Client(cluster) as client:
             yield client
 
@@ -251,6 +269,14 @@ class DaskExecutor:
                                           importlib.util.find_spec("bokeh")) else None
         self.log(f"Dask scheduler {client.scheduler.address}, {len(workers)} worker(s); "
                  f"dashboard: {link or 'not available (install bokeh>=3.1 for one)'}")
+        try:
+            allowed = client.run_on_scheduler(_allowed_failures)
+        except Exception:  # an old or locked-down scheduler: say what is not known
+            allowed = None
+        self.log("a run whose worker dies is started again on another worker "
+                 + (f"up to {allowed} time(s)" if allowed is not None else
+                    "as often as the scheduler's distributed.scheduler.allowed-failures says")
+                 + ", resuming from its last checkpoint")
         if not workers:
             self.log("no workers yet: the runs start as workers join (e.g. cluster.scale(...))")
 

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import dask
 import distributed  # noqa: F401  (its config defaults, before dask.config.set)
 import pytest
 from suite_helpers import (
@@ -22,7 +21,7 @@ from suite_helpers import (
 )
 
 from moe_core import suite
-from moe_core.cluster import DaskExecutor, local_worker_specs
+from moe_core.cluster import LOST_WORKER_RETRIES, DaskExecutor, local_worker_specs
 from moe_core.errors import UserInputError
 
 
@@ -59,6 +58,17 @@ def finish_or_die(spec: suite.RunSpec) -> suite.RunOutcome:
     return finish(spec)
 
 
+def die_once(spec: suite.RunSpec) -> suite.RunOutcome:
+    """The first attempt's worker process dies (a preempted node); the retry finishes."""
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    marker = spec.run_dir / "attempts"
+    attempts = int(marker.read_text()) + 1 if marker.exists() else 1
+    marker.write_text(str(attempts))
+    if attempts == 1:
+        os._exit(1)
+    return finish(spec)
+
+
 def report_child_malloc_trim(spec: suite.RunSpec) -> suite.RunOutcome:
     """What a process the task starts (as papermill starts the kernel) sees of
     MALLOC_TRIM_THRESHOLD_, in the outcome's error field."""
@@ -92,15 +102,26 @@ def test_a_task_that_raises_fails_only_its_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_run_whose_worker_process_dies_is_failed_and_the_others_finish(tmp_path):
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # no retry elsewhere
-        outcomes = {o.experiment: o for o in DaskExecutor(workers=2, progress=False).map(
-            finish_or_die, specs(tmp_path, "baseline", "short_run"))}
+def test_a_run_whose_workers_keep_dying_is_failed_after_its_retries(tmp_path):
+    executor = DaskExecutor(workers=2, progress=False, lost_worker_retries=0)
+    outcomes = {o.experiment: o for o in executor.map(
+        finish_or_die, specs(tmp_path, "baseline", "short_run"))}
     assert outcomes["baseline"].ok
     died = outcomes["short_run"]
     assert (died.status, died.ok) == ("failed", False)
-    assert died.error.startswith("the Dask worker running it died")
+    assert died.error.startswith("the Dask workers running it died, and its retries are "
+                                 "used up")
     assert "run the suite again to resume" in died.error
+
+
+@pytest.mark.slow
+def test_a_run_whose_worker_dies_once_is_retried_on_another_worker(tmp_path):
+    lines = []
+    executor = DaskExecutor(workers=2, progress=False, log=lines.append)
+    [outcome] = executor.map(die_once, specs(tmp_path, "baseline"))
+    assert outcome.ok and outcome.status == "completed"
+    assert (tmp_path / "baseline" / "seed0" / "attempts").read_text() == "2"
+    assert any(f"up to {LOST_WORKER_RETRIES} time(s)" in line for line in lines)
 
 
 def test_local_workers_are_single_threaded_and_each_sees_only_its_gpu(tmp_path):
