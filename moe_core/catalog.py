@@ -164,6 +164,7 @@ def format_listing(parameters_dir: Path = PARAMETERS_DIR) -> str:
         for name in conditions:
             values = dict(load_condition(name, parameters_dir))
             description = values.pop("description")
+            values.pop("label", None)
             changes = ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items())
             lines.append(f"  {name:<{width_c}}{description}")
             lines.append(f"  {'':<{width_c}}changes: {changes}")

@@ -350,7 +350,8 @@ def load_experiment(name: str, parameters_dir: Path = PARAMETERS_DIR) -> dict:
 
 
 def load_condition(name: str, parameters_dir: Path = PARAMETERS_DIR) -> dict:
-    """The condition's YAML as a dict: its description and the keys it sets."""
+    """The condition's YAML as a dict: its description, an optional short `label` for
+    reports, and the keys it sets."""
     values = _load_described("conditions", name, parameters_dir)
     path = parameters_dir / "conditions" / f"{name}.yaml"
     for key in ("name", "condition", "preset"):
@@ -359,10 +360,15 @@ def load_condition(name: str, parameters_dir: Path = PARAMETERS_DIR) -> dict:
     return values
 
 
+METADATA_KEYS = ("description", "label")  # describe an experiment or condition, set nothing
+
+
 def _load_described(kind: str, name: str, parameters_dir: Path) -> dict:
     path = _named_file(kind, name, parameters_dir)
     values = read_yaml(path)
-    _check_keys(values, str(path))
+    _check_keys({k: v for k, v in values.items() if k != "label"}, str(path))
+    if not isinstance(values.get("label", ""), str):
+        raise ConfigError(f"{path}: key 'label' = {values['label']!r}: expected text")
     if not isinstance(values.get("description", ""), str) or not values.get("description"):
         raise ConfigError(f"{path}: key 'description' is missing; give a one-line description")
     return values
@@ -406,14 +412,15 @@ def build_config(
     if condition:
         condition_path = _named_file("conditions", condition, parameters_dir)
         values = load_condition(condition, parameters_dir)
-        clash = sorted((set(values) & set(description)) - {"description"})
+        clash = sorted((set(values) & set(description)) - set(METADATA_KEYS))
         if clash:
             raise ConfigError(
                 f"{experiment_path} and {condition_path} both set {', '.join(clash)}: the "
                 f"experiment {experiment!r} cannot run under the condition {condition!r}")
         layers.append((str(condition_path), {k: v for k, v in values.items()
-                                             if k != "description"}))
-    layers += [(str(experiment_path), description), ("overrides", overrides)]
+                                             if k not in METADATA_KEYS}))
+    layers += [(str(experiment_path), {k: v for k, v in description.items() if k != "label"}),
+               ("overrides", overrides)]
     merged: dict[str, Any] = {}
     source_of: dict[str, str] = {}
     for source, values in layers:

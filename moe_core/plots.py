@@ -362,9 +362,9 @@ def control_vs_interventions(curves: dict, control: str, interventions: Sequence
     if control not in curves or not shown:
         return _message_figure("no intervention ran beside this control")
     labels = labels or {}
-    columns = min(3, len(shown))
+    columns = min(2, len(shown))
     rows_n = -(-len(shown) // columns)
-    fig, axes = _figure(rows_n, columns, width=4.2, height=3.0, sharey=True)
+    fig, axes = _figure(rows_n, columns, width=3.9, height=2.8, sharey=True)
     base = curves[control]
     for index, ax in enumerate(axes.flat):
         if index >= len(shown):

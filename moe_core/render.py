@@ -29,9 +29,17 @@ SELF_CONTAINED_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 <style>
   .jp-Notebook { max-width: 1100px; margin: 0 auto; }
   .jp-OutputArea-output { overflow-x: auto; }
-  .jp-OutputArea-output img { max-width: 100%; height: auto; }
+  .jp-Notebook .jp-OutputArea-output img { max-width: 100%; height: auto; }
   .jp-RenderedHTMLCommon table { font-size: 13px; }
-  .jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th { white-space: normal; }
+  .jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th { white-space: normal;
+    text-align: left; vertical-align: top; }
+  /* on a phone a figure keeps a legible size and a table its columns: each scrolls
+     sideways in its own box */
+  @media (max-width: 700px) {
+    .jp-Notebook .jp-OutputArea-output img { max-width: none !important; width: 620px; }
+    .jp-Notebook .jp-RenderedHTMLCommon table { display: block; overflow-x: auto; }
+    .jp-Cell { padding-left: 4px; padding-right: 4px; }
+  }
   details > summary { cursor: pointer; font-weight: 600; margin: 0.6em 0; }
 </style>
 {% endblock extra_css %}

@@ -8,6 +8,7 @@ the reference's files, and an appendix of every number.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -262,6 +263,8 @@ def hypothesis_figure(study: Study, name: str):
     a = study.analysis
     control = (a.rising_controls or tuple(a.controls.values()))[0]
     arms = [c.arm for c in a.comparisons if c.hypothesis == name and c.control == control]
+    if not arms:
+        return None
     return plots.control_vs_interventions(a.curves, control, arms,
                                           {arm: study.colors.get(split_arm(arm)[0])
                                            for arm in a.curves})
@@ -274,16 +277,15 @@ def comparisons_table(study: Study, name: str | None = None) -> pd.DataFrame:
         if name is not None and c.hypothesis != name:
             continue
         t = c.change
-        rows.append({"explanation": c.hypothesis, "control": c.control, "intervention": c.arm,
-                     "changes": ", ".join(c.changed), "prediction": {
-                         -1: "lower rise", 1: "higher rise", 0: "none"}[c.predicted],
-                     "basis": c.prediction_basis,
+        rows.append({"intervention": c.arm, "outcome": _outcome_words(c),
                      "change of rise (nats)": number(t.estimate, t.se, True),
                      "95% CI": "n/a" if t.ci_low is None else
                      f"{number(t.ci_low, t.se, True)} to {number(t.ci_high, t.se, True)}",
                      "Holm-Sidak p": "n/a" if t.p_adjusted is None else f"{t.p_adjusted:.3g}",
                      "could detect (nats)": number(t.detectable, t.se),
-                     "outcome": _outcome_words(c)})
+                     "control": c.control, "explanation": c.hypothesis,
+                     "prediction": {-1: "lower rise", 1: "higher rise", 0: "none"}[c.predicted]
+                     + f" ({c.prediction_basis})", "config keys changed": ", ".join(c.changed)})
     return pd.DataFrame(rows)
 
 
@@ -519,9 +521,10 @@ def arms_table(study: Study) -> pd.DataFrame:
 
 
 def html_table(table: pd.DataFrame, caption: str = "") -> Any:
-    """A table without its index, cells wrapping (no truncation), numbers at 4 decimals
-    unless already formatted."""
-    styler = table.style.hide(axis="index").format(precision=4, na_rep="")
+    """A table without its index, cells wrapping (no truncation), left-aligned, numbers at
+    4 decimals unless already formatted."""
+    styler = table.style.hide(axis="index").format(precision=4, na_rep="") \
+        .set_table_styles([{"selector": "th, td", "props": "text-align: left;"}])
     if caption:
         styler = styler.set_caption(caption)
     return styler
@@ -543,11 +546,14 @@ def appendix(study: Study) -> Any:
     folder = os.environ.get(TABLES_ENV)
     parts = []
     for name, (table, caption) in tables.items():
-        link = ""
+        csv = table.to_csv(index=False)
         if folder:
             Path(folder).mkdir(parents=True, exist_ok=True)
-            table.to_csv(Path(folder) / f"{name}.csv", index=False)
-            link = f' (<a href="{Path(folder).name}/{name}.csv">{name}.csv</a>)'
+            (Path(folder) / f"{name}.csv").write_text(csv)
+        # the CSV travels inside the page, so a report shared on its own keeps its tables
+        encoded = base64.b64encode(csv.encode()).decode()
+        link = (f' (<a download="{name}.csv" href="data:text/csv;base64,{encoded}">'
+                f"{name}.csv</a>)")
         parts.append(f"<details><summary>{caption}{link}</summary>"
                      f"{html_table(table).to_html()}</details>")
     return HTML("\n".join(parts))
