@@ -525,19 +525,26 @@ class LocalExecutor:
     is re-raised once the workers have stopped.
     """
 
-    def __init__(self, jobs: int = 1, grace_s: float = 60.0):
+    def __init__(self, jobs: int = 1, grace_s: float = 60.0, progress: bool = True):
         if jobs < 1:
             raise UserInputError(f"--jobs {jobs}: expected at least 1 concurrent run")
         self.jobs = jobs
         self.grace_s = grace_s
+        self.progress = progress
         self.threads_per_run = threads_per_run(jobs)
         self.description = f"{jobs} at a time on this machine"
 
     def map(self, fn: Callable[[RunSpec], RunOutcome],
             specs: Sequence[RunSpec]) -> Iterator[RunOutcome]:
+        from tqdm.auto import tqdm
+
         pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="moe-run")
         spec_of = {pool.submit(fn, spec): spec for spec in specs}
         futures: set[Future] = set(spec_of)
+        # a bar over runs: finished, failed, running (the caller's lines print above it)
+        bar = tqdm(total=len(specs), desc="runs", unit="run", disable=not self.progress,
+                   dynamic_ncols=True)
+        failed = 0
         try:
             while futures:
                 done, futures = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
@@ -545,12 +552,21 @@ class LocalExecutor:
                     error = future.exception()
                     # execute_run records failures itself: this is a bug, not a run's failure,
                     # but it still must not stop the other runs
-                    yield future.result() if error is None else failed_outcome(
+                    outcome = future.result() if error is None else failed_outcome(
                         spec_of[future], f"{type(error).__name__}: {error}")
+                    failed += not outcome.ok
+                    bar.clear()
+                    yield outcome
+                    bar.update(1)
+                bar.set_postfix(failed=failed, running=sum(f.running() for f in futures),
+                                refresh=False)
+                bar.refresh()
         except BaseException:  # Ctrl-C, or the caller stopped reading: stop the runs too
+            bar.close()
             pool.shutdown(wait=False, cancel_futures=True)
             self._stop(futures)
             raise
+        bar.close()
         pool.shutdown()
 
     def _stop(self, futures: set[Future]) -> None:
@@ -669,6 +685,44 @@ def view(out_dirs: Sequence[str | Path]):
     return results_table(load_runs(*out_dirs))
 
 
+EXPORT_FORMATS = ("csv", "json", "parquet")
+
+
+def export(out_dirs: Sequence[str | Path], to: str | Path, fmt: str = "csv") -> list[Path]:
+    """Write the per-run, per-arm and comparison tables (with their noise columns) of every
+    run under out_dirs into the folder `to`, as csv, json (records) or parquet."""
+    from moe_core import verdicts
+    from moe_core.results import load_runs
+
+    if fmt not in EXPORT_FORMATS:
+        raise UserInputError(f"--format {fmt}: expected one of {', '.join(EXPORT_FORMATS)}")
+    for d in out_dirs:
+        if not Path(d).is_dir():
+            raise UserInputError(f"run folder {d} does not exist; pass the --out of a suite")
+    results = load_runs(*out_dirs)
+    tables = {"runs": results.runs}
+    if len(verdicts.counted_runs(results)):
+        analysis = verdicts.analyse(results)
+        tables["arms"] = verdicts.arms_frame(analysis)
+        tables["comparisons"] = verdicts.comparisons_frame(analysis)
+    folder = Path(to)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserInputError(f"--to {folder} cannot be created ({e.strerror})") from None
+    written = []
+    for name, table in tables.items():
+        path = folder / f"{name}.{fmt}"
+        if fmt == "csv":
+            table.to_csv(path, index=False)
+        elif fmt == "json":
+            table.to_json(path, orient="records", indent=1)
+        else:
+            table.to_parquet(path, index=False)
+        written.append(path)
+    return written
+
+
 def report(out_dirs: Sequence[str | Path], reference_dirs: Sequence[str | Path] = (),
            html: str | Path | None = None) -> Path:
     """Render the inflection report over out_dirs (reference_dirs labelled as reference)."""
@@ -730,6 +784,14 @@ def build_parser() -> argparse.ArgumentParser:
     view_p = sub.add_parser("view", help="the results table of finished runs")
     view_p.add_argument("--out", nargs="+", action="extend", metavar="DIR",
                         help="suite folders (default runs)")
+
+    export_p = sub.add_parser("export", help="write the per-run, per-arm and comparison "
+                              "tables, with their noise columns, as csv, json or parquet")
+    export_p.add_argument("--out", nargs="+", action="extend", metavar="DIR",
+                          help="suite folders (default runs)")
+    export_p.add_argument("--to", required=True, metavar="FOLDER",
+                          help="where runs.<format>, arms.<format> and comparisons.<format> go")
+    export_p.add_argument("--format", default="csv", choices=EXPORT_FORMATS)
 
     report_p = sub.add_parser("report", help="render the HTML inflection report")
     report_p.add_argument("--out", nargs="+", action="extend", metavar="DIR",
@@ -800,6 +862,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "run":
             return _run_command(args)
+        if args.command == "export":
+            for path in export(args.out or ["runs"], args.to, args.format):
+                print(path)
+            return 0
         if args.command == "view":
             table = view(args.out or ["runs"])
             print(table.to_string(index=False) if len(table) else

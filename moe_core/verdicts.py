@@ -375,3 +375,35 @@ def leader(curves: Mapping[str, fx.ArmCurves], alpha: float = fx.ALPHA) -> dict[
     return {"lowest": first, "runner_up": order[1], "test": runner_up,
             "named": runner_up.significant, "arms": order,
             "end_loss": {a: ends[a].mean for a in order}}
+
+
+def arms_frame(analysis: StudyAnalysis) -> pd.DataFrame:
+    """One row per arm with its numbers and their noise: seeds, end loss and rise (mean,
+    SE, 95% interval, corrected p for the rise), late LR; for export."""
+    rows = []
+    for arm, curves in analysis.curves.items():
+        end = fx.one_sample(fx.end_statistic(curves))
+        rise = analysis.rise_tests[arm]
+        rows.append({"arm": arm, "seeds": curves.n_seeds, "is_control":
+                     arm in analysis.controls.values(),
+                     "end_loss": end.estimate, "end_loss_se": end.se,
+                     "end_loss_ci_low": end.ci_low, "end_loss_ci_high": end.ci_high,
+                     "rise": rise.estimate, "rise_se": rise.se, "rise_se_seeds": rise.se_seeds,
+                     "rise_se_val": rise.se_val, "rise_ci_low": rise.ci_low,
+                     "rise_ci_high": rise.ci_high, "rise_p_adjusted": rise.p_adjusted,
+                     "rises": rise.significant, "late_lr_fraction": analysis.late_lr[arm]})
+    return pd.DataFrame(rows)
+
+
+def comparisons_frame(analysis: StudyAnalysis) -> pd.DataFrame:
+    """One row per intervention against a control: the change of the rise with its noise
+    and the outcome; for export."""
+    return pd.DataFrame([{
+        "control": c.control, "intervention": c.arm, "explanation": c.hypothesis,
+        "changed_keys": ",".join(c.changed), "predicted": c.predicted,
+        "prediction_basis": c.prediction_basis, "removes_cause": c.removes_cause,
+        "change": c.change.estimate, "se": c.change.se, "df": c.change.df,
+        "ci_low": c.change.ci_low, "ci_high": c.change.ci_high, "p": c.change.p_value,
+        "p_adjusted": c.change.p_adjusted, "significant": c.change.significant,
+        "detectable": c.change.detectable, "paired": c.change.paired, "outcome": c.outcome}
+        for c in analysis.comparisons])

@@ -298,8 +298,39 @@ def test_view_prints_the_results_table(finished_suite, capsys):
     code, stdout, _ = suite_cli(capsys, "view", "--out", out)
     assert code == 0
     header = stdout.splitlines()[0]
-    assert "experiment" in header and "final loss" in header
+    assert "arm" in header and "final loss" in header and "rise (nats)" in header
     assert "baseline" in stdout and "short_run" in stdout
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "parquet"])
+def test_export_writes_the_run_arm_and_comparison_tables_with_their_noise(
+        finished_suite, capsys, tmp_path, fmt):
+    import pandas as pd
+
+    out, _ = finished_suite
+    code, stdout, _ = suite_cli(capsys, "export", "--out", out, "--to", tmp_path, "--format", fmt)
+    assert code == 0
+    read = {"csv": pd.read_csv, "json": pd.read_json, "parquet": pd.read_parquet}[fmt]
+    runs, arms = read(tmp_path / f"runs.{fmt}"), read(tmp_path / f"arms.{fmt}")
+    assert sorted(runs["arm"]) == ["baseline", "short_run"]
+    assert {"end_loss", "end_loss_se", "rise", "rise_se", "rise_ci_low", "rise_p_adjusted"} \
+        <= set(arms.columns)
+    assert (tmp_path / f"comparisons.{fmt}").is_file()
+    assert str(tmp_path / f"arms.{fmt}") in stdout
+
+
+def test_the_local_executor_shows_a_bar_over_finished_failed_and_running_runs(capsys,
+                                                                            tmp_path):
+    specs = suite.plan_runs(["baseline", "no_lb"], [0, 1], "smoke", out_dir=tmp_path)
+
+    def fail_no_lb(spec):
+        status = "failed" if spec.experiment == "no_lb" else "completed"
+        return suite.RunOutcome(spec.experiment, spec.seed, spec.run_dir, "ran", status)
+
+    outcomes = list(suite.LocalExecutor(2).map(fail_no_lb, specs))
+    assert len(outcomes) == 4
+    err = capsys.readouterr().err
+    assert "runs: 100%" in err and "4/4" in err and "failed=2" in err
 
 
 def test_view_of_a_missing_folder_is_a_user_error(capsys, tmp_path):
