@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from moe_core import data
+from moe_core import corpus, data
 from moe_core.config import build_config
 from moe_core.errors import UserInputError
 
@@ -267,7 +267,7 @@ def test_bpe_is_trained_on_the_train_split_only_and_reused(tmp_path, corpora, do
         trained_on.append(list(docs))
         return train_bpe(docs, vocab_size)
 
-    monkeypatch.setattr(data, "train_bpe_tokenizer", spy)
+    monkeypatch.setattr(corpus, "train_bpe_tokenizer", spy)
     first = data.prepare_data(local(corpora / "docs.jsonl"), tmp_path)
     data.prepare_data(local(corpora / "docs.jsonl", seq_len=8), tmp_path)  # new windows
     assert trained_on == [documents[:36]]
@@ -368,12 +368,12 @@ def test_hub_documents_are_joined_as_the_tokenizer_encodes_them_and_local_ones_b
         tmp_path, corpora, documents, monkeypatch):
     """The hub recipe is the reference's (its 2,521 / 279 windows): each document's ids with the
     tokenizer's own special tokens, concatenated; local documents get one EOS each."""
-    monkeypatch.setattr(data, "stream_hub_rows",
+    monkeypatch.setattr(corpus, "stream_hub_rows",
                         lambda cfg, cache_dir: iter([{"text": d, "id": 0} for d in documents]))
     hub = data.prepare_data(local(corpora / "docs.jsonl", data_source="hub"), tmp_path)
     from_file = data.prepare_data(local(corpora / "docs.jsonl"), tmp_path)
     assert hub.source.startswith("hub ") and hub.fingerprint != from_file.fingerprint
-    tokenizer = data._cached_bpe(documents[:36], 300, tmp_path)  # adds no special tokens
+    tokenizer = corpus._cached_bpe(documents[:36], 300, tmp_path)  # adds no special tokens
     ids = [tokenizer.encode(d).ids for d in documents[:40]]
     for split, docs in (("train", ids[:36]), ("val", ids[36:])):
         stream = np.concatenate(docs)
@@ -391,7 +391,7 @@ def test_a_tokenizer_that_appends_eos_gives_hub_and_local_documents_one_eos_each
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"$A {data.EOS_TEXT}", special_tokens=[(data.EOS_TEXT, eos)])
     tokenizer.save(str(tmp_path / "tokenizer.json"))
-    monkeypatch.setattr(data, "stream_hub_rows",
+    monkeypatch.setattr(corpus, "stream_hub_rows",
                         lambda cfg, cache_dir: iter([{"text": d, "id": 0} for d in documents]))
     cfg = {"tokenizer": str(tmp_path / "tokenizer.json")}
     hub = data.prepare_data(local(corpora / "docs.jsonl", data_source="hub", **cfg), tmp_path)
