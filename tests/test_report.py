@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from moe_core import backmatter, report
 from moe_core import calibration as cal
-from moe_core import report
 from moe_core import verdicts as vd
 from moe_core.config import build_config
 from moe_core.render import tables_folder
@@ -175,7 +175,7 @@ def test_the_reference_section_derives_its_facts_from_the_files_and_labels_prior
 def test_the_reference_files_alone_are_still_analysed(tmp_path):
     study = report.build([], [REFERENCE_DIR])
     assert study.analysis is None and study.reference is not None
-    text = report.reference_markdown(study)
+    text = backmatter.reference_markdown(study)
     assert "The baseline" in text and "indistinguishable from it" in text
     assert report.answer_markdown(study).endswith("nothing to answer yet.")
 
