@@ -16,7 +16,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from moe_core.errors import UserInputError
-from moe_core.results import REFERENCE, sort_experiments
+from moe_core.results import REFERENCE
+from moe_core.summary import sort_experiments
 
 STYLE = "whitegrid"
 SEED_BAND = "sd"  # seaborn errorbar over seeds: mean line, +- one standard deviation

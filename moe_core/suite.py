@@ -677,7 +677,8 @@ def _check_writable(folder: Path) -> None:
 
 def view(out_dirs: Sequence[str | Path]):
     """The results table of every run under out_dirs (a pandas DataFrame)."""
-    from moe_core.results import load_runs, results_table
+    from moe_core.results import load_runs
+    from moe_core.summary import results_table
 
     for d in out_dirs:
         if not Path(d).is_dir():

@@ -10,12 +10,8 @@ import pytest
 import torch
 
 from moe_core.config import build_config
-from moe_core.results import (
-    EVAL_COLUMNS,
-    RUN_COLUMNS,
-    load_runs,
-    results_table,
-)
+from moe_core.results import EVAL_COLUMNS, RUN_COLUMNS, load_runs
+from moe_core.summary import results_table
 from moe_core.train import train
 
 REFERENCE_DIR = Path(__file__).parents[2] / "shared/reference/exp8_original"
