@@ -267,13 +267,14 @@ def train(
     scaler = grad_scaler(device, dtype)
     state = _State()
     ckpt_path = run_dir / CHECKPOINT_FILE if run_dir else None
-    if ckpt_path is not None and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        same_run = (ckpt["config_hash"], ckpt["seed"]) == (cfg.config_hash(), seed)
-        if resume and not force and same_run:
+    if ckpt_path is not None and ckpt_path.exists() and force:
+        ckpt_path.unlink()  # --force trains from the start
+    elif ckpt_path is not None and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path, device)
+        if (ckpt["config_hash"], ckpt["seed"]) == (cfg.config_hash(), seed) and resume:
             state = _restore(ckpt, model, optimizers, scaler)
         else:
-            if resume and not force:
+            if resume:
                 print(f"note: {ckpt_path} is from another config or seed; starting this run "
                       "from scratch", file=sys.stderr)
             ckpt_path.unlink(missing_ok=True)
@@ -556,6 +557,21 @@ def _save_checkpoint(path, cfg, seed, model, optimizers, scaler, state: _State) 
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "state": state.__dict__,
     })
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict:
+    """A checkpoint's contents, unpickled with torch's weights_only loader: tensors and plain
+    data only, so a file placed in a (shared) run folder cannot run code when a run resumes.
+    Anything else is a UserInputError, and the run is not resumed from it."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # UnpicklingError for a foreign object; others for a broken file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserInputError(
+            f"{path} cannot be loaded as a checkpoint of this project ({type(e).__name__}: "
+            f"{first[:200]}); it is not resumed from. If you trust it, it was not written by "
+            "moe_core; otherwise delete it (and metrics.json) to train the run from the start"
+        ) from None
 
 
 def _restore(ckpt: dict, model, optimizers, scaler) -> _State:

@@ -290,3 +290,28 @@ def test_each_eval_records_every_val_sequence_loss_in_split_order(tmp_path):
         se = per_sequence.std(ddof=1) / np.sqrt(n_val)
         assert se == pytest.approx(record["val_loss_se"], rel=1e-4)
     assert recorded["data"]["stats"]["val"]["windows_sha"]
+
+
+class _RunsCodeWhenUnpickled:
+    """Stands for a planted object: unpickling it would call os.system."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo planted > planted.txt",))
+
+
+def test_a_checkpoint_carrying_a_pickled_callable_is_refused_and_not_resumed(tmp_path,
+                                                                            monkeypatch):
+    cfg = smoke()
+    interrupted = {"status": "interrupted", "config_hash": cfg.config_hash(), "seed": 0}
+    (tmp_path / "metrics.json").write_text(json.dumps(interrupted))
+    torch.save({"config_hash": cfg.config_hash(), "seed": 0,
+                "state": _RunsCodeWhenUnpickled()}, tmp_path / CHECKPOINT_FILE)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserInputError, match=r"checkpoint\.pt cannot be loaded as a "
+                                             r"checkpoint.*not resumed from") as error:
+        train(cfg, seed=0, out_dir=tmp_path, progress=False)
+    assert "UnpicklingError" in str(error.value)
+    assert not (tmp_path / "planted.txt").exists()  # the callable never ran
+    assert json.loads((tmp_path / "metrics.json").read_text()) == interrupted
