@@ -57,8 +57,8 @@ from moe_core.data import prepare_data  # noqa: E402
 from moe_core.errors import UserInputError  # noqa: E402
 from moe_core.model import MoEModel, expert_kernel  # noqa: E402
 from moe_core.train import (  # noqa: E402
-    _autocast,
     _optimizer_update,
+    autocast,
     autocast_dtype,
     batch_indices,
     build_optimizers,
@@ -247,7 +247,7 @@ def train_once(precision: str, updates: int, warmup_updates: int, dry_run: bool,
         for _ in range(cfg.grad_accum_steps):
             idx = batch_indices(step, len(windows), cfg.batch_size, 0)
             w = windows[idx.to(device, non_blocking=True)]  # as train.train: no host wait
-            with _autocast(device, dtype):
+            with autocast(device, dtype):
                 logits, balance, z_loss = model(w[:, :-1])
                 ce = F.cross_entropy(logits.float().flatten(0, 1), w[:, 1:].flatten())
             loss, _ = total_loss(cfg, ce, balance, z_loss)

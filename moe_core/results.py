@@ -31,13 +31,12 @@ from moe_core.config import arm_name, split_arm
 from moe_core.diagnostics import routing_entropy
 from moe_core.errors import UserInputError
 from moe_core.inflection import curve_rise
+from moe_core.runfiles import FINISHED, METRICS_FILE
 
-METRICS_FILE = "metrics.json"
 OURS = "ours"
 REFERENCE = "reference"
 UNREADABLE = "unreadable"
 DUPLICATE = "duplicate"
-FINISHED = ("completed", "early_stopped")
 # config keys that name or describe a run without changing what it computes
 COSMETIC_KEYS = ("name", "description", "condition", "checkpoint_every_evals",
                  "save_best_checkpoint")

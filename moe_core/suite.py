@@ -55,14 +55,21 @@ from moe_core.config import (
 )
 from moe_core.data import local_corpus_files
 from moe_core.errors import UserInputError
-from moe_core.train import METRICS_FILE, is_finished, read_metrics, write_json_atomic
+from moe_core.runfiles import (
+    FINISHED,
+    METRICS_FILE,
+    check_writable,
+    failure_record,
+    is_finished,
+    read_metrics,
+    write_json_atomic,
+)
 
 REPO_ROOT = PARAMETERS_DIR.parent
 TRAIN_NOTEBOOK = REPO_ROOT / "notebooks" / "train_experiment.ipynb"
 LOCK_FILE = ".lock"
 HOLDER_FILE = ".lock.holder"
 KERNEL_LOG = "kernel.log"
-FINISHED = ("completed", "early_stopped")
 
 
 # ---------------------------------------------------------------- planning
@@ -394,21 +401,9 @@ def record_failure(spec: RunSpec, metrics: dict | None, error: str,
     this config and seed recorded, so that reports show it; the checkpoint (if any) stays,
     so the next suite resumes it."""
     cfg = spec.config
-    ours = bool(metrics) and metrics.get("config_hash") == cfg.config_hash() \
-        and metrics.get("seed") == spec.seed
-    base = metrics if ours else {
-        "experiment_config": {"name": cfg.name, "description": cfg.description,
-                              "max_steps": cfg.max_steps},
-        "final_metrics": None, "best_metrics": None, "total_time_minutes": 0.0,
-        "stopped_early": False, "actual_steps": 0,
-        "history": {"steps": [], "val_losses": [], "val_accuracies": [],
-                    "val_perplexities": [], "elapsed_times": [], "learning_rates": []},
-        "config": cfg.to_dict(), "run_dir": str(spec.run_dir),
-    }
-    failed = {**base, "status": status, "error": error, "experiment": spec.experiment,
-              "seed": spec.seed, "config_hash": cfg.config_hash(),
-              "notebook": str(spec.run_dir / spec.notebook.name),
-              "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    failed = failure_record(cfg.to_dict(), cfg.config_hash(), spec.seed, spec.run_dir, error,
+                            metrics, status, experiment=spec.experiment,
+                            notebook=str(spec.run_dir / spec.notebook.name))
     write_json_atomic(spec.run_dir / METRICS_FILE, failed)
     return failed
 
@@ -451,7 +446,7 @@ def execute_run(spec: RunSpec, log: Callable[[str], None] = print) -> RunOutcome
             metrics = read_metrics(spec.run_dir)
         except UserInputError as e:  # an unreadable metrics.json: leave it for the user
             return failed_outcome(spec, str(e))
-        if not spec.force and is_finished(metrics, spec.config, spec.seed):
+        if not spec.force and is_finished(metrics, spec.config.config_hash(), spec.seed):
             log(f"{spec.label}: skipped, finished before ({metrics['status']})")
             return _outcome(spec, "skipped", metrics)
         log(f"{spec.label}: running -> {spec.run_dir / spec.notebook.name}")
@@ -645,7 +640,7 @@ def run_suite(
                       threads=executor.threads_per_run)
     kernel_for_this_python()  # a kernel problem is reported once, before any run
     result = SuiteResult(out_dir=Path(out_dir).absolute())
-    _check_writable(result.out_dir)
+    check_writable(result.out_dir, "suite folder")
     log(f"{len(specs)} runs ({len(dict.fromkeys(s.experiment for s in specs))} experiment(s) x "
         f"{len(dict.fromkeys(s.seed for s in specs))} seed(s), preset {preset}) in "
         f"{result.out_dir}, {executor.description}")
@@ -662,17 +657,6 @@ def run_suite(
     order = {(s.experiment, s.seed): i for i, s in enumerate(specs)}
     result.outcomes.sort(key=lambda o: order[o.experiment, o.seed])
     return result
-
-
-def _check_writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write_test.{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise UserInputError(f"suite folder {folder} cannot be written ({e.strerror}); "
-                             "choose another with --out") from None
 
 
 def view(out_dirs: Sequence[str | Path]):

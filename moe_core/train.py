@@ -1,18 +1,19 @@
 """The trainer: micro-batches with gradient accumulation, the hybrid Muon/AdamW optimizer,
 LR schedules over optimizer updates, full-split evals, early stopping, checkpoints and
 resume, and an atomically rewritten metrics.json after every eval.
+
+`train` is the whole run; `_setup` builds a `_Run` (model, optimizers, data on the device,
+state), `_micro_step` trains one micro-batch, `_after_eval` evaluates and records.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
-import os
-import platform
+import signal
 import sys
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,18 +22,42 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from moe_core.checkpoint import (  # noqa: F401  (train's names before checkpoint.py)
+    BEST_CHECKPOINT_FILE,
+    CHECKPOINT_FILE,
+    load_checkpoint,
+    restore,
+    save_atomic,
+    save_checkpoint,
+)
 from moe_core.config import RunConfig
 from moe_core.errors import UserInputError
 from moe_core.live import LiveCurves
-from moe_core.model import MoEModel, expert_kernel
+from moe_core.model import MoEModel
 from moe_core.optim import Muon
+from moe_core.precision import (  # noqa: F401  (train's names before precision.py)
+    autocast,
+    autocast_dtype,
+    environment,
+    grad_scaler,
+    select_device,
+)
+from moe_core.runfiles import (  # noqa: F401  (train's names before runfiles.py)
+    COMPLETED,
+    DIVERGED,
+    EARLY_STOPPED,
+    FAILED,
+    INTERRUPTED,
+    METRICS_FILE,
+    RUNNING,
+    build_metrics,
+    check_writable,
+    other_run,
+    read_metrics,
+    write_json_atomic,
+)
+from moe_core.runfiles import is_finished as _is_finished
 from moe_core.schedule import lr_factor
-
-SCHEMA_VERSION = 1
-METRICS_FILE = "metrics.json"
-CHECKPOINT_FILE = "checkpoint.pt"
-BEST_CHECKPOINT_FILE = "best.pt"
-
 
 # ---------------------------------------------------------------- optimizers
 
@@ -66,57 +91,6 @@ def build_optimizers(model: MoEModel, cfg: RunConfig, device: torch.device):
     return [("muon", muon, cfg.lr), ("adamw", adamw, adamw_lr)]
 
 
-# ---------------------------------------------------------------- device and precision
-
-
-def select_device(cfg: RunConfig) -> torch.device:
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise UserInputError("config key 'device' = 'cuda' but no CUDA device is available; "
-                             "use device: auto or cpu")
-    if cfg.device == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda")
-
-
-def autocast_dtype(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, None for plain fp32. `auto`: bf16 on CUDA, fp32 on the CPU; fp16
-    (the paper preset: the reference's fp16 autocast) also gets a GradScaler (grad_scaler)."""
-    precision = cfg.precision
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    if precision == "fp16" and device.type != "cuda":
-        raise UserInputError("config key 'precision' = 'fp16' (the paper preset's, as the "
-                             "reference trained) needs CUDA; on the CPU add --set precision=fp32 "
-                             "(or bf16)")
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
-def grad_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.amp.GradScaler:
-    """A GradScaler that is on for fp16 autocast only (bf16 has fp32's exponent range), with
-    torch's defaults (initial scale 2**16, halved on inf/NaN, doubled every 2,000 clean steps)
-    as the reference used. It skips an update whose gradients are not finite; to know, it reads
-    one flag per optimizer that lacks a fused kernel (Muon) back to the host, once per update."""
-    return torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-
-
-def environment(device: torch.device, dtype: torch.dtype | None) -> dict[str, Any]:
-    cuda = device.type == "cuda"
-    return {
-        "torch": torch.__version__,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "device": device.type,
-        "device_name": torch.cuda.get_device_name(device) if cuda
-        else platform.processor() or platform.machine(),
-        "cuda_capability": ".".join(map(str, torch.cuda.get_device_capability(device)))
-        if cuda else None,
-        "cpu_threads": torch.get_num_threads(),
-        "autocast_dtype": str(dtype).replace("torch.", "") if dtype else "float32",
-        "grad_scaler": dtype == torch.float16,
-        "expert_kernel": expert_kernel(device, dtype or torch.float32),
-    }
-
-
 # ---------------------------------------------------------------- batches
 
 
@@ -143,7 +117,7 @@ def evaluate(model: MoEModel, windows: torch.Tensor, batch_size: int, device: to
     seq_losses, correct = [], torch.zeros((), device=device)
     for start in range(0, len(windows), batch_size):
         w = windows[start:start + batch_size].to(device, non_blocking=True)
-        with _autocast(device, dtype):
+        with autocast(device, dtype):
             logits, _, _ = model(w[:, :-1])
         ce = F.cross_entropy(logits.float().transpose(1, 2), w[:, 1:], reduction="none")
         seq_losses.append(ce.mean(1))
@@ -157,54 +131,17 @@ def evaluate(model: MoEModel, windows: torch.Tensor, batch_size: int, device: to
             "perplexity": math.exp(min(loss, 700.0)), "per_sequence": per_seq}
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
-# ---------------------------------------------------------------- files
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write to a temporary sibling, then rename: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, allow_nan=True))
-    os.replace(tmp, path)
-
-
-def save_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def read_metrics(run_dir: Path) -> dict | None:
-    path = Path(run_dir) / METRICS_FILE
-    try:
-        metrics = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserInputError(f"{path}: not valid JSON ({e}); delete it to rerun the run") from None
-    if metrics is not None and not isinstance(metrics, dict):
-        raise UserInputError(f"{path}: holds a JSON {type(metrics).__name__}, not the object "
-                             "of a run's metrics; delete it to rerun the run")
-    return metrics
-
-
 def is_finished(metrics: dict | None, cfg: RunConfig, seed: int) -> bool:
     """A run with this config and seed ended normally (completed or early-stopped)."""
-    return bool(metrics) and metrics.get("status") in ("completed", "early_stopped") \
-        and metrics.get("config_hash") == cfg.config_hash() and metrics.get("seed") == seed
+    return _is_finished(metrics, cfg.config_hash(), seed)
 
 
 # ---------------------------------------------------------------- the run
 
 
 @dataclass
-class _State:
-    """Everything that must survive an interruption, beside model and optimizer tensors."""
+class RunState:
+    """What a run has done: kept in every checkpoint beside the tensors."""
 
     step: int = 0
     elapsed_s: float = 0.0
@@ -212,6 +149,88 @@ class _State:
     best_step: int = 0
     evals_without_improvement: int = 0
     evals: list = field(default_factory=list)
+
+
+@dataclass
+class _SinceEval:
+    """Sums since the last eval, on the device: read only at evals (no host sync per step)."""
+
+    ce: torch.Tensor
+    aux: torch.Tensor
+    grad_norm: torch.Tensor
+    first_bad_step: torch.Tensor  # -1 while every loss was finite
+    steps: int = 0
+
+    @classmethod
+    def on(cls, device: torch.device, saved: dict | None = None) -> _SinceEval:
+        if saved is not None:
+            return cls(**{k: v.to(device) if torch.is_tensor(v) else v
+                          for k, v in saved.items()})
+        return cls(torch.zeros((), device=device), torch.zeros((), device=device),
+                   torch.full((), float("nan"), device=device),
+                   torch.full((), -1, dtype=torch.long, device=device))
+
+
+@dataclass
+class _Run:
+    """One run being trained: its config, model, optimizers, data on the device and state."""
+
+    cfg: RunConfig
+    seed: int
+    run_dir: Path | None
+    device: torch.device
+    dtype: torch.dtype | None
+    model: MoEModel
+    optimizers: list
+    scaler: torch.amp.GradScaler
+    train_windows: torch.Tensor
+    val_windows: torch.Tensor
+    train_subset: torch.Tensor
+    meta: dict
+    state: RunState
+    since: _SinceEval
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.cfg.batch_size * self.cfg.seq_len
+
+    def write(self, status: str, **extra: Any) -> dict:
+        s = self.state
+        metrics = build_metrics(self.cfg.to_dict(), self.meta, s.evals, s.elapsed_s, s.step,
+                                status, **extra)
+        if self.run_dir is not None:
+            write_json_atomic(self.run_dir / METRICS_FILE, metrics)
+        return metrics
+
+    def checkpoint(self) -> None:
+        if self.run_dir is not None:
+            save_checkpoint(self.run_dir / CHECKPOINT_FILE, self.cfg.config_hash(), self.seed,
+                            self.model, self.optimizers, self.scaler, asdict(self.state),
+                            asdict(self.since))
+
+
+class _StopRequest:
+    """Ctrl-C (SIGINT) while training asks the loop to stop at the next step boundary, where
+    a checkpoint is consistent, so resuming loses no work; a second one interrupts at once.
+    Only in the main thread (where Python delivers signals); elsewhere nothing changes."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def train(
@@ -226,29 +245,69 @@ def train(
     """Train one run and return its metrics dict (also written to out_dir/metrics.json).
 
     A finished run with the same config hash and seed in out_dir is returned unchanged
-    unless force; an interrupted one resumes from its last checkpoint unless resume=False.
+    unless force; an interrupted one resumes from its last checkpoint unless resume=False;
+    a folder holding another config's or seed's run is refused unless force. Ctrl-C writes
+    a checkpoint at the next step, records "interrupted" and raises KeyboardInterrupt.
     """
     run_dir = Path(out_dir) if out_dir is not None else None
     if run_dir is not None:
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            probe = run_dir / ".write_test"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as e:
-            raise UserInputError(f"output folder {run_dir} cannot be written ({e.strerror}); "
-                                 "choose another with --out") from None
+        check_writable(run_dir)
         previous = read_metrics(run_dir)
         if not force and is_finished(previous, cfg, seed):
             return previous
-        if not force and previous and (previous.get("config_hash"), previous.get("seed")) \
-                != (cfg.config_hash(), seed):
+        other = other_run(previous, cfg.config_hash(), seed)
+        if other and not force:
             raise UserInputError(
-                f"{run_dir} holds a run of another config or seed ({previous.get('status')}, "
-                f"config {previous.get('config_hash')}, seed {previous.get('seed')}; this "
-                f"one: config {cfg.config_hash()}, seed {seed}); a run is never replaced "
-                "silently: choose another folder, or force=True (--force) to replace it")
+                f"{run_dir} holds a run of another config or seed ({other}; this one: config "
+                f"{cfg.config_hash()}, seed {seed}); a run is never replaced silently: choose "
+                "another folder, or force=True (--force) to replace it")
+    run = _setup(cfg, seed, run_dir, data, resume, force)
+    run.write(RUNNING)
+    # TensorBoard curves in run_dir/tensorboard, for watching a sweep while it trains
+    live = LiveCurves(run_dir, run.state.step, cfg) if run_dir is not None else None
+    run.model.train()
+    t_start = time.perf_counter() - run.state.elapsed_s
+    bar = tqdm(total=cfg.max_steps, initial=run.state.step, disable=not progress,
+               desc=f"{cfg.arm} s{seed}", unit="step", dynamic_ncols=True)
+    status = COMPLETED
+    try:
+        with _StopRequest() as stop:
+            while run.state.step < cfg.max_steps:
+                if stop.requested:
+                    run.state.elapsed_s = time.perf_counter() - t_start
+                    run.checkpoint()  # between micro-steps: everything is consistent
+                    raise KeyboardInterrupt
+                _micro_step(run)
+                bar.update(1)
+                if run.state.step % cfg.eval_every and run.state.step < cfg.max_steps:
+                    continue
+                run.state.elapsed_s = time.perf_counter() - t_start
+                status = _after_eval(run, live, bar)
+                if status != RUNNING:
+                    break
+            else:
+                status = COMPLETED
+    except BaseException as e:
+        run.state.elapsed_s = time.perf_counter() - t_start
+        # keep everything recorded so far; an interrupt leaves a resumable "interrupted" run
+        interrupted = isinstance(e, KeyboardInterrupt)
+        run.write(INTERRUPTED if interrupted else FAILED,
+                  error=None if interrupted else f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        bar.close()
+        if live is not None:
+            live.close()
+    run.state.elapsed_s = time.perf_counter() - t_start
+    if status == DIVERGED:
+        return run.write(status, error=_divergence_message(cfg, run.meta["diverged_at_step"]))
+    return run.write(status)
 
+
+def _setup(cfg: RunConfig, seed: int, run_dir: Path | None, data: Any, resume: bool,
+           force: bool) -> _Run:
+    """The model, optimizers and data of a run on its device, resumed from the folder's
+    checkpoint when it holds one of this run."""
     device = select_device(cfg)
     dtype = autocast_dtype(cfg, device)
     if data is None:
@@ -260,35 +319,32 @@ def train(
             f"the train split has {data.train.shape[0]} sequences of {cfg.seq_len} tokens, "
             f"fewer than batch_size ({cfg.batch_size}); add documents (num_documents) or lower "
             "batch_size or seq_len")
-
     torch.manual_seed(seed)
     model = MoEModel(cfg, vocab_size=data.vocab_size).to(device)
     optimizers = build_optimizers(model, cfg, device)
     scaler = grad_scaler(device, dtype)
-    state = _State()
+    state, since = RunState(), None
     ckpt_path = run_dir / CHECKPOINT_FILE if run_dir else None
     if ckpt_path is not None and ckpt_path.exists() and force:
         ckpt_path.unlink()  # --force trains from the start
     elif ckpt_path is not None and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, device)
         if (ckpt["config_hash"], ckpt["seed"]) == (cfg.config_hash(), seed) and resume:
-            state = _restore(ckpt, model, optimizers, scaler)
+            saved, since = restore(ckpt, model, optimizers, scaler)
+            state = RunState(**saved)
         else:
             if resume:
                 print(f"note: {ckpt_path} is from another config or seed; starting this run "
                       "from scratch", file=sys.stderr)
             ckpt_path.unlink(missing_ok=True)
-
     # the token windows live on the device (the paper's train split is ~10 MB of int64), so a
     # batch is gathered there: no host-to-device copy of tokens in the training step
     train_windows = data.train.to(device)
-    val_windows = data.val.to(device)
-    # a fixed train subset the size of the val split measures the generalization gap
+    # a fixed train subset (the val split's size unless set) measures the generalization gap
     subset_gen = torch.Generator().manual_seed(seed)
     n_subset = min(cfg.train_subset_sequences or len(data.val), len(data.train))
     train_subset = train_windows[
         torch.randperm(len(data.train), generator=subset_gen)[:n_subset].to(device)]
-
     meta = {
         "seed": seed,
         "config": cfg.to_dict(),
@@ -301,106 +357,67 @@ def train(
         "run_dir": str(run_dir) if run_dir else None,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    tokens_per_step = cfg.batch_size * cfg.seq_len
-    n_train = len(data.train)
+    return _Run(cfg, seed, run_dir, device, dtype, model, optimizers, scaler, train_windows,
+                data.val.to(device), train_subset, meta, state, _SinceEval.on(device, since))
 
-    def write(status: str, **extra) -> dict:
-        metrics = build_metrics(cfg, meta, state, status, **extra)
-        if run_dir is not None:
-            write_json_atomic(run_dir / METRICS_FILE, metrics)
-        return metrics
 
-    write("running")
-    # TensorBoard curves in run_dir/tensorboard, for watching a sweep while it trains
-    live = LiveCurves(run_dir, state.step, cfg) if run_dir is not None else None
-    model.train()
-    # running sums since the last eval, on the device: read only at evals (no host sync)
-    ce_sum = torch.zeros((), device=device)
-    aux_sum = torch.zeros((), device=device)
-    grad_norm = torch.full((), float("nan"), device=device)
-    first_bad_step = torch.full((), -1, dtype=torch.long, device=device)
-    steps_since_eval = 0
-    t_start = time.perf_counter() - state.elapsed_s
-    bar = tqdm(total=cfg.max_steps, initial=state.step, disable=not progress,
-               desc=f"{cfg.name} s{seed}", unit="step", dynamic_ncols=True)
-    status = "completed"
-    try:
-        while state.step < cfg.max_steps:
-            idx = batch_indices(state.step, n_train, cfg.batch_size, seed)
-            w = train_windows[idx.to(device, non_blocking=True)]
-            with _autocast(device, dtype):
-                logits, balance, z_loss = model(w[:, :-1])
-                ce = F.cross_entropy(logits.float().flatten(0, 1), w[:, 1:].flatten())
-            loss, aux = total_loss(cfg, ce, balance, z_loss)
-            if cfg.fault_nan_at_step and state.step + 1 == cfg.fault_nan_at_step:
-                loss = loss * float("nan")
-            scaler.scale(loss / cfg.grad_accum_steps).backward()
-            state.step += 1
-            steps_since_eval += 1
-            ce_sum += ce.detach()
-            aux_sum += aux.detach()
-            first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss.detach()),
-                                         state.step, first_bad_step)
-            if state.step % cfg.grad_accum_steps == 0:
-                grad_norm = _optimizer_update(model, optimizers, scaler, cfg,
-                                              state.step // cfg.grad_accum_steps)
-            bar.update(1)
+def _micro_step(run: _Run) -> None:
+    """Forward and backward on one micro-batch; an optimizer update every grad_accum_steps."""
+    cfg, state, since = run.cfg, run.state, run.since
+    idx = batch_indices(state.step, len(run.train_windows), cfg.batch_size, run.seed)
+    w = run.train_windows[idx.to(run.device, non_blocking=True)]
+    with autocast(run.device, run.dtype):
+        logits, balance, z_loss = run.model(w[:, :-1])
+        ce = F.cross_entropy(logits.float().flatten(0, 1), w[:, 1:].flatten())
+    loss, aux = total_loss(cfg, ce, balance, z_loss)
+    if cfg.fault_nan_at_step and state.step + 1 == cfg.fault_nan_at_step:
+        loss = loss * float("nan")
+    run.scaler.scale(loss / cfg.grad_accum_steps).backward()
+    state.step += 1
+    since.steps += 1
+    since.ce += ce.detach()
+    since.aux += aux.detach()
+    since.first_bad_step = torch.where(
+        (since.first_bad_step < 0) & ~torch.isfinite(loss.detach()), state.step,
+        since.first_bad_step)
+    if state.step % cfg.grad_accum_steps == 0:
+        since.grad_norm = _optimizer_update(run.model, run.optimizers, run.scaler, cfg,
+                                            state.step // cfg.grad_accum_steps)
 
-            if state.step % cfg.eval_every and state.step < cfg.max_steps:
-                continue
-            bad = int(first_bad_step)
-            if bad >= 0:
-                status = "diverged"
-                meta["diverged_at_step"] = bad
-                break
-            state.elapsed_s = time.perf_counter() - t_start
-            record = _eval_record(
-                model, cfg, val_windows, train_subset, device, dtype, state, optimizers,
-                ce_sum / steps_since_eval, aux_sum / steps_since_eval, grad_norm,
-                tokens_per_step, n_train)
-            state.evals.append(record)
-            if live is not None:
-                live.add_eval(record)
-            if not math.isfinite(record["val_loss"]):
-                # finite training losses, then an update that left the weights non-finite
-                status = "diverged"
-                meta["diverged_at_step"] = state.step
-                break
-            ce_sum.zero_(), aux_sum.zero_()
-            steps_since_eval = 0
-            improved = record["val_loss"] < state.best_loss - cfg.min_delta
-            if record["val_loss"] < state.best_loss:
-                state.best_loss, state.best_step = record["val_loss"], state.step
-                if cfg.save_best_checkpoint and run_dir is not None:
-                    save_atomic(run_dir / BEST_CHECKPOINT_FILE, {"model": model.state_dict()})
-            state.evals_without_improvement = 0 if improved else state.evals_without_improvement + 1
-            bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{record['val_loss']:.3f}",
-                            lr=f"{record['lr'][optimizers[0][0]]:.2e}",
-                            tok_s=f"{record['tokens_per_s']:.0f}")
-            if cfg.early_stopping and state.evals_without_improvement >= cfg.patience:
-                status = "early_stopped"
-            if run_dir is not None and (len(state.evals) % cfg.checkpoint_every_evals == 0
-                                        or status == "early_stopped"
-                                        or state.step >= cfg.max_steps):
-                _save_checkpoint(ckpt_path, cfg, seed, model, optimizers, scaler, state)
-            write("running")
-            if status == "early_stopped":
-                break
-    except BaseException as e:
-        state.elapsed_s = time.perf_counter() - t_start
-        # keep everything recorded so far; an interrupt leaves a resumable "interrupted" run
-        interrupted = isinstance(e, KeyboardInterrupt)
-        write("interrupted" if interrupted else "failed",
-              error=None if interrupted else f"{type(e).__name__}: {e}")
-        raise
-    finally:
-        bar.close()
-        if live is not None:
-            live.close()
-    state.elapsed_s = time.perf_counter() - t_start
-    if status == "diverged":
-        return write(status, error=_divergence_message(cfg, meta["diverged_at_step"]))
-    return write(status)
+
+def _after_eval(run: _Run, live: LiveCurves | None, bar: Any) -> str:
+    """Evaluate, record, checkpoint and write metrics; the status the run continues with
+    (RUNNING) or ends with (DIVERGED, EARLY_STOPPED)."""
+    cfg, state, since = run.cfg, run.state, run.since
+    bad = int(since.first_bad_step)
+    if bad >= 0:
+        run.meta["diverged_at_step"] = bad
+        return DIVERGED
+    record = _eval_record(run)
+    state.evals.append(record)
+    if live is not None:
+        live.add_eval(record)
+    if not math.isfinite(record["val_loss"]):
+        # finite training losses, then an update that left the weights non-finite
+        run.meta["diverged_at_step"] = state.step
+        return DIVERGED
+    run.since = _SinceEval.on(run.device)
+    improved = record["val_loss"] < state.best_loss - cfg.min_delta
+    if record["val_loss"] < state.best_loss:
+        state.best_loss, state.best_step = record["val_loss"], state.step
+        if cfg.save_best_checkpoint and run.run_dir is not None:
+            save_atomic(run.run_dir / BEST_CHECKPOINT_FILE, {"model": run.model.state_dict()})
+    state.evals_without_improvement = 0 if improved else state.evals_without_improvement + 1
+    bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{record['val_loss']:.3f}",
+                    lr=f"{record['lr'][run.optimizers[0][0]]:.2e}",
+                    tok_s=f"{record['tokens_per_s']:.0f}")
+    status = EARLY_STOPPED if (cfg.early_stopping
+                               and state.evals_without_improvement >= cfg.patience) else RUNNING
+    if (len(state.evals) % cfg.checkpoint_every_evals == 0 or status == EARLY_STOPPED
+            or state.step >= cfg.max_steps):
+        run.checkpoint()
+    run.write(RUNNING)
+    return status
 
 
 def _divergence_message(cfg: RunConfig, step: int) -> str:
@@ -440,11 +457,12 @@ def _optimizer_update(model, optimizers, scaler, cfg: RunConfig, update: int) ->
     return grad_norm.detach()
 
 
-def _eval_record(model, cfg, val_windows, train_subset, device, dtype, state, optimizers, train_ce,
-                 aux, grad_norm, tokens_per_step, n_train) -> dict:
-    """The eval's record for metrics.json."""
+def _eval_record(run: _Run) -> dict:
+    """The eval's record for metrics.json: losses on the val split (each sequence too) and
+    the train subset, LR per group, routing statistics since the last eval."""
     from moe_core.diagnostics import max_violation
 
+    cfg, state, since, model = run.cfg, run.state, run.since, run.model
     routing = []
     for moe in model.moe_layers:
         stats = {k: v.cpu() for k, v in moe.read_stats().items()}
@@ -458,8 +476,8 @@ def _eval_record(model, cfg, val_windows, train_subset, device, dtype, state, op
             "max_violation": float(max_violation(load.numpy())),
             "coselection": stats["coselection"].tolist(),
         })
-    val = evaluate(model, val_windows, cfg.batch_size, device, dtype)
-    sub = evaluate(model, train_subset, cfg.batch_size, device, dtype)
+    val = evaluate(model, run.val_windows, cfg.batch_size, run.device, run.dtype)
+    sub = evaluate(model, run.train_subset, cfg.batch_size, run.device, run.dtype)
     updates = state.step // cfg.grad_accum_steps
     previous_elapsed = state.evals[-1]["elapsed_s"] if state.evals else 0.0
     previous_step = state.evals[-1]["step"] if state.evals else 0
@@ -467,22 +485,23 @@ def _eval_record(model, cfg, val_windows, train_subset, device, dtype, state, op
     record = {
         "step": state.step,
         "optimizer_update": updates,
-        "tokens_seen": state.step * tokens_per_step,
-        "epochs_seen": state.step * cfg.batch_size / n_train,
+        "tokens_seen": state.step * run.tokens_per_step,
+        "epochs_seen": state.step * cfg.batch_size / len(run.train_windows),
         "elapsed_s": state.elapsed_s,
-        "tokens_per_s": (state.step - previous_step) * tokens_per_step / window_s,
+        "tokens_per_s": (state.step - previous_step) * run.tokens_per_step / window_s,
         "lr": {name: peak * lr_factor(updates, cfg) if updates else 0.0
-               for name, _, peak in optimizers},
+               for name, _, peak in run.optimizers},
         # the LR the scheduler holds for the next update: what the reference logged
-        "lr_next": {name: peak * lr_factor(updates + 1, cfg) for name, _, peak in optimizers},
-        "train_loss": float(train_ce),
-        "aux_loss": float(aux),
-        "grad_norm": float(grad_norm),
+        "lr_next": {name: peak * lr_factor(updates + 1, cfg)
+                    for name, _, peak in run.optimizers},
+        "train_loss": float(since.ce / since.steps),
+        "aux_loss": float(since.aux / since.steps),
+        "grad_norm": float(since.grad_norm),
         "val_loss": val["loss"],
         "val_loss_se": val["loss_se"],
         # every val sequence's mean loss, in the split's order: runs on the same val split
         # (data.stats.val.windows_sha) are compared sequence by sequence, which removes the
-        # split's sampling error shared by both sides (moe_core.diagnostics)
+        # split's sampling error shared by both sides (moe_core.effects)
         "val_loss_per_sequence": [round(v, 6) for v in val["per_sequence"].tolist()],
         "val_accuracy": val["accuracy"],
         "val_perplexity": val["perplexity"],
@@ -493,97 +512,3 @@ def _eval_record(model, cfg, val_windows, train_subset, device, dtype, state, op
     return record
 
 
-def build_metrics(cfg: RunConfig, meta: dict, state: _State, status: str, **extra) -> dict:
-    """metrics.json: the reference format (experiment_config, final/best metrics, history of
-    parallel lists in its units) plus our fields (status, config, hash, evals, ...)."""
-    evals = state.evals
-    # per-eval co-selection matrices would dominate the file: keep only the last one
-    slim = [{**r, "routing": [{k: v for k, v in layer.items() if k != "coselection"}
-                              for layer in r["routing"]]} for r in evals]
-    last, best = (evals[-1], min(evals, key=lambda r: r["val_loss"])) if evals else (None, None)
-    first_group = next(iter(evals[0]["lr_next"])) if evals else None
-
-    def summary(r):
-        return None if r is None else {"val_loss": r["val_loss"], "val_accuracy": r["val_accuracy"],
-                                       "val_perplexity": r["val_perplexity"],
-                                       "val_loss_se": r["val_loss_se"], "step": r["step"],
-                                       "train_subset_loss": r["train_subset_loss"]}
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "experiment_config": {
-            "name": cfg.name, "description": cfg.description, "max_steps": cfg.max_steps,
-            "lr_schedule_type": cfg.lr_schedule, "use_early_stopping": cfg.early_stopping,
-            "load_balancing_weight": cfg.load_balancing_weight, "dropout": cfg.dropout,
-            "batch_size": cfg.batch_size, "num_experts": cfg.num_experts,
-            "expert_top_k": cfg.top_k,
-        },
-        "final_metrics": summary(last),
-        "best_metrics": summary(best),
-        "total_time_minutes": state.elapsed_s / 60,
-        "stopped_early": status == "early_stopped",
-        "actual_steps": state.step,
-        "history": {
-            "steps": [r["step"] for r in evals],
-            "val_losses": [r["val_loss"] for r in evals],
-            "val_accuracies": [r["val_accuracy"] for r in evals],
-            "val_perplexities": [r["val_perplexity"] for r in evals],
-            "elapsed_times": [r["elapsed_s"] / 60 for r in evals],
-            "learning_rates": [r["lr_next"][first_group] for r in evals],
-        },
-        "status": status,
-        **meta,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")
-        if status != "running" else None,
-        "evals": slim,
-        "final_routing": last["routing"] if last else None,
-        **extra,
-    }
-
-
-# ---------------------------------------------------------------- checkpoints
-
-
-def _save_checkpoint(path, cfg, seed, model, optimizers, scaler, state: _State) -> None:
-    save_atomic(path, {
-        "config_hash": cfg.config_hash(),
-        "seed": seed,
-        "model": model.state_dict(),
-        "optimizers": {name: opt.state_dict() for name, opt, _ in optimizers},
-        "scaler": scaler.state_dict(),
-        # gradients pending mid-accumulation, so an eval between updates resumes exactly
-        "grads": [p.grad for p in model.parameters()],
-        "aux_free_load": [m.load_since_update for m in model.moe_layers],
-        "rng_cpu": torch.get_rng_state(),
-        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "state": state.__dict__,
-    })
-
-
-def load_checkpoint(path: Path, device: torch.device) -> dict:
-    """A checkpoint's contents, unpickled with torch's weights_only loader: tensors and plain
-    data only, so a file placed in a (shared) run folder cannot run code when a run resumes.
-    Anything else is a UserInputError, and the run is not resumed from it."""
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # UnpicklingError for a foreign object; others for a broken file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserInputError(
-            f"{path} cannot be loaded as a checkpoint of this project ({type(e).__name__}: "
-            f"{first[:200]}); it is not resumed from. If you trust it, it was not written by "
-            "moe_core; otherwise delete it (and metrics.json) to train the run from the start"
-        ) from None
-
-
-def _restore(ckpt: dict, model, optimizers, scaler) -> _State:
-    model.load_state_dict(ckpt["model"])
-    for name, opt, _ in optimizers:
-        opt.load_state_dict(ckpt["optimizers"][name])
-    scaler.load_state_dict(ckpt["scaler"])
-    for p, g in zip(model.parameters(), ckpt["grads"], strict=True):
-        p.grad = g
-    for m, load in zip(model.moe_layers, ckpt["aux_free_load"], strict=True):
-        m.load_since_update.copy_(load)
-    torch.set_rng_state(ckpt["rng_cpu"])
-    if ckpt["rng_cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
-    return _State(**ckpt["state"])
