@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 PRESET ?= cpu
-SEEDS ?= 3
+SEEDS ?= 4
 JOBS ?= 2
 
 .PHONY: setup demo quick lab test lint bench clean

@@ -251,7 +251,7 @@ def expert_load_heatmaps(routing: pd.DataFrame,
     if not present:
         return _message_figure(f"no routing recorded for {', '.join(experiments)}")
     layers = int(routing["layer"].max()) + 1
-    fig, axes = _figure(layers, len(present), width=6.0, height=2.4)
+    fig, axes = _figure(layers, len(present), width=4.2, height=1.9)
     num_experts = int(routing["expert"].max()) + 1
     for col, experiment in enumerate(present):
         part = routing[routing["experiment"] == experiment]

@@ -151,12 +151,14 @@ def _facts(table: pd.DataFrame) -> list[str]:
                                     "experiment"])
         within = sorted(set(others["experiment"]) - set(differs))
         if differs:
+            verb = "ends" if len(differs) == 1 else "end"
             facts.append(
-                f"{_listing(differs)} end more than their curves' own noise (95%) away from "
-                "the baseline; with one run each, run-to-run variation is unknown, so these "
-                "differences cannot be attributed to the experiments, and none is ranked.")
+                f"{_listing(differs)} {verb} more than the curves' own noise (95%) away from "
+                "the baseline; with one run each, run-to-run variation is unknown, so the "
+                "difference cannot be attributed to the experiment, and nothing is ranked.")
         if within:
-            facts.append(f"{_listing(within)} end within their curves' own noise of the "
+            verb = "ends" if len(within) == 1 else "end"
+            facts.append(f"{_listing(within)} {verb} within the curves' own noise of the "
                          "baseline: indistinguishable from it.")
     short = table[(table["experiment"] == "short_run")]
     if len(short):

@@ -123,6 +123,9 @@ def number(value: float | None, se: float | None = None, signed: bool = False) -
 def with_interval(test: fx.Test, signed: bool = True) -> str:
     """`-0.075 (95% CI -0.139 to -0.011)`, rounded to what the SE supports."""
     text = number(test.estimate, test.se, signed)
+    if test.ci_low is None and test.se == 0 and test.estimate == 0 and test.name.startswith(
+            "rise"):
+        return "0 (its last window is its lowest in every seed: it never turned up)"
     if test.ci_low is None:
         return f"{text} (no noise estimate)"
     return (f"{text} (95% CI {number(test.ci_low, test.se, True)} to "
@@ -267,9 +270,11 @@ def hypothesis_figure(study: Study, name: str):
 def comparisons_table(study: Study, name: str | None = None) -> pd.DataFrame:
     """Each intervention against each control: the change of the rise and its outcome."""
     rows = []
-    for c in study.analysis.comparisons:
-        if name is not None and c.hypothesis != name:
-            continue
+    a = study.analysis
+    for c in a.comparisons:
+        if name is not None and (c.hypothesis != name or (
+                a.rising_controls and c.control not in a.rising_controls)):
+            continue  # a section shows the comparisons that decide it; the appendix all
         t = c.change
         rows.append({"intervention": c.arm, "outcome": _outcome_words(c),
                      "change of rise (nats)": number(t.estimate, t.se, True),

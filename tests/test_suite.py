@@ -23,6 +23,7 @@ from suite_helpers import (
 )
 
 from moe_core import suite
+from moe_core.config import load_experiment
 from moe_core.errors import UserInputError
 
 REFERENCE_NINE = ["baseline", "early_stopping", "constant_lr", "lower_lb_weight", "no_lb",
@@ -72,7 +73,7 @@ def test_list_shows_the_nine_reference_experiments_with_descriptions_and_changes
     code, out, _ = suite_cli(capsys, "list")
     assert code == 0
     for name in REFERENCE_NINE:
-        description = suite.load_experiment(name)["description"]
+        description = load_experiment(name)["description"]
         assert f"{name}" in out and description in out
     assert "changes: lr_schedule=\"constant\"" in out
     assert "changes: load_balancing_weight=0.001" in out
