@@ -82,6 +82,9 @@ def check_arm(arm: str, where: str = "", parameters_dir: Path = PARAMETERS_DIR) 
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise ConfigError(f"{where + ' names ' if where else ''}unknown {kind[:-1]} '{name}'"
                               f"{hint}; available: {', '.join(known) or 'none'}")
+    load_experiment(experiment, parameters_dir)  # a malformed file fails here, naming itself
+    if condition:
+        load_condition(condition, parameters_dir)
 
 
 def list_experiments(parameters_dir: Path = PARAMETERS_DIR) -> list[ExperimentInfo]:

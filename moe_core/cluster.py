@@ -31,7 +31,7 @@ from tqdm import tqdm
 from moe_core.errors import UserInputError
 
 if TYPE_CHECKING:
-    from moe_core.suite import RunOutcome, RunSpec
+    from moe_core.runner import RunOutcome, RunSpec
 
 # This module is preloaded into every local worker as it starts (see dask_setup), so it imports
 # moe_core.suite, and with it torch, only where a function needs it.
@@ -117,7 +117,7 @@ def _signal_runs(stop: str, signum: int) -> int:
         run_dirs = list(_RUNNING.get(stop, ()))
     if not run_dirs:
         return 0
-    from moe_core.suite import signal_live_kernels
+    from moe_core.kernel import signal_live_kernels
 
     skip = set(_INTERRUPTED) if signum == signal.SIGINT else set()
     sent = signal_live_kernels(signum, skip=skip, run_dirs=run_dirs)
@@ -131,7 +131,7 @@ def _outcome_of(future: Any, spec: RunSpec) -> RunOutcome:
     (its folder is left as the worker left it: the next suite resumes it)."""
     from distributed import KilledWorker
 
-    from moe_core.suite import failed_outcome
+    from moe_core.runner import failed_outcome
 
     if future.status == "finished":
         return future.result()
@@ -184,7 +184,7 @@ class DaskExecutor:
                                  "drop --jobs (scale that cluster instead)")
         if workers is not None and workers < 1:
             raise UserInputError(f"--jobs {workers}: expected at least 1 Dask worker")
-        from moe_core.suite import cpu_cores
+        from moe_core.runner import cpu_cores
 
         self.scheduler = scheduler
         self.gpus = [] if scheduler else list(visible_gpus() if gpus is None else gpus)

@@ -81,9 +81,10 @@ def render_report(
     from the repository root."""
     import jinja2
     import nbformat
-    import papermill
     from nbconvert import HTMLExporter
     from papermill.exceptions import PapermillExecutionError
+
+    from moe_core.kernel import execute_notebook
 
     out_html = resolve_dirs([out_html])[0]
     out_html.parent.mkdir(parents=True, exist_ok=True)
@@ -95,8 +96,8 @@ def render_report(
     previous = os.environ.get(TABLES_ENV)
     os.environ[TABLES_ENV] = str(tables_folder(out_html))
     try:
-        papermill.execute_notebook(str(notebook), str(executed), parameters=parameters,
-                                   cwd=str(Path(notebook).parent), progress_bar=False)
+        # the kernel's own warnings go to a kernel.log in the work folder, not the terminal
+        execute_notebook(Path(notebook), executed, parameters, log_dir=workdir)
     except PapermillExecutionError as e:
         first_line = (e.source or "").strip().splitlines()[:1]
         raise ReportError(

@@ -38,7 +38,7 @@ def read_metrics(run_dir: Path) -> dict | None:
     path = Path(run_dir) / METRICS_FILE
     try:
         metrics = json.loads(path.read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserInputError(f"{path}: not valid JSON ({e}); delete it to rerun the run") from None

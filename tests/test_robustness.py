@@ -171,7 +171,7 @@ def test_a_corpus_smaller_than_one_window_says_how_many_tokens_seq_len_needs(cap
     corpus.write_text("\n\n".join(f"note {i}" for i in range(10)))
     code, _, err = run_train_cli(capsys, "-e", "baseline", "-p", "smoke", "--out", tmp_path / "r",
                                  "--set", "data_source=local", "--set", f"data_path={corpus}",
-                                 "--set", "vocab_size=300")
+                                 "--set", "vocab_size=300", "--set", "num_documents=10")
     assert_user_error(code, err, "one window of seq_len = 32 needs 33",
                       "lower seq_len or raise num_documents")
 
