@@ -20,12 +20,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib
 import json
+import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,18 +47,19 @@ from moe_core.train import build_optimizers, evaluate, total_loss  # noqa: E402
 # ---------------------------------------------------------------- timing
 
 
-def timed_rounds(fns: dict[str, Callable[[], object]], warmup: int, repeats: int
-                 ) -> dict[str, float]:
-    """Median seconds per call of each fn, timed in interleaved rounds after warm-up."""
+def timed_rounds(fns: dict[str, Callable[[], object]], warmup: int, repeats: int,
+                 clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
+    """Median seconds per call of each fn, timed in interleaved rounds after warm-up (by
+    `clock`: wall time, or time.process_time for the CPU time of this process's threads)."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = clock()
             fn()
-            samples[name].append(time.perf_counter() - start)
+            samples[name].append(clock() - start)
     return {name: statistics.median(s) for name, s in samples.items()}
 
 
@@ -373,6 +379,118 @@ def bench_training(preset: str, args, peak: float) -> dict:
     return result
 
 
+# ---------------------------------------------------------------- the cpu preset, before and after
+
+# moe_core's model, optim and train before issue 14 (the cpu-preset step, eval and start-up)
+BEFORE_REV = "f95a426"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def implementation_at(rev: str, tag: str) -> types.SimpleNamespace:
+    """moe_core's model, optim and train modules at git revision `rev`, imported beside today's
+    as moe_core_<tag>_<module> (their imports of one another rewired; the rest is today's)."""
+    folder = Path(tempfile.mkdtemp(prefix=f"moe_core_{tag}_"))
+    modules = ("model", "optim", "train")
+    for name in modules:
+        source = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:moe_core/{name}.py"],
+                                capture_output=True, text=True, check=True).stdout
+        for other in modules:
+            source = source.replace(f"from moe_core.{other} import",
+                                    f"from moe_core_{tag}_{other} import")
+        (folder / f"moe_core_{tag}_{name}.py").write_text(source)
+    sys.path.insert(0, str(folder))
+    return types.SimpleNamespace(**{name: importlib.import_module(f"moe_core_{tag}_{name}")
+                                    for name in modules})
+
+
+def today() -> types.SimpleNamespace:
+    import moe_core.model
+    import moe_core.optim
+    import moe_core.train
+
+    return types.SimpleNamespace(model=moe_core.model, optim=moe_core.optim, train=moe_core.train)
+
+
+def cpu_run_parts(impl: types.SimpleNamespace, cfg: RunConfig, data) -> dict:
+    """A model and optimizers of `impl` at the cpu preset, and the two parts of a run as the
+    trainer runs them: one whole step (grad_accum micro-steps + the optimizer update) and one
+    eval (the val split, then the train subset)."""
+    train = impl.train
+    cpu = torch.device("cpu")
+    torch.manual_seed(0)
+    model = impl.model.MoEModel(cfg, vocab_size=data.vocab_size).train()
+    optimizers = train.build_optimizers(model, cfg, cpu)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    windows = data.train
+    subset = windows[torch.randperm(len(windows))[:cfg.train_subset_sequences or len(data.val)]]
+    accum = cfg.grad_accum_steps
+
+    def step():
+        for _ in range(accum):
+            w = windows[torch.randint(len(windows), (cfg.batch_size,))]
+            logits, balance, z_loss = model(w[:, :-1])
+            ce = F.cross_entropy(logits.float().flatten(0, 1), w[:, 1:].flatten())
+            loss, _ = train.total_loss(cfg, ce, balance, z_loss)
+            (loss / accum).backward()
+        train._optimizer_update(model, optimizers, scaler, cfg, cfg.optimizer_updates // 2)
+
+    def evaluate():
+        train.evaluate(model, data.val, cfg.batch_size, cpu, None)
+        train.evaluate(model, subset, cfg.batch_size, cpu, None)
+
+    return {"step": step, "eval": evaluate,
+            "eval_sequences": len(data.val) + len(subset)}
+
+
+def bench_cpu_run(args) -> list[dict]:
+    """Today's implementation against the one at --before on the cpu preset's data: the whole
+    step and one eval in interleaved rounds, at 1 torch thread (each of a suite's two parallel
+    runs on 2 cores) and at 2; wall and CPU time; and the training part of a run from them."""
+    from moe_core.data import prepare_data
+
+    cfg = build_config("baseline", "cpu")
+    data = prepare_data(cfg)
+    impls = {"before": implementation_at(args.before, "before"), "after": today()}
+    parts = {name: cpu_run_parts(impl, cfg, data) for name, impl in impls.items()}
+    tokens = cfg.batch_size * cfg.seq_len * cfg.grad_accum_steps
+    n_evals = math.ceil(cfg.max_steps / cfg.eval_every)
+    threads_before = torch.get_num_threads()
+    rows = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        timings = {}
+        for clock_name, clock in (("wall", time.perf_counter), ("cpu", time.process_time)):
+            for part in ("step", "eval"):
+                fns = {name: p[part] for name, p in parts.items()}
+                for name, seconds in timed_rounds(fns, args.warmup, 4 * args.repeats,
+                                                  clock).items():
+                    timings[name, part, clock_name] = seconds
+        for name, p in parts.items():
+            t = {(part, c): timings[name, part, c] for part in ("step", "eval")
+                 for c in ("wall", "cpu")}
+            rows.append({
+                "impl": name, "rev": args.before if name == "before" else "working tree",
+                "threads": threads, "step_s": t["step", "wall"], "step_cpu_s": t["step", "cpu"],
+                "step_tokens_s": tokens / t["step", "wall"],
+                "eval_s": t["eval", "wall"], "eval_cpu_s": t["eval", "cpu"],
+                "eval_tokens_s": p["eval_sequences"] * cfg.seq_len / t["eval", "wall"],
+                # the training cell of one run: its steps and evals (no start-up, no writes)
+                "run_train_s": cfg.optimizer_updates * t["step", "wall"]
+                + n_evals * t["eval", "wall"],
+                "run_train_cpu_s": cfg.optimizer_updates * t["step", "cpu"]
+                + n_evals * t["eval", "cpu"],
+            })
+    torch.set_num_threads(threads_before)
+    by = {(r["impl"], r["threads"]): r for r in rows}
+    for r in rows:
+        before = by["before", r["threads"]]
+        r["x_step"] = before["step_s"] / r["step_s"]
+        r["x_step_cpu"] = before["step_cpu_s"] / r["step_cpu_s"]
+        r["x_eval"] = before["eval_s"] / r["eval_s"]
+        r["x_run_train_cpu"] = before["run_train_cpu_s"] / r["run_train_cpu_s"]
+    return rows
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -431,6 +549,19 @@ def report_training(results: list[dict]) -> None:
     print()
 
 
+def report_cpu_run(rows: list[dict]) -> None:
+    print("The cpu preset: whole step = grad_accum micro-steps + one optimizer update, as the "
+          "trainer runs them; eval = the val split + the train subset;\nrun = the training "
+          "part of one run (its steps and evals, no start-up or writes); x = before / after")
+    headers = ["implementation", "threads", "step ms", "step tok/s", "step CPU ms",
+               "x step", "eval ms", "eval CPU ms", "x eval", "run CPU s", "x run CPU"]
+    body = [[f"{r['impl']} ({r['rev']})", str(r["threads"]), f"{1e3 * r['step_s']:.0f}",
+             f"{r['step_tokens_s']:.0f}", f"{1e3 * r['step_cpu_s']:.0f}", f"{r['x_step']:.2f}",
+             f"{1e3 * r['eval_s']:.0f}", f"{1e3 * r['eval_cpu_s']:.0f}", f"{r['x_eval']:.2f}",
+             f"{r['run_train_cpu_s']:.1f}", f"{r['x_run_train_cpu']:.2f}"] for r in rows]
+    print_table(headers, body)
+
+
 def report_targets(out: dict) -> None:
     """The issue's targets, met or not, from the figures above."""
     checks = []
@@ -443,6 +574,10 @@ def report_targets(out: dict) -> None:
                 if f"x_{peer}_flop" in r:
                     checks.append((f"{shape}: ours >= 1.0x {peer} (GFLOP/s)",
                                    r[f"x_{peer}_flop"], 1.0))
+    for r in out.get("cpu_run", []):
+        if r["impl"] == "after":
+            checks.append((f"cpu whole step >= 2x before ({r['threads']} thread(s), wall)",
+                           r["x_step"], 2.0))
     for r in out.get("training", []):
         if r["preset"] == "paper":
             checks.append(("paper micro-step (fwd+bwd) >= 50% of peak", r["micro_peak_share"],
@@ -468,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="timed paper training steps, ~1 minute each (default 3)")
     parser.add_argument("--quick", action="store_true",
                         help="--repeats 3 --warmup 1 --step-repeats 1")
-    parser.add_argument("--only", choices=["layers", "training"], action="append",
+    parser.add_argument("--only", choices=["layers", "training", "cpu-run"], action="append",
                         help="run only this section (repeatable); the matmul peak always runs")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads for everything (default: torch's choice)")
@@ -483,13 +618,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-peer", action="store_true", help="skip the Mixtral block")
     parser.add_argument("--full-optimizer", action="store_true",
                         help="also time the paper model's whole Muon update (minutes on AVX2)")
+    parser.add_argument("--before", default=BEFORE_REV,
+                        help="git revision whose model, optim and train the cpu-run section "
+                        f"compares with today's (default {BEFORE_REV}, before issue 14)")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats, args.warmup, args.step_repeats = 3, 1, 1
     if args.threads:
         torch.set_num_threads(args.threads)
-    sections = set(args.only or ["layers", "training"])
+    sections = set(args.only or ["layers", "training", "cpu-run"])
 
     shapes = {name: layer_shape(name) for name in ("paper", "cpu")}
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
@@ -536,6 +674,9 @@ def main(argv: list[str] | None = None) -> int:
     if "training" in sections:
         out["training"] = [bench_training(name, args, peak) for name in ("paper", "cpu")]
         report_training(out["training"])
+    if "cpu-run" in sections:
+        out["cpu_run"] = bench_cpu_run(args)
+        report_cpu_run(out["cpu_run"])
     report_targets(out)
     out["load_end"] = load_average()
     print(f"load average at end {out['load_end']}")

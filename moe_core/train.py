@@ -106,6 +106,11 @@ def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor
 # ---------------------------------------------------------------- evaluation
 
 
+# an eval forward takes at least batch_size windows, else about this many tokens: at the cpu
+# preset 64 windows of 64 tokens evaluate ~12% faster than 16 (fewer, larger ops; measured)
+EVAL_BATCH_TOKENS = 4096
+
+
 @torch.inference_mode()
 def evaluate(model: MoEModel, windows: torch.Tensor, batch_size: int, device: torch.device,
              dtype: torch.dtype | None) -> dict[str, float]:
@@ -115,8 +120,9 @@ def evaluate(model: MoEModel, windows: torch.Tensor, batch_size: int, device: to
     was_training = model.training
     model.eval()
     seq_losses, correct = [], torch.zeros((), device=device)
-    for start in range(0, len(windows), batch_size):
-        w = windows[start:start + batch_size].to(device, non_blocking=True)
+    rows = max(batch_size, EVAL_BATCH_TOKENS // (windows.shape[1] - 1))
+    for start in range(0, len(windows), rows):
+        w = windows[start:start + rows].to(device, non_blocking=True)
         with autocast(device, dtype):
             logits, _, _ = model(w[:, :-1])
         ce = F.cross_entropy(logits.float().transpose(1, 2), w[:, 1:], reduction="none")
