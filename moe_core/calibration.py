@@ -156,9 +156,12 @@ def run_scenario(truths: Mapping[str, Truth], measure: Callable[[vd.StudyAnalysi
 
 
 def any_effect(analysis: vd.StudyAnalysis) -> dict[str, bool]:
-    """Did the study claim anything where nothing differs?"""
+    """Did the study claim anything where nothing differs? Per family (each explanation's
+    comparisons, corrected together) and anywhere in the study."""
     significant = [c for c in analysis.comparisons if c.change.significant]
-    return {"any intervention effect": bool(significant),
+    per_family = {f"an effect on {name}": any(c.hypothesis == name for c in significant)
+                  for name in vd.HYPOTHESES}
+    return {**per_family, "any intervention effect (study-wide)": bool(significant),
             "a leader named": bool(analysis.leader.get("named")),
             "any explanation supported": any(v.verdict == vd.SUPPORTED
                                              for v in analysis.verdicts.values())}
