@@ -25,14 +25,6 @@ from moe_core.cluster import LOST_WORKER_RETRIES, DaskExecutor, local_worker_spe
 from moe_core.errors import UserInputError
 
 
-@pytest.fixture(scope="module", autouse=True)
-def data_cache(tmp_path_factory):
-    """One data cache for the module; workers and kernels inherit the environment."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MOE_CORE_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
 def specs(tmp_path, *experiments):
     return suite.plan_runs(list(experiments), [0], "smoke", out_dir=tmp_path)
 

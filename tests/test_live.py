@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from moe_core import build_config, live
@@ -22,11 +21,8 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 def test_a_run_writes_its_curves_with_the_values_of_metrics_json(tmp_path):

@@ -24,24 +24,6 @@ TINY = {"max_steps": 8, "eval_every": 4}
 NOTEBOOK = suite.TRAIN_NOTEBOOK.name
 
 
-@pytest.fixture(scope="module", autouse=True)
-def data_cache(tmp_path_factory):
-    """One data cache for the module, seen by kernels and subprocesses through the
-    environment."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MOE_CORE_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
-@pytest.fixture
-def one_thread():
-    """A 25k-parameter model trains fastest on one thread, whatever the machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def run_train_cli(capsys, *args):
     code = cli.train_main([str(a) for a in args])
     captured = capsys.readouterr()

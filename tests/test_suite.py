@@ -31,14 +31,6 @@ REFERENCE_NINE = ["baseline", "early_stopping", "constant_lr", "lower_lb_weight"
 NOTEBOOK = suite.TRAIN_NOTEBOOK.name
 
 
-@pytest.fixture(scope="module", autouse=True)
-def data_cache(tmp_path_factory):
-    """One data cache for every run of this module (kernels inherit the environment)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MOE_CORE_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
 HOLD_LOCK = """
 import sys, time
 from moe_core.suite import RunLock
