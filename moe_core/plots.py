@@ -230,19 +230,6 @@ def val_loss_overlay(evals: pd.DataFrame, runs: pd.DataFrame | None = None,
     return fig
 
 
-def routing_balance(evals: pd.DataFrame) -> Figure:
-    """Max violation and router entropy (means over layers) over steps per experiment."""
-    fig, axes = _figure(1, 2, width=6.0)
-    violation, entropy = axes[0]
-    _lines(violation, evals, "step", "max_violation")
-    violation.axhline(0, color="0.5", linewidth=0.8)
-    violation.set(xlabel="step", ylabel="max violation (busiest / mean - 1)",
-                  title="Routing imbalance")
-    _lines(entropy, evals, "step", "router_entropy")
-    entropy.set(xlabel="step", ylabel="router entropy (nats)", title="Router entropy")
-    return fig
-
-
 def expert_load_heatmaps(routing: pd.DataFrame,
                          experiments: Sequence[str] = ("baseline", "no_lb")) -> Figure:
     """Each expert's share of tokens over training, per layer (rows) and experiment
@@ -262,25 +249,6 @@ def expert_load_heatmaps(routing: pd.DataFrame,
             sns.heatmap(grid, ax=ax, cmap="mako", vmin=0, vmax=min(1.0, 3.0 / num_experts),
                         cbar_kws={"label": "load share"})
             ax.set(title=f"{experiment}, layer {layer}", xlabel="step", ylabel="expert")
-    return fig
-
-
-def coselection_heatmaps(coselection: pd.DataFrame,
-                         experiments: Sequence[str] = ("baseline", "no_lb")) -> Figure:
-    """End-of-training share of tokens routed to both expert i and expert j, averaged over
-    layers and seeds; the diagonal is each expert's own share."""
-    present = [e for e in experiments
-               if len(coselection) and (coselection["experiment"] == e).any()]
-    if not present:
-        return _message_figure(f"no co-selection recorded for {', '.join(experiments)}")
-    fig, axes = _figure(1, len(present), width=5.0, height=4.2)
-    for ax, experiment in zip(axes[0], present, strict=True):
-        part = coselection[coselection["experiment"] == experiment]
-        grid = part.pivot_table(index="expert_i", columns="expert_j", values="share",
-                                aggfunc="mean")
-        sns.heatmap(grid, ax=ax, cmap="rocket_r", annot=len(grid) <= 8, fmt=".2f",
-                    square=True, cbar_kws={"label": "share of tokens"})
-        ax.set(title=f"{experiment}: expert co-selection", xlabel="expert j", ylabel="expert i")
     return fig
 
 

@@ -21,6 +21,7 @@ from moe_core import effects as fx
 from moe_core import plots
 from moe_core import verdicts as vd
 from moe_core.config import PARAMETERS_DIR, read_yaml, split_arm
+from moe_core.diagnostics import expert_warnings
 from moe_core.errors import UserInputError
 from moe_core.inflection import INFLECTION
 from moe_core.reference import ReferenceFindings, analyse_reference
@@ -408,8 +409,17 @@ def routing_section(study: Study) -> list:
     condition = split_arm(control)[1]
     arms = [control] + [arm for arm in a.curves if split_arm(arm) == ("no_lb", condition)]
     shown = routing[routing["arm"].isin(arms)].assign(experiment=lambda d: d["arm"])
+    warnings = []
+    for run_id, part in routing[routing["arm"].isin(arms)].groupby("run_id", sort=False):
+        last = part[part["step"] == part["step"].max()]
+        load = last.pivot_table(index="layer", columns="expert", values="load_share")
+        warnings += [f"{run_id}: {w}" for w in expert_warnings(load.to_numpy())]
+    note = ("Dead or collapsed experts at the end: " + "; ".join(warnings) + "." if warnings
+            else "No expert is dead or collapsed (under 1/(4E) of the tokens) at the end of "
+            "these runs.")
     return [markdown("### Routing: each expert's share of tokens over training\n\n1/E is "
-                     "perfect balance; the control beside the run without a balancing loss."),
+                     "perfect balance; the control beside the run without a balancing loss. "
+                     + note),
             plots.expert_load_heatmaps(shown, experiments=tuple(arms))]
 
 

@@ -18,7 +18,6 @@ copy counted, so no run is counted twice. Runs of one arm with different configs
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -447,12 +446,3 @@ def _group_labels(runs: pd.DataFrame, configs: dict[str, dict]) -> pd.Series:
             what = ", ".join(f"{k}={config.get(k)}" for k in keys) or f"config {h}"
             labels[part.index[part["config_hash"] == h]] = f"{part['arm'].iloc[0]} [{what}]"
     return labels
-
-
-def finite_or_none(value: Any) -> float | None:
-    """A float for finite numbers, None for NaN/None (for the diagnostics dataclasses)."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
