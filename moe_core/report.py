@@ -165,11 +165,15 @@ def _where_it_rises(study: Study) -> list[str]:
     sentences = []
     for condition, control in a.controls.items():
         test = a.rise_tests[control]
-        state = "rises" if test.significant else "does not rise beyond noise"
-        sentences.append(
-            f"Under {study.condition_labels[condition]} the control ({control}) {state}: "
-            f"{with_interval(test, signed=False)} nats, {inflect_count(study, control)} seeds "
-            "inflect on their own.")
+        if test.ci_low is None and test.se == 0 and test.estimate == 0:
+            how = ("never turns up: its last window is its lowest in every seed, and "
+                   f"{inflect_count(study, control)} seeds inflect")
+        else:
+            state = "rises" if test.significant else "does not rise beyond noise"
+            how = (f"{state}: by {with_interval(test, signed=False)} nats, "
+                   f"{inflect_count(study, control)} seeds inflect on their own")
+        sentences.append(f"Under {study.condition_labels[condition]} the control ({control}) "
+                         f"{how}.")
     return sentences
 
 
