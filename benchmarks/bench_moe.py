@@ -42,7 +42,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from moe_core.config import RunConfig, build_config  # noqa: E402
 from moe_core.model import MoE, MoEModel  # noqa: E402
-from moe_core.train import build_optimizers, evaluate, total_loss  # noqa: E402
+from moe_core.train import (  # noqa: E402
+    build_optimizers,
+    cross_entropy,
+    evaluate,
+    total_loss,
+)
 
 # ---------------------------------------------------------------- timing
 
@@ -339,7 +344,7 @@ def bench_training(preset: str, args, peak: float) -> dict:
             else contextlib.nullcontext()
         with ctx:
             logits, balance, z_loss = model(windows[:, :-1])
-            ce = F.cross_entropy(logits.float().flatten(0, 1), windows[:, 1:].flatten())
+            ce = cross_entropy(logits.float().flatten(0, 1), windows[:, 1:].flatten())
         loss, _ = total_loss(cfg, ce, balance, z_loss)
         (loss / cfg.grad_accum_steps).backward()
 
@@ -424,12 +429,13 @@ def cpu_run_parts(impl: types.SimpleNamespace, cfg: RunConfig, data) -> dict:
     windows = data.train
     subset = windows[torch.randperm(len(windows))[:cfg.train_subset_sequences or len(data.val)]]
     accum = cfg.grad_accum_steps
+    cross_entropy = getattr(train, "cross_entropy", F.cross_entropy)  # the trainer's loss
 
     def step():
         for _ in range(accum):
             w = windows[torch.randint(len(windows), (cfg.batch_size,))]
             logits, balance, z_loss = model(w[:, :-1])
-            ce = F.cross_entropy(logits.float().flatten(0, 1), w[:, 1:].flatten())
+            ce = cross_entropy(logits.float().flatten(0, 1), w[:, 1:].flatten())
             loss, _ = train.total_loss(cfg, ce, balance, z_loss)
             (loss / accum).backward()
         train._optimizer_update(model, optimizers, scaler, cfg, cfg.optimizer_updates // 2)

@@ -44,7 +44,6 @@ import warnings
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -62,6 +61,7 @@ from moe_core.train import (  # noqa: E402
     autocast_dtype,
     batch_indices,
     build_optimizers,
+    cross_entropy,
     evaluate,
     grad_scaler,
     total_loss,
@@ -249,7 +249,7 @@ def train_once(precision: str, updates: int, warmup_updates: int, dry_run: bool,
             w = windows[idx.to(device, non_blocking=True)]  # as train.train: no host wait
             with autocast(device, dtype):
                 logits, balance, z_loss = model(w[:, :-1])
-                ce = F.cross_entropy(logits.float().flatten(0, 1), w[:, 1:].flatten())
+                ce = cross_entropy(logits.float().flatten(0, 1), w[:, 1:].flatten())
             loss, _ = total_loss(cfg, ce, balance, z_loss)
             scaler.scale(loss / cfg.grad_accum_steps).backward()
             last_ce += ce.detach() / cfg.grad_accum_steps

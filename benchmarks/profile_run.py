@@ -48,8 +48,11 @@ def children_cpu_s() -> float:
 def run_child(argv: list[str], env: dict | None = None) -> tuple[float, float]:
     """(wall s, CPU s) of a child process and its own children, run to its end."""
     cpu, wall = children_cpu_s(), time.perf_counter()
-    subprocess.run(argv, check=True, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - wall, children_cpu_s() - cpu
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True)
+    wall, cpu = time.perf_counter() - wall, children_cpu_s() - cpu
+    if done.returncode:
+        sys.exit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return wall, cpu
 
 
 def import_costs(repeats: int) -> dict[str, tuple[float, float]]:
@@ -133,7 +136,9 @@ def profile_training(cfg, threads: int) -> dict:
              (live.LiveCurves, "add_eval", "TensorBoard curves")]
     with tempfile.TemporaryDirectory() as run_dir, contextlib.ExitStack() as stack:
         for module, name, phase in wraps:
-            stack.enter_context(patched(module, name, clock.wrap(phase, getattr(module, name))))
+            if hasattr(module, name):  # an older trainer may lack one: its time stays in "rest"
+                stack.enter_context(patched(module, name,
+                                            clock.wrap(phase, getattr(module, name))))
         wall, cpu = time.perf_counter(), time.process_time()
         metrics = train.train(cfg, seed=0, out_dir=run_dir, data=data, progress=False)
         total = (time.perf_counter() - wall, time.process_time() - cpu)
@@ -180,7 +185,7 @@ def profile_figures(run_dir: Path) -> dict[str, tuple[float, float]]:
 
 def profile_suite(threads_note: str) -> dict:
     """Two cpu-preset runs through moe-suite, 2 at a time, then the report on them."""
-    suite_cli = [sys.executable, "-m", "moe_core.cli"]
+    suite_cli = [sys.executable, "-m", "moe_core.suite"]
     with tempfile.TemporaryDirectory() as out:
         runs = Path(out) / "runs"
         run = run_child([*suite_cli, "run", "-e", "baseline", "--preset", "cpu", "--seeds",

@@ -125,9 +125,14 @@ def evaluate(model: MoEModel, windows: torch.Tensor, batch_size: int, device: to
         w = windows[start:start + rows].to(device, non_blocking=True)
         with autocast(device, dtype):
             logits, _, _ = model(w[:, :-1])
-        ce = F.cross_entropy(logits.float().transpose(1, 2), w[:, 1:], reduction="none")
-        seq_losses.append(ce.mean(1))
-        correct += (logits.argmax(-1) == w[:, 1:]).sum()
+        logits, targets = logits.float(), w[:, 1:]
+        # over the last dim: CE over a transposed (B, vocab, S) view is ~2.4x slower on the CPU
+        ce = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
+        seq_losses.append(ce.view(targets.shape).mean(1))
+        # correct where the target's logit is the largest: argmax is ~10x slower than amax on
+        # the CPU, and differs only at exact ties (counted correct here)
+        target_logit = logits.gather(-1, targets[..., None]).squeeze(-1)
+        correct += (target_logit >= logits.amax(-1)).sum()
     model.train(was_training)
     per_seq = torch.cat(seq_losses).double().cpu()  # all windows have equal length
     loss = per_seq.mean().item()
@@ -374,7 +379,7 @@ def _micro_step(run: _Run) -> None:
     w = run.train_windows[idx.to(run.device, non_blocking=True)]
     with autocast(run.device, run.dtype):
         logits, balance, z_loss = run.model(w[:, :-1])
-        ce = F.cross_entropy(logits.float().flatten(0, 1), w[:, 1:].flatten())
+        ce = cross_entropy(logits.float().flatten(0, 1), w[:, 1:].flatten())
     loss, aux = total_loss(cfg, ce, balance, z_loss)
     if cfg.fault_nan_at_step and state.step + 1 == cfg.fault_nan_at_step:
         loss = loss * float("nan")
@@ -431,6 +436,35 @@ def _divergence_message(cfg: RunConfig, step: int) -> str:
         return f"the loss became NaN at step {step}, as fault_nan_at_step = {step} asks"
     return (f"the loss became NaN or infinite by step {step}; lower lr (now {cfg.lr}) or raise "
             "warmup_ratio, then run again")
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """F.cross_entropy's mean over logits (N, vocab) and targets (N,), in fp32 logits, without
+    allocating tensors the size of the logits; backward overwrites `logits` with their
+    gradient (see _CrossEntropy)."""
+    return _CrossEntropy.apply(logits, targets)
+
+
+class _CrossEntropy(torch.autograd.Function):
+    """The log-sum-exp goes in row blocks of ~8 MB and the backward turns the saved logits into
+    their gradient in place (softmax minus one-hot). torch's path allocates three more tensors
+    the size of the logits (log-softmax, its incoming gradient, its gradient), 2.4 GB each at
+    the paper preset, fresh pages every time; this is 3.3x less time beside the LM head on the
+    CPU (measured at 2,048 tokens x 49,152)."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        rows = max(1, 2**21 // logits.shape[-1])
+        lse = torch.cat([torch.logsumexp(block, dim=-1) for block in logits.split(rows)])
+        ctx.save_for_backward(logits, targets, lse)
+        return (lse - logits.gather(-1, targets[:, None]).squeeze(-1)).mean()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        logits, targets, lse = ctx.saved_tensors
+        softmax = logits.sub_(lse[:, None]).exp_()  # nothing else reads the logits now
+        softmax.scatter_add_(-1, targets[:, None], softmax.new_full((len(targets), 1), -1.0))
+        return softmax.mul_(grad / len(targets)), None
 
 
 def total_loss(cfg: RunConfig, ce: torch.Tensor, balance: torch.Tensor,
