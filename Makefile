@@ -36,6 +36,11 @@ lab: setup
 test: setup
 	$(BIN)/python -m pytest -q tests
 	MOE_NOTEBOOK_PRESET=smoke $(BIN)/python -m pytest -q --nbval-lax -p no:cacheprovider notebooks/train_experiment.ipynb
+	# the report notebook under nbval, on a smoke suite (a control that rises and one intervention)
+	dir=$$(mktemp -d) && $(BIN)/moe-suite run -e baseline@reference_lr no_lb@reference_lr \
+	    baseline --preset smoke --seeds 2 --jobs 2 --no-report --out $$dir/runs >/dev/null && \
+	    MOE_REPORT_RUNS=$$dir/runs $(BIN)/python -m pytest -q --nbval-lax -p no:cacheprovider \
+	    notebooks/inflection_report.ipynb; status=$$?; rm -rf $$dir; exit $$status
 
 lint: setup
 	$(BIN)/ruff check moe_core tests benchmarks

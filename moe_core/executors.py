@@ -36,7 +36,7 @@ class LocalExecutor:
     is re-raised once the workers have stopped.
     """
 
-    def __init__(self, jobs: int = 1, grace_s: float = 60.0, progress: bool = True):
+    def __init__(self, jobs: int = 1, grace_s: float = 60.0, progress: bool | None = None):
         if jobs < 1:
             raise UserInputError(f"--jobs {jobs}: expected at least 1 concurrent run")
         self.jobs = jobs
@@ -53,7 +53,9 @@ class LocalExecutor:
         spec_of = {pool.submit(fn, spec): spec for spec in specs}
         futures: set[Future] = set(spec_of)
         # a bar over runs: finished, failed, running (the caller's lines print above it)
-        bar = tqdm(total=len(specs), desc="runs", unit="run", disable=not self.progress,
+        # progress None: a bar on a terminal only (a log file gets the runs' lines alone)
+        bar = tqdm(total=len(specs), desc="runs", unit="run",
+                   disable=None if self.progress is None else not self.progress,
                    dynamic_ncols=True)
         failed = 0
         try:

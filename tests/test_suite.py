@@ -320,7 +320,7 @@ def test_the_local_executor_shows_a_bar_over_finished_failed_and_running_runs(ca
         status = "failed" if spec.experiment == "no_lb" else "completed"
         return suite.RunOutcome(spec.experiment, spec.seed, spec.run_dir, "ran", status)
 
-    outcomes = list(suite.LocalExecutor(2).map(fail_no_lb, specs))
+    outcomes = list(suite.LocalExecutor(2, progress=True).map(fail_no_lb, specs))
     assert len(outcomes) == 4
     err = capsys.readouterr().err
     assert "runs: 100%" in err and "4/4" in err and "failed=2" in err
