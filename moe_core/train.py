@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from moe_core.checkpoint import (  # noqa: F401  (train's names before checkpoint.py)
@@ -34,7 +33,14 @@ from moe_core.config import RunConfig
 from moe_core.errors import UserInputError
 from moe_core.live import LiveCurves
 from moe_core.model import MoEModel
-from moe_core.optim import Muon
+from moe_core.objective import (  # noqa: F401  (train's names before objective.py)
+    EVAL_BATCH_TOKENS,
+    cross_entropy,
+    evaluate,
+    total_loss,
+)
+from moe_core.optim import build_optimizers, optimizer_update
+from moe_core.optim import optimizer_update as _optimizer_update  # noqa: F401
 from moe_core.precision import (  # noqa: F401  (train's names before precision.py)
     autocast,
     autocast_dtype,
@@ -59,38 +65,6 @@ from moe_core.runfiles import (  # noqa: F401  (train's names before runfiles.py
 from moe_core.runfiles import is_finished as _is_finished
 from moe_core.schedule import lr_factor
 
-# ---------------------------------------------------------------- optimizers
-
-
-def build_optimizers(model: MoEModel, cfg: RunConfig, device: torch.device):
-    """The reference hybrid: Muon on 2-D hidden weights, AdamW (0.1 x LR) on embeddings and
-    norms; or AdamW on everything. Returns a list of (group name, optimizer, peak LR)."""
-    fused = device.type == "cuda"
-    if cfg.optimizer == "adamw":
-        adamw = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  fused=fused)
-        return [("adamw", adamw, cfg.lr)]
-    muon_params, adamw_params = [], []
-    for name, p in model.named_parameters():
-        is_hidden_matrix = p.dim() == 2 and not name.startswith("embed")
-        (muon_params if is_hidden_matrix else adamw_params).append(p)
-    # Keller Jordan's Muon, as the reference used: Nesterov momentum, no weight decay,
-    # the update scaled by sqrt(max(1, rows/cols))
-    ns_precision = cfg.muon_ns_precision
-    if ns_precision == "auto":
-        ns_precision = "bf16" if device.type == "cuda" else "fp32"
-    muon_kwargs = dict(lr=cfg.lr, momentum=cfg.muon_momentum, nesterov=True, weight_decay=0.0,
-                       adjust_lr_fn="original")
-    if ns_precision == "bf16":  # torch's own Muon: its Newton-Schulz iteration is bf16
-        muon = torch.optim.Muon(muon_params, **muon_kwargs)
-    else:
-        muon = Muon(muon_params, ns_dtype=torch.float32, **muon_kwargs)
-    adamw_lr = cfg.lr * cfg.adamw_lr_ratio
-    adamw = torch.optim.AdamW(adamw_params, lr=adamw_lr, weight_decay=cfg.weight_decay,
-                              fused=fused)
-    return [("muon", muon, cfg.lr), ("adamw", adamw, adamw_lr)]
-
-
 # ---------------------------------------------------------------- batches
 
 
@@ -103,43 +77,6 @@ def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor
     return torch.randperm(n, generator=gen)[b * batch_size:(b + 1) * batch_size]
 
 
-# ---------------------------------------------------------------- evaluation
-
-
-# an eval forward takes at least batch_size windows, else about this many tokens: at the cpu
-# preset 64 windows of 64 tokens evaluate ~12% faster than 16 (fewer, larger ops; measured)
-EVAL_BATCH_TOKENS = 4096
-
-
-@torch.inference_mode()
-def evaluate(model: MoEModel, windows: torch.Tensor, batch_size: int, device: torch.device,
-             dtype: torch.dtype | None) -> dict[str, float]:
-    """Token-weighted mean CE over every window, accuracy on shifted targets, perplexity,
-    the standard error of the loss from per-sequence losses, and those per-sequence losses
-    ("per_sequence", a float64 CPU tensor). windows: (n, S+1)."""
-    was_training = model.training
-    model.eval()
-    seq_losses, correct = [], torch.zeros((), device=device)
-    rows = max(batch_size, EVAL_BATCH_TOKENS // (windows.shape[1] - 1))
-    for start in range(0, len(windows), rows):
-        w = windows[start:start + rows].to(device, non_blocking=True)
-        with autocast(device, dtype):
-            logits, _, _ = model(w[:, :-1])
-        logits, targets = logits.float(), w[:, 1:]
-        # over the last dim: CE over a transposed (B, vocab, S) view is ~2.4x slower on the CPU
-        ce = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
-        seq_losses.append(ce.view(targets.shape).mean(1))
-        # correct where the target's logit is the largest: argmax is ~10x slower than amax on
-        # the CPU, and differs only at exact ties (counted correct here)
-        target_logit = logits.gather(-1, targets[..., None]).squeeze(-1)
-        correct += (target_logit >= logits.amax(-1)).sum()
-    model.train(was_training)
-    per_seq = torch.cat(seq_losses).double().cpu()  # all windows have equal length
-    loss = per_seq.mean().item()
-    se = (per_seq.std() / math.sqrt(len(per_seq))).item() if len(per_seq) > 1 else float("nan")
-    n_tokens = windows.shape[0] * (windows.shape[1] - 1)
-    return {"loss": loss, "loss_se": se, "accuracy": correct.item() / n_tokens,
-            "perplexity": math.exp(min(loss, 700.0)), "per_sequence": per_seq}
 
 
 def is_finished(metrics: dict | None, cfg: RunConfig, seed: int) -> bool:
@@ -261,17 +198,9 @@ def train(
     a checkpoint at the next step, records "interrupted" and raises KeyboardInterrupt.
     """
     run_dir = Path(out_dir) if out_dir is not None else None
-    if run_dir is not None:
-        check_writable(run_dir)
-        previous = read_metrics(run_dir)
-        if not force and is_finished(previous, cfg, seed):
-            return previous
-        other = other_run(previous, cfg.config_hash(), seed)
-        if other and not force:
-            raise UserInputError(
-                f"{run_dir} holds a run of another config or seed ({other}; this one: config "
-                f"{cfg.config_hash()}, seed {seed}); a run is never replaced silently: choose "
-                "another folder, or force=True (--force) to replace it")
+    finished = _finished_here(run_dir, cfg, seed, force) if run_dir is not None else None
+    if finished is not None:
+        return finished
     run = _setup(cfg, seed, run_dir, data, resume, force)
     run.write(RUNNING)
     # TensorBoard curves in run_dir/tensorboard, for watching a sweep while it trains
@@ -313,6 +242,24 @@ def train(
     if status == DIVERGED:
         return run.write(status, error=_divergence_message(cfg, run.meta["diverged_at_step"]))
     return run.write(status)
+
+
+def _finished_here(run_dir: Path, cfg: RunConfig, seed: int, force: bool) -> dict | None:
+    """The metrics of this run when the folder holds it finished (and not force); a
+    UserInputError when it holds another config's or seed's run (and not force)."""
+    check_writable(run_dir)
+    previous = read_metrics(run_dir)
+    if force:
+        return None
+    if is_finished(previous, cfg, seed):
+        return previous
+    other = other_run(previous, cfg.config_hash(), seed)
+    if other:
+        raise UserInputError(
+            f"{run_dir} holds a run of another config or seed ({other}; this one: config "
+            f"{cfg.config_hash()}, seed {seed}); a run is never replaced silently: choose "
+            "another folder, or force=True (--force) to replace it")
+    return None
 
 
 def _setup(cfg: RunConfig, seed: int, run_dir: Path | None, data: Any, resume: bool,
@@ -392,7 +339,7 @@ def _micro_step(run: _Run) -> None:
         (since.first_bad_step < 0) & ~torch.isfinite(loss.detach()), state.step,
         since.first_bad_step)
     if state.step % cfg.grad_accum_steps == 0:
-        since.grad_norm = _optimizer_update(run.model, run.optimizers, run.scaler, cfg,
+        since.grad_norm = optimizer_update(run.model, run.optimizers, run.scaler, cfg,
                                             state.step // cfg.grad_accum_steps)
 
 
@@ -436,67 +383,6 @@ def _divergence_message(cfg: RunConfig, step: int) -> str:
         return f"the loss became NaN at step {step}, as fault_nan_at_step = {step} asks"
     return (f"the loss became NaN or infinite by step {step}; lower lr (now {cfg.lr}) or raise "
             "warmup_ratio, then run again")
-
-
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """F.cross_entropy's mean over logits (N, vocab) and targets (N,), in fp32 logits, without
-    allocating tensors the size of the logits; backward overwrites `logits` with their
-    gradient (see _CrossEntropy)."""
-    return _CrossEntropy.apply(logits, targets)
-
-
-class _CrossEntropy(torch.autograd.Function):
-    """The log-sum-exp goes in row blocks of ~8 MB on the CPU (logsumexp makes a temporary the
-    size of its input) and the backward turns the saved logits into their gradient in place
-    (softmax minus one-hot). torch's path allocates three more tensors the size of the logits
-    (log-softmax, its incoming gradient, its gradient), 2.4 GB each at the paper preset, fresh
-    pages every time on the CPU; this is 3.3x less time beside the LM head there (measured at
-    2,048 tokens x 49,152). On a GPU one block: its allocator reuses memory, and each block
-    would be a kernel launch."""
-
-    @staticmethod
-    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        rows = max(1, 2**21 // logits.shape[-1]) if logits.device.type == "cpu" else len(logits)
-        lse = torch.cat([torch.logsumexp(block, dim=-1) for block in logits.split(rows)])
-        ctx.save_for_backward(logits, targets, lse)
-        return (lse - logits.gather(-1, targets[:, None]).squeeze(-1)).mean()
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        logits, targets, lse = ctx.saved_tensors
-        softmax = logits.sub_(lse[:, None]).exp_()  # nothing else reads the logits now
-        softmax.scatter_add_(-1, targets[:, None], softmax.new_full((len(targets), 1), -1.0))
-        return softmax.mul_(grad / len(targets)), None
-
-
-def total_loss(cfg: RunConfig, ce: torch.Tensor, balance: torch.Tensor,
-               z_loss: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(CE + weighted auxiliary terms, the auxiliary part). A zero weight leaves its term out
-    of the graph entirely, so it contributes exactly nothing to any gradient."""
-    aux = torch.zeros_like(ce)
-    if cfg.load_balancing_weight and cfg.balance_method == "aux_loss":
-        aux = aux + cfg.load_balancing_weight * balance
-    if cfg.router_z_loss_weight:
-        aux = aux + cfg.router_z_loss_weight * z_loss
-    return ce + aux, aux
-
-
-def _optimizer_update(model, optimizers, scaler, cfg: RunConfig, update: int) -> torch.Tensor:
-    factor = lr_factor(update, cfg)
-    for _, opt, peak in optimizers:
-        for group in opt.param_groups:
-            group["lr"] = peak * factor
-        scaler.unscale_(opt)
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-    for _, opt, _ in optimizers:
-        scaler.step(opt)
-    scaler.update()
-    for _, opt, _ in optimizers:
-        opt.zero_grad(set_to_none=True)
-    if cfg.balance_method == "aux_free":
-        for moe in model.moe_layers:
-            moe.update_selection_bias(cfg.aux_free_bias_rate)
-    return grad_norm.detach()
 
 
 def _eval_record(run: _Run) -> dict:
