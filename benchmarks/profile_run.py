@@ -127,15 +127,20 @@ def profile_training(cfg, threads: int) -> dict:
             data = prepare_data(cfg)
             data_s[kind] = (time.perf_counter() - wall, time.process_time() - cpu)
         del os.environ["MOE_CORE_CACHE"]
+    # names as the trainer calls them (an older trainer's where they differ)
     wraps = [(train, "_micro_step", "micro-steps (forward + backward)"),
+             (train, "optimizer_update", "optimizer updates (clip, Muon, AdamW)"),
              (train, "_optimizer_update", "optimizer updates (clip, Muon, AdamW)"),
              (train, "evaluate", "evals (val split + train subset)"),
              (train, "_eval_record", "eval records (routing statistics, lists)"),
              (train, "write_json_atomic", "metrics.json writes"),
              (train, "save_checkpoint", "checkpoints"),
+             (train, "_save_checkpoint", "checkpoints"),
              (live.LiveCurves, "add_eval", "TensorBoard curves")]
     with tempfile.TemporaryDirectory() as run_dir, contextlib.ExitStack() as stack:
         for module, name, phase in wraps:
+            if name == "_optimizer_update" and hasattr(module, "optimizer_update"):
+                continue  # today's alias of optimizer_update, which the trainer calls
             if hasattr(module, name):  # an older trainer may lack one: its time stays in "rest"
                 stack.enter_context(patched(module, name,
                                             clock.wrap(phase, getattr(module, name))))

@@ -245,16 +245,16 @@ def test_val_loss_standard_error_comes_from_per_sequence_losses(tmp_path):
 
 
 def test_eval_accuracy_and_losses_do_not_depend_on_how_windows_are_batched(monkeypatch):
-    from moe_core import train as trainer
+    from moe_core import objective
     from moe_core.model import MoEModel
-    from moe_core.train import evaluate
+    from moe_core.objective import evaluate
 
     cfg = smoke()
     data = prepare_data(cfg)
     torch.manual_seed(0)
     model = MoEModel(cfg, vocab_size=data.vocab_size)
     together = evaluate(model, data.val, len(data.val), torch.device("cpu"), None)
-    monkeypatch.setattr(trainer, "EVAL_BATCH_TOKENS", 1)
+    monkeypatch.setattr(objective, "EVAL_BATCH_TOKENS", 1)
     one_at_a_time = evaluate(model, data.val, 1, torch.device("cpu"), None)
     torch.testing.assert_close(together["per_sequence"], one_at_a_time["per_sequence"])
     model.eval()
