@@ -54,7 +54,8 @@ import bench_moe  # noqa: E402
 from moe_core.config import build_config  # noqa: E402
 from moe_core.data import prepare_data  # noqa: E402
 from moe_core.errors import UserInputError  # noqa: E402
-from moe_core.model import MoEModel, expert_kernel  # noqa: E402
+from moe_core.experts import expert_kernel  # noqa: E402
+from moe_core.model import MoEModel  # noqa: E402
 from moe_core.train import (  # noqa: E402
     _optimizer_update,
     autocast,

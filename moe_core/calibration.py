@@ -11,7 +11,7 @@ wander is AR(1) over evals, one per run; sequence[s] is each val sequence's diff
 h[s] how much of the rise falls on it, both properties of the split shared by every run
 (paired comparisons remove the first and most of the second); drift[t, s] is a run's own
 slow AR(1) deviation per sequence, noise[t, s] white. The defaults are the sizes measured
-on the built-in data (cpu preset, 3 seeds per arm; README, "Calibration").
+on the built-in data (cpu preset, two pilot studies; README, "Calibration").
 
     python -m moe_core.calibration --studies 200     # the README's calibration table
 """

@@ -80,6 +80,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="the experiments, what each changes, and the named suites")
 
+    _add_run_command(sub)
+
+    view_p = sub.add_parser("view", help="the results table of finished runs")
+    view_p.add_argument("--out", nargs="+", action="extend", metavar="DIR",
+                        help="suite folders (default runs)")
+
+    export_p = sub.add_parser("export", help="write the per-run, per-arm and comparison "
+                              "tables, with their noise columns, as csv, json or parquet")
+    export_p.add_argument("--out", nargs="+", action="extend", metavar="DIR",
+                          help="suite folders (default runs)")
+    export_p.add_argument("--to", required=True, metavar="FOLDER",
+                          help="where runs.<format>, arms.<format> and comparisons.<format> go")
+    export_p.add_argument("--format", default="csv", choices=suite.EXPORT_FORMATS)
+
+    report_p = sub.add_parser("report", help="render the HTML inflection report")
+    report_p.add_argument("--out", nargs="+", action="extend", metavar="DIR",
+                          help="suite folders (default runs)")
+    report_p.add_argument("--include", nargs="+", action="extend", default=[],
+                          metavar="REFERENCE_DIR",
+                          help="folders of reference-format metrics, labelled as reference")
+    report_p.add_argument("--html", help="the report's path (default: the report's own)")
+    return parser
+
+
+def _add_run_command(sub) -> None:
     run = sub.add_parser("run", help="train experiments x seeds through the training notebook")
     which = run.add_mutually_exclusive_group(required=True)
     which.add_argument("--all", action="store_const", const="all", dest="suite",
@@ -115,27 +140,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--html", help="the report's path (default: the report's own)")
     run.add_argument("--notebook", default=str(TRAIN_NOTEBOOK),
                      help="the training notebook to execute (default: the repository's)")
-
-    view_p = sub.add_parser("view", help="the results table of finished runs")
-    view_p.add_argument("--out", nargs="+", action="extend", metavar="DIR",
-                        help="suite folders (default runs)")
-
-    export_p = sub.add_parser("export", help="write the per-run, per-arm and comparison "
-                              "tables, with their noise columns, as csv, json or parquet")
-    export_p.add_argument("--out", nargs="+", action="extend", metavar="DIR",
-                          help="suite folders (default runs)")
-    export_p.add_argument("--to", required=True, metavar="FOLDER",
-                          help="where runs.<format>, arms.<format> and comparisons.<format> go")
-    export_p.add_argument("--format", default="csv", choices=suite.EXPORT_FORMATS)
-
-    report_p = sub.add_parser("report", help="render the HTML inflection report")
-    report_p.add_argument("--out", nargs="+", action="extend", metavar="DIR",
-                          help="suite folders (default runs)")
-    report_p.add_argument("--include", nargs="+", action="extend", default=[],
-                          metavar="REFERENCE_DIR",
-                          help="folders of reference-format metrics, labelled as reference")
-    report_p.add_argument("--html", help="the report's path (default: the report's own)")
-    return parser
 
 
 def _run_command(args: argparse.Namespace) -> int:

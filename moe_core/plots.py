@@ -288,15 +288,16 @@ def rise_forest(rows: pd.DataFrame, colors: dict[str, str], title: str = "") -> 
     if rows.empty:
         return _message_figure("no arm of ours to show")
     conditions = list(dict.fromkeys(rows["condition_label"]))
-    heights = [max(1, (rows["condition_label"] == c).sum()) for c in conditions]
-    fig = Figure(figsize=(7.5, 0.42 * sum(heights) + 1.3 * len(conditions)),
+    most = max(max(1, (rows["condition_label"] == c).sum()) for c in conditions)
+    # conditions side by side on one x scale: the figure stays short enough to share the
+    # report's first screen with the question and the answer
+    fig = Figure(figsize=(max(6.5, 4.8 * len(conditions)), 0.34 * most + 1.2),
                  layout="constrained")
     with sns.axes_style("whitegrid"):
-        axes = fig.subplots(len(conditions), 1, sharex=True, squeeze=False,
-                            gridspec_kw={"height_ratios": heights})[:, 0]
+        axes = fig.subplots(1, len(conditions), sharex=True, squeeze=False)[0]
     for ax, condition in zip(axes, conditions, strict=True):
         part = rows[rows["condition_label"] == condition].reset_index(drop=True)
-        y = np.arange(len(part))[::-1]
+        y = most - 1 - np.arange(len(part))  # from the top; a shorter panel ends early
         control = part[part["is_control"]]
         if len(control) and np.isfinite(control["ci_low"].iloc[0]):
             ax.axvspan(control["ci_low"].iloc[0], control["ci_high"].iloc[0],
@@ -306,14 +307,15 @@ def rise_forest(rows: pd.DataFrame, colors: dict[str, str], title: str = "") -> 
             color = colors.get(row["experiment"], "#737373")
             if np.isfinite(row["ci_low"]):
                 ax.plot([row["ci_low"], row["ci_high"]], [yi, yi], color=color, linewidth=2.2)
-            ax.plot(row["rise"], yi, "o", color=color, markersize=8,
+            ax.plot(row["rise"], yi, "o", color=color, markersize=7,
                     markerfacecolor=color if row["rises"] else "white", markeredgewidth=2)
         ax.set_yticks(y, [f"{e} (control)" if c else e for e, c in
                           zip(part["experiment"], part["is_control"], strict=True)])
+        ax.set_ylim(-0.6, most - 0.4)
         ax.set_title(condition, loc="left", fontsize=10, fontweight="bold")
         ax.grid(axis="y", visible=False)
-    axes[-1].set_xlabel("rise of the val loss: last 10% of evals minus the lowest 10% "
-                        "(nats), mean over seeds, 95% interval")
+    fig.supxlabel("rise of the val loss: last 10% of evals minus the lowest 10% (nats), "
+                  "mean over seeds, 95% interval", fontsize=10)
     if title:
         fig.suptitle(title, x=0.01, ha="left", fontsize=11)
     return fig

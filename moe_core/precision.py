@@ -12,7 +12,7 @@ import torch
 
 from moe_core.config import RunConfig
 from moe_core.errors import UserInputError
-from moe_core.model import expert_kernel
+from moe_core.experts import expert_kernel
 
 
 def select_device(cfg: RunConfig) -> torch.device:

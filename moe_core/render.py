@@ -29,14 +29,15 @@ SELF_CONTAINED_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 <style>
   .jp-Notebook { max-width: 1100px; margin: 0 auto; }
   .jp-OutputArea-output { overflow-x: auto; }
+  .jp-CodeCell.jp-mod-noOutputs { display: none; }  /* hidden code cells leave no gap */
   .jp-Notebook .jp-OutputArea-output img { max-width: 100%; height: auto; }
   .jp-RenderedHTMLCommon table { font-size: 13px; }
   .jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th { white-space: normal;
     text-align: left; vertical-align: top; }
-  /* on a phone a figure keeps a legible size and a table its columns: each scrolls
-     sideways in its own box */
+  /* on a phone a figure keeps its own size (its text legible) and a table its columns:
+     each scrolls sideways in its own box */
   @media (max-width: 700px) {
-    .jp-Notebook .jp-OutputArea-output img { max-width: none !important; width: 620px; }
+    .jp-Notebook .jp-OutputArea-output img { max-width: none !important; width: auto; }
     .jp-Notebook .jp-RenderedHTMLCommon table { display: block; overflow-x: auto; }
     .jp-Cell { padding-left: 4px; padding-right: 4px; }
   }

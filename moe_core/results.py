@@ -109,7 +109,7 @@ def find_metrics_files(folder: str | Path) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise UserInputError(f"results folder {path} does not exist; pass a folder that holds "
-                             "run folders with metrics.json files (e.g. runs/all)")
+                             "run folders with metrics.json files (e.g. runs/study)")
     return sorted(path.rglob(METRICS_FILE))
 
 
@@ -279,20 +279,24 @@ def _parse(path: Path) -> dict:
     return metrics
 
 
+def _run_identity(metrics: dict, path: Path, ours: bool) -> tuple[str, str, Any, Any]:
+    """Experiment, condition, seed and status of one metrics.json; the reference's files name
+    their experiment only by their folder and record neither seed nor status."""
+    if not ours:
+        return (_experiment_from_path(path), "", None,
+                "early_stopped" if metrics.get("stopped_early") else "completed")
+    config = metrics.get("config") or {}
+    experiment = (config.get("name") or (metrics.get("experiment_config") or {}).get("name")
+                  or _experiment_from_path(path))
+    return experiment, config.get("condition") or "", metrics.get("seed"), metrics.get("status")
+
+
 def _read_run(metrics: dict, path: Path, run_id: str, force_reference: bool) -> dict[str, Any]:
     """Everything one metrics.json gives: run row, eval rows, routing rows, environment."""
     ours = is_our_format(metrics) and not force_reference
     exp_config = metrics.get("experiment_config") or {}
     config = metrics.get("config") or {}
-    if ours:
-        experiment = config.get("name") or exp_config.get("name") or _experiment_from_path(path)
-        condition = config.get("condition") or ""
-        seed = metrics.get("seed")
-        status = metrics.get("status")
-    else:
-        experiment, condition = _experiment_from_path(path), ""
-        seed = None
-        status = "early_stopped" if metrics.get("stopped_early") else "completed"
+    experiment, condition, seed, status = _run_identity(metrics, path, ours)
     max_steps = _number(config.get("max_steps", exp_config.get("max_steps")))
     identity = {"run_id": run_id, "experiment": experiment, "condition": condition,
                 "arm": arm_name(experiment, condition),

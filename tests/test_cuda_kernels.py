@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from moe_core.config import build_config
-from moe_core.model import Experts, MoEModel
+from moe_core.experts import Experts
+from moe_core.model import MoEModel
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from moe_core.config import build_config
-from moe_core.model import Experts, MoEModel, expert_kernel
+from moe_core.experts import Experts, expert_kernel
+from moe_core.model import MoEModel
 from moe_core.train import (
     _optimizer_update,
     autocast_dtype,

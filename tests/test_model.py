@@ -8,19 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from moe_core.config import build_config
-from moe_core.model import (
-    Experts,
-    MoE,
-    MoEModel,
-    Router,
-    _cpu_experts,
-    _keep_mask,
-    _padded_experts,
-    _tile_rows,
-    apply_rope,
-    expert_kernel,
-    rope_tables,
-)
+from moe_core.dropout import _keep_mask
+from moe_core.experts import Experts, _cpu_experts, _padded_experts, _tile_rows, expert_kernel
+from moe_core.model import MoE, MoEModel, Router, apply_rope, rope_tables
 from moe_core.train import total_loss
 
 
