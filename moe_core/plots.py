@@ -279,6 +279,12 @@ def experiment_colors(families: dict[str, str], control: str = "baseline") -> di
     return colors
 
 
+def free_shade(family: str, taken) -> str:
+    """A shade of the family's hue that no colour in `taken` uses (the last one if all are)."""
+    shades = FAMILY_SHADES.get(family, FAMILY_SHADES["other"])
+    return next((shade for shade in shades if shade not in set(taken)), shades[-1])
+
+
 def rise_forest(rows: pd.DataFrame, colors: dict[str, str], title: str = "") -> Figure:
     """Each arm's rise with its 95% interval, grouped by condition, the control first.
 

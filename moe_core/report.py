@@ -75,8 +75,13 @@ class Study:
 def build(run_dirs: Sequence[str | Path], reference_dirs: Sequence[str | Path] = ()) -> Study:
     """Read every run under the folders and analyse them."""
     results = load_runs(*resolve_dirs(run_dirs), reference_dirs=resolve_dirs(reference_dirs))
+    return study_of(results, analyse_reference(results))
+
+
+def study_of(results: Results, reference: ReferenceFindings | None = None) -> Study:
+    """The study of runs already read: the analysis, condition labels and colours."""
     analysis = vd.analyse(results) if len(vd.counted_runs(results)) else None
-    study = Study(results, analysis, analyse_reference(results))
+    study = Study(results, analysis, reference)
     if analysis is not None:
         study.condition_labels = {c: condition_label(c) for c in analysis.controls}
         study.colors = plots.experiment_colors(_families(analysis))
@@ -267,9 +272,13 @@ def hypothesis_figure(study: Study, name: str):
     arms = [c.arm for c in a.comparisons if c.hypothesis == name and c.control == control]
     if not arms:
         return None
-    return plots.control_vs_interventions(a.curves, control, arms,
-                                          {arm: study.colors.get(split_arm(arm)[0])
-                                           for arm in a.curves})
+    colors = {arm: study.colors.get(split_arm(arm)[0]) for arm in a.curves}
+    for arm in arms:  # the control's own experiment under another condition (the LR's
+        # intervention is `baseline`): a colour of the explanation, never the control's black
+        if colors.get(arm) in (None, plots.CONTROL_COLOR):
+            colors[arm] = plots.free_shade(name, [colors[other] for other in arms
+                                                  if other != arm])
+    return plots.control_vs_interventions(a.curves, control, arms, colors)
 
 
 def comparisons_table(study: Study, name: str | None = None) -> pd.DataFrame:

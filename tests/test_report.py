@@ -34,9 +34,7 @@ def simulated():
     truths = cal.study_like(arms, {"fresh_data@reference_lr": cal.Truth(rise=0.0),
                                    "higher_dropout@reference_lr": cal.Truth(rise=0.0)})
     results = cal.simulate_results(truths, 3, cal.Noise(), np.random.default_rng(0))
-    study = report.Study(results, vd.analyse(results), None)
-    study.condition_labels = {c: report.condition_label(c) for c in study.analysis.controls}
-    return study
+    return report.study_of(results)
 
 
 def test_the_answer_gives_where_it_rises_and_each_verdict_with_its_numbers(simulated):
@@ -82,6 +80,16 @@ def test_interaction_compares_each_intervention_with_the_control_of_its_schedule
     assert labels <= set(table.columns)
     assert table.loc["no_lb"].notna().all()  # no_lb ran under both schedules
     assert table.loc["fresh_data", report.NO_CONDITION_LABEL] == "not run"
+
+
+def test_each_intervention_is_drawn_in_a_colour_other_than_its_controls(simulated):
+    # the LR's intervention is the corrected schedule's `baseline`: the control's experiment
+    for name in ("the LR schedule", "overfitting", "load balancing"):
+        fig = report.hypothesis_figure(simulated, name)
+        for ax in fig.axes:
+            if ax.lines:
+                control, intervention = (line.get_color() for line in ax.lines[:2])
+                assert control != intervention, (name, ax.get_title())
 
 
 # ---------------------------------------------------------------- the rendered report
