@@ -82,8 +82,12 @@ def provenance_markdown(study: Study) -> str:
     runs = study.results.runs
     ours = runs[(runs["source"] == OURS) & runs["status"].isin(FINISHED)]
     envs = [study.results.environments.get(r, {}) for r in ours["run_id"]]
-    data = {(e.get("data") or {}).get("fingerprint"): (e.get("data") or {}).get("source")
-            for e in envs if e.get("data")}
+    data: dict[str, tuple[str, list[str]]] = {}  # fingerprint -> source, arm of each run
+    for arm, e in zip(ours["group"], envs, strict=True):
+        if e.get("data"):
+            source, arms = data.setdefault(e["data"].get("fingerprint"),
+                                           (e["data"].get("source"), []))
+            arms.append(arm)
     machines = {((e.get("environment") or {}).get("device_name"),
                  (e.get("environment") or {}).get("torch")) for e in envs}
     lines = ["## Provenance", "",
@@ -93,8 +97,9 @@ def provenance_markdown(study: Study) -> str:
              f"{', '.join(sorted(map(str, ours['preset'].dropna().unique()))) or 'n/a'}; seeds "
              f"{', '.join(str(int(s)) for s in sorted(ours['seed'].dropna().unique()))}.",
              f"- Total training time {ours['time_min'].sum():.1f} min of compute.",
-             "- Data: " + ("; ".join(f"{source} (fingerprint {fp})" for fp, source in
-                                     data.items()) or "n/a") + ".",
+             "- Data: " + ("; ".join(f"{source} (fingerprint {fp}): {len(arms)} runs of "
+                                     f"{', '.join(dict.fromkeys(arms))}"
+                                     for fp, (source, arms) in data.items()) or "n/a") + ".",
              "- Machines: " + ("; ".join(f"{name}, torch {torch}" for name, torch in machines
                                          if name) or "n/a") + "."]
     dropped = runs[~runs["status"].isin(FINISHED)]

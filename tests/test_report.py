@@ -197,6 +197,15 @@ def test_hypothesis_evidence_reads_the_rising_control_from_the_runs(run_dir):
     assert len(load_runs(run_dir).runs) == 10
 
 
+def test_provenance_names_the_data_of_each_arm(run_dir):
+    study = report.build([run_dir])
+    data_line = next(line for line in backmatter.provenance_markdown(study).splitlines()
+                     if line.startswith("- Data: "))
+    assert data_line.startswith("- Data: synthetic") and "(fingerprint " in data_line
+    for arm in ("baseline", "baseline@reference_lr", "no_lb", "no_lb@reference_lr"):
+        assert re.search(rf"\b{re.escape(arm)}(,|\.|$)", data_line), (arm, data_line)
+
+
 def test_failing_report_notebook_raises_naming_the_notebook_and_cell(tmp_path):
     notebook = nbformat.v4.new_notebook()
     parameters = nbformat.v4.new_code_cell("run_dirs = []\nreference_dirs = []")
