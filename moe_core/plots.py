@@ -246,8 +246,10 @@ def expert_load_heatmaps(routing: pd.DataFrame,
             ax = axes[layer, col]
             grid = part[part["layer"] == layer].pivot_table(
                 index="expert", columns="step", values="load_share", aggfunc="mean")
+            # about five step labels: one per eval column is unreadable at 100 evals
             sns.heatmap(grid, ax=ax, cmap="mako", vmin=0, vmax=min(1.0, 3.0 / num_experts),
-                        cbar_kws={"label": "load share"})
+                        cbar_kws={"label": "load share"},
+                        xticklabels=max(1, grid.shape[1] // 5))
             ax.set(title=f"{experiment}, layer {layer}", xlabel="step", ylabel="expert")
     return fig
 

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from moe_core import backmatter, report
+from moe_core import backmatter, plots, report
 from moe_core import calibration as cal
 from moe_core import verdicts as vd
 from moe_core.config import build_config
@@ -90,6 +91,14 @@ def test_each_intervention_is_drawn_in_a_colour_other_than_its_controls(simulate
             if ax.lines:
                 control, intervention = (line.get_color() for line in ax.lines[:2])
                 assert control != intervention, (name, ax.get_title())
+
+
+def test_expert_load_heatmaps_label_about_five_steps_of_a_hundred_evals():
+    routing = pd.DataFrame([{"experiment": "baseline", "layer": 0, "expert": e, "step": 4 * t,
+                             "load_share": 0.125} for t in range(1, 101) for e in range(8)])
+    ax = plots.expert_load_heatmaps(routing, ("baseline",)).axes[0]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert 3 <= len(labels) <= 6 and labels[0] == "4"
 
 
 # ---------------------------------------------------------------- the rendered report
