@@ -50,7 +50,11 @@ def method_markdown(study: Study) -> str:
         f"detect' is the change found with {100 * fx.POWER:.0f}% power.",
         "- **A control, interventions.** A control is the `baseline` of a condition; an "
         "intervention differs from it in the config keys of one explanation only. A cause "
-        "is judged only against a control whose own rise is beyond noise.",
+        "is judged only against a control whose own rise is beyond noise. An intervention "
+        "that removes the suspected cause outright (no repeated data, no balancing loss, a "
+        "late LR under half the control's) counts against it when the rise *persists*: the "
+        "arm still rises and keeps more than half of the control's rise (one-sided t on arm "
+        "rise minus half the control's, both arms' noise counted, Holm-Sidak in the family).",
         "- **A run inflects** (per-run label, descriptive) when its rise exceeds what flat "
         "curves with its own correlated wander reach (parametric AR(1) bootstrap, p < 0.05) "
         "and its per-sequence val noise.",

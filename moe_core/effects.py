@@ -224,9 +224,19 @@ def one_sample(stat: ArmStatistic, alternative: str = "greater") -> Test:
                    (int(stat.per_seed.size),), _root(seeds), _root(val), note=note)
 
 
-def two_sample(a: ArmStatistic, b: ArmStatistic) -> Test:
+def scaled(stat: ArmStatistic, factor: float) -> ArmStatistic:
+    """The statistic times a constant, per seed and per sequence (e.g. half a control's rise,
+    to test whether another arm keeps more than half of it)."""
+    from dataclasses import replace
+
+    return replace(stat, name=f"{factor:g} x {stat.name}", per_seed=stat.per_seed * factor,
+                   per_sequence=None if stat.per_sequence is None
+                   else stat.per_sequence * factor)
+
+
+def two_sample(a: ArmStatistic, b: ArmStatistic, alternative: str = "two-sided") -> Test:
     """a minus b: Welch over seeds, plus the val-set part, paired by sequence when both
-    arms were scored on the same val split."""
+    arms were scored on the same val split. alternative "greater": one-sided, a - b > 0."""
     seeds = [_seed_variance(a.per_seed), _seed_variance(b.per_seed)]
     paired = (a.per_sequence is not None and b.per_sequence is not None and a.val_sha
               and a.val_sha == b.val_sha and a.per_sequence.shape == b.per_sequence.shape)
@@ -242,7 +252,7 @@ def two_sample(a: ArmStatistic, b: ArmStatistic) -> Test:
         notes.append("one seed on a side: run-to-run variation unknown there")
     if not paired and a.per_sequence is not None and b.per_sequence is not None:
         notes.append("different val splits: their sampling errors add")
-    return _finish(f"{a.name}: {a.arm} - {b.arm}", a.mean - b.mean, se, df, "two-sided",
+    return _finish(f"{a.name}: {a.arm} - {b.arm}", a.mean - b.mean, se, df, alternative,
                    (int(a.per_seed.size), int(b.per_seed.size)), seed_part, val_part,
                    bool(paired), "; ".join(notes))
 

@@ -249,8 +249,10 @@ def answer_figure(study: Study):
     if study.analysis is None:
         return plots._message_figure("no finished runs of ours")
     return plots.rise_forest(rise_rows(study), study.colors,
-                             "Filled: rises beyond noise (corrected: controls, and "
-                             "interventions, each a family). Shaded: the control's interval.")
+                             "Filled: rises beyond noise (Holm-Sidak; the controls one family, "
+                             "the interventions another). Shaded: the control's interval.\n"
+                             "A rise of exactly 0 without an interval: the arm's lowest "
+                             "window is its last (still falling at the end).")
 
 
 # ---------------------------------------------------------------- one explanation

@@ -60,7 +60,8 @@ HYPOTHESIS_OF_KEY: dict[str, tuple[str, int | None]] = {
 }
 LATE_FRACTION = 0.25  # "late in training": the last quarter of the evals
 LR_DIFFERENCE = 0.05  # late-LR fractions closer than this predict no change
-PERSISTS_SHARE = 0.5  # a persisting rise: its change excludes removing this share of it
+# a persisting rise keeps more than this share of the control's rise (one-sided, corrected)
+PERSISTS_SHARE = 0.5
 ONCE_EPOCHS = 1.5  # at most this many passes: train sequences are seen about once
 
 SUPPORTED = "supported"
@@ -94,6 +95,9 @@ class Comparison:
     arm_rise: fx.Test
     outcome: str = NO_CHANGE
     removes: bool = False  # as predicted, and the arm's own rise is not significant
+    # for an intervention that removes the cause: arm rise - PERSISTS_SHARE x control rise
+    # > 0, one-sided, Holm-Sidak within the explanation's family (None otherwise)
+    keeps: fx.Test | None = None
 
 
 @dataclass(frozen=True)
@@ -269,9 +273,10 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
     for family in dict.fromkeys(c[2] for c in candidates):
         members = [c for c in candidates if c[2] == family]
         corrected = fx.correct([c[5] for c in members], alpha)
+        keeps = _keeps_tests(members, rise_stats, alpha)
         comparisons += [
-            _judge(Comparison(control, arm, family, keys, *prediction, test, rise_tests[arm]),
-                   rise_tests[control])
+            _judge(Comparison(control, arm, family, keys, *prediction, test, rise_tests[arm],
+                              keeps=keeps.get((control, arm))))
             for (control, arm, _, keys, prediction, _), test in zip(members, corrected,
                                                                     strict=True)]
     verdicts = {name: _verdict(name, [c for c in comparisons if c.hypothesis == name
@@ -286,8 +291,20 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
                          late_lr, leader(curves, alpha), gap)
 
 
-def _judge(c: Comparison, control_rise: fx.Test) -> Comparison:
-    """The comparison's outcome from its corrected change test and the arm's rise test."""
+def _keeps_tests(members: list[tuple], rise_stats: Mapping[str, fx.ArmStatistic],
+                 alpha: float) -> dict[tuple[str, str], fx.Test]:
+    """For each intervention of one family that removes the cause: does it keep more than
+    PERSISTS_SHARE of its control's rise? (arm rise - share x control rise > 0, one-sided,
+    with the control's own noise, paired by val sequence; Holm-Sidak over these tests)."""
+    removing = [(control, arm) for control, arm, _, _, prediction, _ in members if prediction[2]]
+    tests = [fx.two_sample(rise_stats[arm], fx.scaled(rise_stats[control], PERSISTS_SHARE),
+                           alternative="greater") for control, arm in removing]
+    return dict(zip(removing, fx.correct(tests, alpha), strict=True))
+
+
+def _judge(c: Comparison) -> Comparison:
+    """The comparison's outcome from its corrected change test, the arm's rise test and,
+    for an intervention that removes the cause, whether it keeps most of the rise."""
     from dataclasses import replace
 
     test = c.change
@@ -297,8 +314,8 @@ def _judge(c: Comparison, control_rise: fx.Test) -> Comparison:
         outcome = AS_PREDICTED
     elif test.significant:
         outcome = AGAINST
-    elif (c.removes_cause and c.arm_rise.significant and test.ci_low is not None
-          and test.ci_low > -PERSISTS_SHARE * control_rise.estimate):
+    elif c.removes_cause and c.arm_rise.significant and c.keeps is not None \
+            and c.keeps.significant:
         outcome = PERSISTS
     else:
         outcome = NO_CHANGE
@@ -349,7 +366,9 @@ def _reason(c: Comparison) -> str:
     elif c.outcome == AGAINST:
         text += ": moves against the prediction"
     elif c.outcome == PERSISTS:
-        text += f": the rise persists ({c.arm} still rises by {c.arm_rise.estimate:.3f})"
+        text += (f": the rise persists ({c.arm} still rises by {c.arm_rise.estimate:.3f}, "
+                 f"more than {PERSISTS_SHARE:.0%} of the control's: one-sided Holm p "
+                 f"{c.keeps.p_adjusted:.3g})")
     elif c.outcome == NO_PREDICTION:
         text += f": no prediction ({c.prediction_basis})"
     else:
@@ -405,5 +424,8 @@ def comparisons_frame(analysis: StudyAnalysis) -> pd.DataFrame:
         "change": c.change.estimate, "se": c.change.se, "df": c.change.df,
         "ci_low": c.change.ci_low, "ci_high": c.change.ci_high, "p": c.change.p_value,
         "p_adjusted": c.change.p_adjusted, "significant": c.change.significant,
-        "detectable": c.change.detectable, "paired": c.change.paired, "outcome": c.outcome}
+        "detectable": c.change.detectable, "paired": c.change.paired,
+        "keeps_over_half": None if c.keeps is None else c.keeps.estimate,
+        "keeps_over_half_p_adjusted": None if c.keeps is None else c.keeps.p_adjusted,
+        "outcome": c.outcome}
         for c in analysis.comparisons])

@@ -62,6 +62,29 @@ def test_the_built_in_picture_supports_overfitting_and_the_lr_and_not_balancing(
     assert comparison(a, "lower_lb_weight@reference_lr").outcome == vd.NO_CHANGE
 
 
+def test_a_persisting_rise_is_a_corrected_one_sided_test_that_counts_the_controls_noise():
+    a = analyse(cal.study_like(ARMS))
+    removing = [c for c in a.comparisons if c.hypothesis == vd.LOAD_BALANCING
+                and c.removes_cause]
+    assert {c.arm for c in removing} >= {"no_lb@reference_lr", "aux_free_balance@reference_lr"}
+    for c in removing:
+        keeps = c.keeps
+        assert keeps.alternative == "greater" and keeps.p_adjusted >= keeps.p_value
+        # arm rise - half the control's rise, with both arms' seed noise in its SE
+        assert keeps.estimate == pytest.approx(c.arm_rise.estimate - 0.5 * (
+            c.arm_rise.estimate - c.change.estimate))
+        assert keeps.se > c.arm_rise.se_seeds
+    # a weaker loss does not remove the cause: nothing to test
+    assert comparison(a, "lower_lb_weight@reference_lr").keeps is None
+
+
+def test_an_intervention_that_keeps_only_half_the_rise_is_not_called_persisting():
+    truths = cal.study_like(ARMS, {"no_lb@reference_lr": cal.Truth(rise=0.05)})  # of 0.10
+    for seed in range(3):
+        assert comparison(analyse(truths, seed=seed), "no_lb@reference_lr").outcome \
+            != vd.PERSISTS
+
+
 def test_a_rise_that_persists_with_fresh_data_does_not_support_overfitting():
     a = analyse(cal.study_like(ARMS))
     assert comparison(a, "fresh_data@reference_lr").outcome == vd.PERSISTS
