@@ -236,10 +236,12 @@ def calibration_table(studies: int = 200, seeds: int = 4, noise: Noise = Noise()
                                            found(fresh, vd.OVERFITTING), studies, seeds,
                                            noise, seed=8)["called persisting"]})
     vanishes = {fresh: Truth(rise=0.0), "higher_dropout@reference_lr": Truth(rise=0.03)}
-    add("overfitting true: the rise vanishes with fresh data", "supported high, not supported <= 0.05",
+    add("overfitting true: the rise vanishes with fresh data",
+        "supported high, not supported <= 0.05",
         run_scenario(study_like(arms, vanishes), found(fresh, vd.OVERFITTING), studies, seeds,
                      noise, seed=4))
-    add("overfitting false: the rise persists with fresh data", "supported <= 0.05, not supported high",
+    add("overfitting false: the rise persists with fresh data",
+        "supported <= 0.05, not supported high",
         run_scenario(study_like(arms), found(fresh, vd.OVERFITTING), studies, seeds, noise,
                      seed=5))
     add("one flat run with correlated wander (per-run label)", "descriptive: reported",

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -227,8 +227,6 @@ def one_sample(stat: ArmStatistic, alternative: str = "greater") -> Test:
 def scaled(stat: ArmStatistic, factor: float) -> ArmStatistic:
     """The statistic times a constant, per seed and per sequence (e.g. half a control's rise,
     to test whether another arm keeps more than half of it)."""
-    from dataclasses import replace
-
     return replace(stat, name=f"{factor:g} x {stat.name}", per_seed=stat.per_seed * factor,
                    per_sequence=None if stat.per_sequence is None
                    else stat.per_sequence * factor)
@@ -276,8 +274,6 @@ def correct(tests: Sequence[Test], alpha: float = ALPHA) -> list[Test]:
     """The tests of one family with Holm-adjusted p-values, significance at family-wise
     `alpha` and the difference each could have detected (at alpha / family size, the
     first Holm step). Tests without a p-value are never significant."""
-    from dataclasses import replace
-
     from statsmodels.stats.multitest import multipletests
 
     tests = list(tests)
