@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from moe_core import effects as fx
+from moe_core import escape as esc
 from moe_core import plots
 from moe_core.config import PARAMETERS_DIR
 from moe_core.render import TABLES_ENV
@@ -63,7 +64,7 @@ def method_markdown(study: Study) -> str:
     if calibration is not None:
         lines += ["", "**Calibration** (simulated studies with a known answer through this "
                   "same pipeline; measured outside this study's runs, "
-                  f"`{calibration['command']}`):", "", calibration["markdown"]]
+                  f"{calibration['command']}):", "", calibration["markdown"]]
     return "\n".join(lines)
 
 
@@ -75,9 +76,9 @@ def calibration_table() -> dict | None:
         return None
     rows = stored.get("rows") or []
     table = ["| scenario | indicator | rate | should be |", "| --- | --- | --- | --- |"]
-    table += [f"| {r['scenario']} | {r['indicator']} | {r['rate']:.3f} | "
-              f"{r['what it should be']} |" for r in rows]
-    return {"command": stored.get("command", "python -m moe_core.calibration"),
+    table += [f"| {esc.md(r['scenario'])} | {esc.md(r['indicator'])} | {r['rate']:.3f} | "
+              f"{esc.md(r['what it should be'])} |" for r in rows]
+    return {"command": esc.md(stored.get("command", "python -m moe_core.calibration")),
             "markdown": "\n".join(table)}
 
 
@@ -98,18 +99,20 @@ def provenance_markdown(study: Study) -> str:
              f"- Rendered {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from commit "
              f"{_commit()}.",
              f"- {len(ours)} finished runs of ours in {ours['group'].nunique()} arms; presets "
-             f"{', '.join(sorted(map(str, ours['preset'].dropna().unique()))) or 'n/a'}; seeds "
+             f"{', '.join(sorted(map(esc.md, ours['preset'].dropna().unique()))) or 'n/a'}; "
+             "seeds "
              f"{', '.join(str(int(s)) for s in sorted(ours['seed'].dropna().unique()))}.",
              f"- Total training time {ours['time_min'].sum():.1f} min of compute.",
-             "- Data: " + ("; ".join(f"{source} (fingerprint {fp}): {len(arms)} runs of "
-                                     f"{', '.join(dict.fromkeys(arms))}"
+             "- Data: " + ("; ".join(f"{esc.md(source)} (fingerprint {esc.md(fp)}): {len(arms)} "
+                                     f"runs of {', '.join(map(esc.md, dict.fromkeys(arms)))}"
                                      for fp, (source, arms) in data.items()) or "n/a") + ".",
-             "- Machines: " + ("; ".join(f"{name}, torch {torch}" for name, torch in machines
+             "- Machines: " + ("; ".join(f"{esc.md(name)}, torch {esc.md(torch)}"
+                                         for name, torch in machines
                                          if name) or "n/a") + "."]
     dropped = runs[~runs["status"].isin(FINISHED)]
     if len(dropped):
         lines.append(f"- Not counted: {len(dropped)} run(s) "
-                     + ", ".join(f"{r} ({s})" for r, s in zip(dropped["run_id"],
+                     + ", ".join(f"{esc.md(r)} ({esc.md(s)})" for r, s in zip(dropped["run_id"],
                                                               dropped["status"], strict=True))
                      + " (see the appendix).")
     return "\n".join(lines)
@@ -135,9 +138,9 @@ def reference_markdown(study: Study) -> str:
         return "\n".join(lines + ["No reference results were included (`moe-suite report "
                                   "--include <folder>` adds them)."])
     lines += ["What its files show (computed from them):", ""]
-    lines += [f"- {fact}" for fact in study.reference.facts]
+    lines += [f"- {esc.md(fact)}" for fact in study.reference.facts]
     lines += ["", "Known only from outside its files (labelled priors, not findings):", ""]
-    lines += [f"- {prior}" for prior in study.reference.priors]
+    lines += [f"- {esc.md(prior)}" for prior in study.reference.priors]
     return "\n".join(lines)
 
 
@@ -195,7 +198,7 @@ def appendix(study: Study) -> Any:
     folder = os.environ.get(TABLES_ENV)
     parts = []
     for name, (table, caption) in tables.items():
-        csv = table.to_csv(index=False)
+        csv = table.map(esc.csv_cell).rename(columns=esc.csv_cell).to_csv(index=False)
         if folder:
             Path(folder).mkdir(parents=True, exist_ok=True)
             (Path(folder) / f"{name}.csv").write_text(csv)
@@ -216,5 +219,5 @@ def problems_markdown(study: Study) -> str | None:
     lines = ["**Runs not counted** (failed, interrupted, unreadable or duplicate copies):", ""]
     for _, row in bad.iterrows():
         why = row["error"] if isinstance(row["error"], str) else row["status"]
-        lines.append(f"- {row['run_id']} ({row['status']}): {why}")
+        lines.append(f"- {esc.md(row['run_id'])} ({esc.md(row['status'])}): {esc.md(why)}")
     return "\n".join(lines)

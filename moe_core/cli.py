@@ -100,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     report_p.add_argument("--include", nargs="+", action="extend", default=[],
                           metavar="REFERENCE_DIR",
                           help="folders of reference-format metrics, labelled as reference")
-    report_p.add_argument("--html", help="the report's path (default: the report's own)")
+    report_p.add_argument("--html", help="where to write the HTML report, relative to the "
+                          "current folder (default: reports/inflection_report.html in the "
+                          "current folder)")
     return parser
 
 
@@ -137,7 +139,8 @@ def _add_run_command(sub) -> None:
                      "workers run the suite; implies --executor dask (default: start a local "
                      "cluster)")
     run.add_argument("--no-report", action="store_true", help="do not render the report")
-    run.add_argument("--html", help="the report's path (default: the report's own)")
+    run.add_argument("--html", help="where to write the HTML report, relative to the current "
+                     "folder (default: reports/inflection_report.html in the current folder)")
     run.add_argument("--notebook", default=str(TRAIN_NOTEBOOK),
                      help="the training notebook to execute (default: the repository's)")
 
@@ -161,6 +164,16 @@ def _run_command(args: argparse.Namespace) -> int:
                   f"retry with `moe-suite report --out {out}`", file=sys.stderr)
             code = 1
     return code
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    try:
+        print(suite.report(args.out or ["runs"], args.include, args.html))  # the path written
+    except KeyboardInterrupt as e:
+        print("\nmoe-suite: report interrupted; no report was written and an earlier one at "
+              "that path is unchanged: run the same command again", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
+    return 0
 
 
 class Terminated(KeyboardInterrupt):
@@ -194,8 +207,7 @@ def suite_main(argv: Sequence[str] | None = None) -> int:
             print(table.to_string(index=False) if len(table) else
                   f"no runs under {', '.join(map(str, args.out or ['runs']))}")
             return 0
-        print(suite.report(args.out or ["runs"], args.include, args.html))
-        return 0
+        return _report_command(args)
     except UserInputError as e:
         print(f"moe-suite: error: {e}", file=sys.stderr)
         return 2

@@ -132,6 +132,16 @@ class RunConfig:
         return self.max_steps // self.grad_accum_steps
 
     @property
+    def parameter_count(self) -> int:
+        """Parameters of the model this config builds: the tied embedding, and per layer
+        attention, each expert's two matrices, the router and two norms; then the final norm.
+        With vocab_size as configured (a tokenizer may set another)."""
+        d = self.d_model
+        per_layer = (4 * d * d + self.num_experts * 2 * d * self.d_ff + d * self.num_experts
+                     + 2 * d)
+        return self.vocab_size * d + self.n_layers * per_layer + d
+
+    @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
 

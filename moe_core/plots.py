@@ -15,6 +15,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from moe_core import escape as esc
 from moe_core.errors import UserInputError
 from moe_core.results import REFERENCE
 from moe_core.summary import sort_experiments
@@ -51,17 +52,20 @@ def _one_run(evals: pd.DataFrame) -> pd.DataFrame:
 
 
 def with_labels(table: pd.DataFrame) -> pd.DataFrame:
-    """Add `label`: the experiment, marked "(reference)" for the reference's runs."""
+    """Add `label`: the experiment (as a figure label), marked "(reference)" for the
+    reference's runs."""
     out = table.copy()
     reference = out["source"] == REFERENCE
-    out["label"] = out["experiment"].where(~reference, out["experiment"] + " (reference)")
+    name = out["experiment"].map(esc.label)
+    out["label"] = name.where(~reference, name + " (reference)")
     return out
 
 
 def _label_order(table: pd.DataFrame) -> list[str]:
     ours = sort_experiments(table.loc[table["source"] != REFERENCE, "experiment"])
     theirs = sort_experiments(table.loc[table["source"] == REFERENCE, "experiment"])
-    return ours + [f"{name} (reference)" for name in theirs]
+    return list(dict.fromkeys([esc.label(name) for name in ours]
+                              + [f"{esc.label(name)} (reference)" for name in theirs]))
 
 
 def _palette(labels: Sequence[str]) -> dict[str, tuple]:
@@ -131,7 +135,7 @@ def metrics_panels(evals: pd.DataFrame) -> Figure:
     perplexity.plot(run["step"], run["val_perplexity"], marker=".", color="C4")
     perplexity.set(xlabel="step", ylabel="val perplexity", title="Val perplexity",
                    yscale="log")
-    fig.suptitle(str(run["run_id"].iloc[0]))
+    fig.suptitle(esc.label(run["run_id"].iloc[0], max_chars=120))
     return fig
 
 
@@ -236,7 +240,7 @@ def expert_load_heatmaps(routing: pd.DataFrame,
     (columns), averaged over seeds; 1/E everywhere is perfect balance."""
     present = [e for e in experiments if len(routing) and (routing["experiment"] == e).any()]
     if not present:
-        return _message_figure(f"no routing recorded for {', '.join(experiments)}")
+        return _message_figure(f"no routing recorded for {', '.join(map(esc.label, experiments))}")
     layers = int(routing["layer"].max()) + 1
     fig, axes = _figure(layers, len(present), width=4.2, height=1.9)
     num_experts = int(routing["expert"].max()) + 1
@@ -250,7 +254,8 @@ def expert_load_heatmaps(routing: pd.DataFrame,
             sns.heatmap(grid, ax=ax, cmap="mako", vmin=0, vmax=min(1.0, 3.0 / num_experts),
                         cbar_kws={"label": "load share"},
                         xticklabels=max(1, grid.shape[1] // 5))
-            ax.set(title=f"{experiment}, layer {layer}", xlabel="step", ylabel="expert")
+            ax.set(title=f"{esc.label(experiment)}, layer {layer}", xlabel="step",
+                   ylabel="expert")
     return fig
 
 
@@ -317,10 +322,10 @@ def rise_forest(rows: pd.DataFrame, colors: dict[str, str], title: str = "") -> 
                 ax.plot([row["ci_low"], row["ci_high"]], [yi, yi], color=color, linewidth=2.2)
             ax.plot(row["rise"], yi, "o", color=color, markersize=7,
                     markerfacecolor=color if row["rises"] else "white", markeredgewidth=2)
-        ax.set_yticks(y, [f"{e} (control)" if c else e for e, c in
+        ax.set_yticks(y, [f"{esc.label(e)} (control)" if c else esc.label(e) for e, c in
                           zip(part["experiment"], part["is_control"], strict=True)])
         ax.set_ylim(-0.6, most - 0.4)
-        ax.set_title(condition, loc="left", fontsize=10, fontweight="bold")
+        ax.set_title(esc.label(condition), loc="left", fontsize=10, fontweight="bold")
         ax.grid(axis="y", visible=False)
     fig.supxlabel("rise of the val loss: last 10% of evals minus the lowest 10% (nats), "
                   "mean over seeds, 95% interval", fontsize=10)
@@ -340,7 +345,7 @@ def control_vs_interventions(curves: dict, control: str, interventions: Sequence
     shown = [arm for arm in interventions if arm in curves]
     if control not in curves or not shown:
         return _message_figure("no intervention ran beside this control")
-    labels = labels or {}
+    labels = {arm: esc.label((labels or {}).get(arm, arm)) for arm in [control, *shown]}
     columns = min(2, len(shown))
     rows_n = -(-len(shown) // columns)
     fig, axes = _figure(rows_n, columns, width=3.9, height=2.8, sharey=True)
@@ -354,14 +359,14 @@ def control_vs_interventions(curves: dict, control: str, interventions: Sequence
             c = curves[name]
             keep = c.steps >= from_fraction * c.steps[-1]
             ax.plot(c.steps[keep], c.loss.mean(0)[keep], color=color, linewidth=1.8,
-                    label=labels.get(name, name))
+                    label=labels[name])
             if c.n_seeds > 1:
                 ax.fill_between(c.steps[keep], c.loss.min(0)[keep], c.loss.max(0)[keep],
                                 color=color, alpha=0.18, linewidth=0)
-        ax.set_title(labels.get(arm, arm), fontsize=10)
+        ax.set_title(labels[arm], fontsize=10)
         ax.set_xlabel("step")
         ax.legend(frameon=False, fontsize=8, loc="upper right")
     axes[0, 0].set_ylabel("val loss (nats)")
-    fig.suptitle(f"{labels.get(control, control)} (black) against each intervention; bands: "
+    fig.suptitle(f"{labels[control]} (black) against each intervention; bands: "
                  f"lowest to highest of {base.n_seeds} seeds", x=0.01, ha="left", fontsize=10)
     return fig

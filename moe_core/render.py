@@ -18,10 +18,16 @@ REPORT_NOTEBOOK = REPO_ROOT / "notebooks" / "inflection_report.ipynb"
 DEFAULT_HTML = "reports/inflection_report.html"
 DEFAULT_TITLE = "Why does the MoE validation loss turn up at the end of training?"
 TABLES_ENV = "MOE_REPORT_TABLES"  # where the notebook writes its CSV tables
+# The page may load nothing but what it carries (figures as data: URLs, inline styles) and
+# run no script at all: a folder name that slipped through escaping still could not act.
+CONTENT_SECURITY_POLICY = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+                           "font-src data:; base-uri 'none'; form-action 'none'")
 # JupyterLab's HTML look without the scripts it fetches from CDNs (require.js, MathJax,
 # Mermaid, widgets): the report has no math or widgets and must open offline
-SELF_CONTAINED_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
-{%- block html_head_js -%}{%- endblock html_head_js -%}
+SELF_CONTAINED_TEMPLATE = ("""{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js -%}
+<meta http-equiv="Content-Security-Policy" content="@CSP@">
+{%- endblock html_head_js -%}
 {% block jupyter_widgets %}{% endblock jupyter_widgets %}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
@@ -34,6 +40,11 @@ SELF_CONTAINED_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
   .jp-RenderedHTMLCommon table { font-size: 13px; }
   .jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th { white-space: normal;
     text-align: left; vertical-align: top; }
+  /* a name without spaces (a 10,000-character folder name) wraps instead of widening the
+     page; in a table only where it must (`anywhere` would also split short words when the
+     columns are narrow) */
+  .jp-RenderedHTMLCommon p, .jp-RenderedHTMLCommon li, summary { overflow-wrap: anywhere; }
+  .jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th { overflow-wrap: break-word; }
   /* on a phone a figure keeps its own size (its text legible) and a table its columns:
      each scrolls sideways in its own box */
   @media (max-width: 700px) {
@@ -44,7 +55,7 @@ SELF_CONTAINED_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
   details > summary { cursor: pointer; font-weight: 600; margin: 0.6em 0; }
 </style>
 {% endblock extra_css %}
-"""
+""").replace("@CSP@", CONTENT_SECURITY_POLICY)
 
 
 class ReportError(UserInputError):
@@ -52,7 +63,8 @@ class ReportError(UserInputError):
 
 
 def resolve_dirs(dirs: Sequence[str | Path] | str | Path) -> list[Path]:
-    """Folders as absolute paths; relative ones are taken from the repository root."""
+    """Folders as absolute paths; relative ones are taken from the repository root (the
+    report notebook's parameters, which JupyterLab runs from notebooks/)."""
     if isinstance(dirs, (str, Path)):
         dirs = [dirs]
     return [Path(d) if Path(d).is_absolute() else REPO_ROOT / d for d in dirs]
@@ -79,7 +91,7 @@ def render_report(
 ) -> Path:
     """Execute the report notebook on these runs and write one self-contained HTML file
     (no code, figures embedded) and its tables as CSV beside it; relative paths are taken
-    from the repository root."""
+    from the current folder."""
     import jinja2
     import nbformat
     from nbconvert import HTMLExporter
@@ -87,18 +99,21 @@ def render_report(
 
     from moe_core.kernel import execute_notebook
 
-    out_html = resolve_dirs([out_html])[0]
+    out_html = Path(out_html).absolute()
     out_html.parent.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="moe_report_"))
     executed = (out_html.with_suffix(".ipynb") if keep_notebook
                 else workdir / Path(notebook).name)
-    parameters = {"run_dirs": [str(d) for d in resolve_dirs(run_dirs)],
-                  "reference_dirs": [str(d) for d in resolve_dirs(reference_dirs)]}
+    parameters = {"run_dirs": [str(Path(d).absolute()) for d in run_dirs],
+                  "reference_dirs": [str(Path(d).absolute()) for d in reference_dirs]}
     previous = os.environ.get(TABLES_ENV)
     os.environ[TABLES_ENV] = str(tables_folder(out_html))
     try:
         # the kernel's own warnings go to a kernel.log in the work folder, not the terminal
         execute_notebook(Path(notebook), executed, parameters, log_dir=workdir)
+    except KeyboardInterrupt:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise  # the previous report, if any, is untouched: it is replaced only when complete
     except PapermillExecutionError as e:
         first_line = (e.source or "").strip().splitlines()[:1]
         raise ReportError(

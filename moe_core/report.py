@@ -9,6 +9,7 @@ the reference's files, and an appendix of every number.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from moe_core import effects as fx
+from moe_core import escape as esc
 from moe_core import plots
 from moe_core import verdicts as vd
 from moe_core.config import PARAMETERS_DIR, read_yaml, split_arm
@@ -92,6 +94,8 @@ def condition_label(condition: str) -> str:
     """A condition's readable name: its YAML's `label`, else its name."""
     if not condition:
         return NO_CONDITION_LABEL
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", condition):
+        return condition  # a name read from a run, never a path to read a file from
     try:
         values = read_yaml(PARAMETERS_DIR / "conditions" / f"{condition}.yaml")
     except UserInputError:
@@ -177,18 +181,18 @@ def _where_it_rises(study: Study) -> list[str]:
             state = "rises" if test.significant else "does not rise beyond noise"
             how = (f"{state}: by {with_interval(test, signed=False)} nats, "
                    f"{inflect_count(study, control)} seeds inflect on their own")
-        sentences.append(f"Under {study.condition_labels[condition]} the control ({control}) "
-                         f"{how}.")
+        sentences.append(f"Under {esc.md(study.condition_labels[condition])} the control "
+                         f"({esc.md(control)}) {how}.")
     return sentences
 
 
 def _deciding(verdict: vd.HypothesisVerdict) -> str:
     if not verdict.comparisons:
-        return verdict.reasons[0] if verdict.reasons else ""
+        return esc.md(verdict.reasons[0]) if verdict.reasons else ""
     decisive = [c for c in verdict.comparisons if c.outcome in (vd.AS_PREDICTED, vd.AGAINST,
                                                                   vd.PERSISTS)]
     shown = (decisive or list(verdict.comparisons))[:3]
-    return "; ".join(f"{c.arm}: rise changes {with_interval(c.change)} nats, "
+    return "; ".join(f"{esc.md(c.arm)}: rise changes {with_interval(c.change)} nats, "
                      f"{_outcome_words(c)}" for c in shown)
 
 
@@ -217,7 +221,7 @@ def one_sentence(a: vd.StudyAnalysis) -> str:
     words = {vd.SUPPORTED: "supported", vd.NOT_SUPPORTED: "not supported",
              vd.MIXED: "mixed", vd.INCONCLUSIVE: "inconclusive", vd.UNTESTED: "untested"}
     parts = [f"{words[v]}: {_listing(names)}" for v, names in by_verdict.items()]
-    controls = ", ".join(a.rising_controls)
+    controls = ", ".join(esc.md(c) for c in a.rising_controls)
     return (f"Judged against the control that rises ({controls}): " + "; ".join(parts) + ".")
 
 
@@ -263,8 +267,8 @@ def hypothesis_markdown(study: Study, name: str) -> str:
     verdict = study.analysis.verdicts[name]
     lines = [f"### {name[0].upper() + name[1:]}: {verdict.verdict}", "",
              f"*Prediction.* {PREDICTIONS[name]}", ""]
-    lines += [f"- {reason}" for reason in verdict.reasons]
-    lines += [f"- {line}" for line in extra_evidence(study, name)]
+    lines += [f"- {esc.md(reason)}" for reason in verdict.reasons]
+    lines += [f"- {esc.md(line)}" for line in extra_evidence(study, name)]
     return "\n".join(lines)
 
 
@@ -370,13 +374,14 @@ def leader_sentence(study: Study) -> str:
     t = lead["test"]
     if lead["named"]:
         lowest = number(lead["end_loss"][lead["lowest"]], t.se)
-        return (f"Lowest end loss: {lead['lowest']} ({lowest} nats), "
-                f"{number(-t.estimate, t.se)} below the runner-up {lead['runner_up']} "
+        return (f"Lowest end loss: {esc.md(lead['lowest'])} ({lowest} nats), "
+                f"{number(-t.estimate, t.se)} below the runner-up {esc.md(lead['runner_up'])} "
                 f"(95% CI {number(-t.ci_high, t.se)} to {number(-t.ci_low, t.se)}; Holm-Sidak "
                 f"p {t.p_adjusted:.3g}).")
     detect = "" if t.detectable is None else \
         f"; a difference of about {number(t.detectable, t.se)} nats would have been found"
-    return (f"No arm ends lowest beyond noise: {lead['lowest']} and {lead['runner_up']} differ "
+    return (f"No arm ends lowest beyond noise: {esc.md(lead['lowest'])} and "
+            f"{esc.md(lead['runner_up'])} differ "
             f"by {number(-t.estimate, t.se)} nats, within noise{detect}.")
 
 
@@ -385,11 +390,15 @@ def leader_sentence(study: Study) -> str:
 
 def html_table(table: pd.DataFrame, caption: str = "") -> Any:
     """A table without its index, cells wrapping (no truncation), left-aligned, numbers at
-    4 decimals unless already formatted."""
-    styler = table.style.hide(axis="index").format(precision=4, na_rep="") \
+    4 decimals unless already formatted; every cell and header escaped (they hold names from
+    runs and configs), the caption too."""
+    table = table.map(lambda v: esc.visible(v) if isinstance(v, str) else v) \
+        .rename(columns=esc.visible)
+    styler = table.style.hide(axis="index").format(precision=4, na_rep="", escape="html") \
+        .format_index(escape="html", axis=1) \
         .set_table_styles([{"selector": "th, td", "props": "text-align: left;"}])
     if caption:
-        styler = styler.set_caption(caption)
+        styler = styler.set_caption(esc.html(caption))
     return styler
 
 
@@ -428,7 +437,7 @@ def routing_section(study: Study) -> list:
     for run_id, part in routing[routing["arm"].isin(arms)].groupby("run_id", sort=False):
         last = part[part["step"] == part["step"].max()]
         load = last.pivot_table(index="layer", columns="expert", values="load_share")
-        warnings += [f"{run_id}: {w}" for w in expert_warnings(load.to_numpy())]
+        warnings += [f"{esc.md(run_id)}: {esc.md(w)}" for w in expert_warnings(load.to_numpy())]
     note = ("Dead or collapsed experts at the end: " + "; ".join(warnings) + "." if warnings
             else "No expert is dead or collapsed (under 1/(4E) of the tokens) at the end of "
             "these runs.")

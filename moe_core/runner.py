@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from moe_core.config import RunConfig, build_config, split_arm
+from moe_core.config import ConfigError, RunConfig, build_config, split_arm
 from moe_core.data import local_corpus_files
 from moe_core.errors import UserInputError
 from moe_core.kernel import REPO_ROOT, describe_error, execute_notebook
@@ -92,6 +92,7 @@ def plan_runs(
                                  condition=split_arm(arm)[1])
                for arm in dict.fromkeys(experiments)}
     for cfg in configs.values():
+        _check_fits_in_memory(cfg)
         if cfg.data_source == "local":
             local_corpus_files(cfg)  # a missing or unusable data_path fails every run: say so now
     out = Path(out_dir).absolute()
@@ -103,6 +104,23 @@ def plan_runs(
     if not force:
         _refuse_other_runs(specs)
     return specs
+
+
+# fp32 weights, their gradients and the optimizer's two moments (AdamW; Muon keeps one)
+TRAINING_BYTES_PER_PARAMETER = 16
+
+
+def _check_fits_in_memory(cfg: RunConfig) -> None:
+    """A ConfigError when the model alone could not be trained in this machine's memory (a
+    typo such as d_model=38400 would otherwise fail inside the kernel, minutes later)."""
+    need = cfg.parameter_count * TRAINING_BYTES_PER_PARAMETER
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise ConfigError(
+            f"{cfg.arm}: d_model {cfg.d_model}, n_layers {cfg.n_layers}, num_experts "
+            f"{cfg.num_experts}, d_ff {cfg.d_ff} and vocab_size {cfg.vocab_size} make a model of "
+            f"{cfg.parameter_count:,} parameters, ~{need / 2**30:,.0f} GiB to train, more than "
+            f"this machine's {have / 2**30:.0f} GiB of memory; lower those keys")
 
 
 def _refuse_other_runs(specs: Sequence[RunSpec]) -> None:

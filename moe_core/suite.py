@@ -36,6 +36,7 @@ from moe_core.catalog import (  # noqa: F401  (the suite's API before the split)
 )
 from moe_core.config import PARAMETERS_DIR, build_config  # noqa: F401
 from moe_core.errors import UserInputError
+from moe_core.escape import csv_cell
 from moe_core.executors import Executor, LocalExecutor, make_executor  # noqa: F401
 from moe_core.kernel import (  # noqa: F401
     KERNEL_LOG,
@@ -178,8 +179,8 @@ def export(out_dirs: Sequence[str | Path], to: str | Path, fmt: str = "csv") -> 
     written = []
     for name, table in tables.items():
         path = folder / f"{name}.{fmt}"
-        if fmt == "csv":
-            table.to_csv(path, index=False)
+        if fmt == "csv":  # a name a spreadsheet would read as a formula is quoted
+            table.map(csv_cell).rename(columns=csv_cell).to_csv(path, index=False)
         elif fmt == "json":
             table.to_json(path, orient="records", indent=1)
         else:

@@ -1,6 +1,7 @@
 """The inflection report: its sentences from simulated studies whose answer is set, and the
 rendered HTML from real smoke runs (self-contained, no code, every section)."""
 
+import html
 import re
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def simulated():
 
 
 def test_the_answer_gives_where_it_rises_and_each_verdict_with_its_numbers(simulated):
-    text = report.answer_markdown(simulated)
+    text = html.unescape(report.answer_markdown(simulated))  # names arrive escaped
     assert text.startswith("## The answer")
     assert "the control (baseline@reference_lr) rises" in text
     assert "the control (baseline) does not rise beyond noise" in text
@@ -48,7 +49,7 @@ def test_the_answer_gives_where_it_rises_and_each_verdict_with_its_numbers(simul
         assert f"| {name} | **{verdict}** |" in text
     assert "fresh_data@reference_lr: rise changes -0.0" in text and "95% CI" in text
     assert "removes the rise" in text and "the rise persists" in text
-    assert report.one_sentence(simulated.analysis).startswith(
+    assert html.unescape(report.one_sentence(simulated.analysis)).startswith(
         "Judged against the control that rises (baseline@reference_lr): supported: "
         "overfitting and the LR schedule; not supported: load balancing")
 
@@ -70,7 +71,7 @@ def test_the_rise_figure_has_one_row_per_arm_grouped_by_condition_control_first(
 def test_no_leader_is_named_when_the_lowest_is_within_noise(simulated):
     a = simulated.analysis
     a.leader = {**a.leader, "named": False}
-    sentence = report.leader_sentence(simulated)
+    sentence = html.unescape(report.leader_sentence(simulated))
     assert sentence.startswith("No arm ends lowest beyond noise") and "would have been found" \
         in sentence
 
@@ -193,7 +194,7 @@ def test_the_reference_section_derives_its_facts_from_the_files_and_labels_prior
 def test_the_reference_files_alone_are_still_analysed(tmp_path):
     study = report.build([], [REFERENCE_DIR])
     assert study.analysis is None and study.reference is not None
-    text = backmatter.reference_markdown(study)
+    text = html.unescape(backmatter.reference_markdown(study))
     assert "The baseline" in text and "indistinguishable from it" in text
     assert report.answer_markdown(study).endswith("nothing to answer yet.")
 
@@ -208,7 +209,8 @@ def test_hypothesis_evidence_reads_the_rising_control_from_the_runs(run_dir):
 
 def test_provenance_names_the_data_of_each_arm(run_dir):
     study = report.build([run_dir])
-    data_line = next(line for line in backmatter.provenance_markdown(study).splitlines()
+    data_line = next(line for line in html.unescape(backmatter.provenance_markdown(study))
+                     .splitlines()
                      if line.startswith("- Data: "))
     assert data_line.startswith("- Data: synthetic") and "(fingerprint " in data_line
     for arm in ("baseline", "baseline@reference_lr", "no_lb", "no_lb@reference_lr"):

@@ -10,9 +10,11 @@ import os
 import shutil
 from pathlib import Path
 
+import hostile
 import pytest
 import torch
 
+from moe_core import escape as esc
 from moe_core import report
 from moe_core.config import build_config
 from moe_core.train import train
@@ -149,3 +151,58 @@ def test_report_shows_no_code(page):
     text = page.inner_text("body")
     for fragment in ("import ", "load_runs(", "plots.", "report.markdown("):
         assert fragment not in text
+
+
+# ---------------------------------------------------------------- a report of hostile runs
+
+
+@pytest.fixture(scope="module")
+def hostile_page(browser, tmp_path_factory):
+    """The report of runs whose folder names and metrics fields hold scripts, event handlers,
+    javascript: and Markdown links, a 10,000-character name, RTL and zero-width characters;
+    loaded at the phone width, where a long name would most easily break the layout."""
+    root = tmp_path_factory.mktemp("hostile")
+    runs, references = hostile.make_hostile_runs(root)
+    html = report.render_report([runs], [references / n for n in hostile.FOLDER_NAMES],
+                                out_html=root / "report.html")
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
+                                  offline=True)
+    view = context.new_page()
+    view.dialogs, view.console_errors, view.requests = [], [], []
+    view.on("dialog", lambda d: view.dialogs.append(d.message) or d.dismiss())
+    view.on("console", lambda m: m.type == "error" and view.console_errors.append(m.text))
+    view.on("pageerror", lambda e: view.console_errors.append(str(e)))
+    view.on("request", lambda r: r.url.startswith("data:") or view.requests.append(r.url))
+    view.goto(html.as_uri(), wait_until="load")
+    view.wait_for_timeout(500)  # an injected handler (onerror, a timer) would have run by now
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    view.screenshot(path=str(SCREENSHOTS / "report_hostile_390px_full.png"), full_page=True)
+    yield view
+    context.close()
+
+
+def test_a_hostile_report_opens_no_dialog_and_logs_no_error(hostile_page):
+    assert hostile_page.dialogs == []
+    assert hostile_page.console_errors == []
+
+
+def test_a_hostile_report_requests_nothing_but_its_own_file(hostile_page):
+    assert [url for url in hostile_page.requests if not url.startswith("file:")] == []
+    assert len([url for url in hostile_page.requests if url.startswith("file:")]) == 1
+
+
+def test_a_hostile_report_shows_every_name_literally_with_invisible_characters_named(
+        hostile_page):
+    text = hostile_page.inner_text("body")
+    for name in [*hostile.FOLDER_NAMES, hostile.FIELDS["intervention"], hostile.FIELDS["device"]]:
+        assert esc.visible(name) in text, name[:40]
+    assert "abc<U+202E>dcba" in text and "zero<U+200B>width" in text
+    assert hostile_page.locator("a[href^='javascript:'], script, iframe").count() == 0
+
+
+def test_a_hostile_report_keeps_its_layout(hostile_page):
+    layout = hostile_page.evaluate("""() => ({page: document.documentElement.scrollWidth,
+        window: innerWidth, h1: document.querySelectorAll('h1').length,
+        images: [...document.images].filter(i => i.complete && i.naturalWidth > 0).length})""")
+    assert layout["page"] <= layout["window"], layout
+    assert layout["h1"] == 1 and layout["images"] >= 3, layout

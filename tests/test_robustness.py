@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -176,6 +177,7 @@ def trained(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("content, complaint", [
     ('{"status": "compl', "not valid JSON"),  # as a full disk or a crash mid-copy leaves it
+    ("", "not valid JSON"),  # an empty file: a copy that never started
     ("[]", "holds a JSON list, not the object of a run's metrics"),
 ])
 def test_a_corrupted_metrics_json_is_listed_unreadable_while_the_rest_render_and_run(
@@ -339,3 +341,110 @@ def test_moe_train_reports_a_run_that_diverged_before_its_first_evaluation(
     assert "diverged" in printed and "no evaluation finished" in printed
     assert "the loss became NaN at step 2, as fault_nan_at_step = 2 asks" in printed
     assert json.loads((out / "metrics.json").read_text())["status"] == "diverged"
+
+
+# ---------------------------------------------------------------- odd values, names and folders
+
+
+@pytest.mark.parametrize("override, complaint", [
+    ("lr=nan", "expected a number"), ("lr=inf", "expected a number"), ("lr=-1", "must be > 0"),
+    ("max_steps=1e30", "expected an integer"), ("dropout=1.5", "dropout"),
+])
+def test_non_finite_negative_and_out_of_range_values_are_refused_naming_the_key(
+        override, complaint, capsys, tmp_path):
+    code, _, err = suite_cli(capsys, "run", "-e", "baseline", "--out", tmp_path / "r",
+                             *SMOKE, "--set", override)  # after SMOKE's own max_steps
+    assert_user_error(code, err, f"'{override.split('=')[0]}'", complaint)
+
+
+def test_a_model_too_large_for_this_machine_is_refused_before_any_run(capsys, tmp_path):
+    code, _, err = suite_cli(capsys, "run", "-e", "baseline", "--out", tmp_path / "r",
+                             "--set", "d_model=100000000", *SMOKE)
+    assert_user_error(code, err, "d_model 100000000", "parameters", "GiB", "lower those keys")
+    assert not (tmp_path / "r").exists()
+
+
+def test_parameter_count_is_the_count_of_the_model_built():
+    from moe_core.model import MoEModel
+
+    for preset, overrides in (("smoke", {}), ("cpu", {"num_experts": 4, "d_ff": 96})):
+        cfg = build_config("baseline", preset, overrides)
+        assert cfg.parameter_count == sum(p.numel() for p in MoEModel(cfg).parameters())
+
+
+def test_non_finite_losses_in_a_metrics_json_are_read_and_shown_not_dropped(
+        trained, tmp_path, capsys):
+    out = tmp_path / "runs"
+    shutil.copytree(trained, out)
+    path = out / "baseline" / "seed0" / "metrics.json"
+    record = json.loads(path.read_text())
+    record["history"]["val_losses"][0] = float("nan")
+    record["final_metrics"]["val_loss"] = float("inf")
+    path.write_text(json.dumps(record))  # Python writes NaN and Infinity, as json allows
+    code, stdout, err = suite_cli(capsys, "view", "--out", out)
+    assert code == 0 and "Traceback" not in err
+    row = next(line for line in stdout.splitlines() if line.split()[0] == "baseline")
+    assert "inf" in row and "completed" in row
+
+
+def test_a_run_folder_in_a_symlink_loop_is_not_followed_forever(trained, tmp_path, capsys):
+    out = tmp_path / "runs"
+    shutil.copytree(trained, out)
+    (out / "loop").symlink_to(out, target_is_directory=True)
+    (out / "self").symlink_to(out / "self")  # a link to itself
+    code, stdout, err = suite_cli(capsys, "view", "--out", out)
+    assert code == 0 and "Traceback" not in err
+    assert [line.split()[0] for line in stdout.splitlines()[1:]] == ["baseline", "short_run"]
+
+
+def test_folders_with_spaces_and_non_ascii_names_run_and_report(tmp_path, capsys,
+                                                                 monkeypatch):
+    out = tmp_path / "my runs" / "ünï cödé ✓"
+    code, stdout, err = suite_cli(capsys, "run", "-e", "baseline", "--out", out, *SMOKE)
+    assert code == 0, err
+    assert metrics(out / "baseline" / "seed0")["status"] == "completed"
+    monkeypatch.chdir(tmp_path / "my runs")
+    code, stdout, err = suite_cli(capsys, "report", "--out", "ünï cödé ✓", "--html", "r é.html")
+    assert code == 0, err
+    written = tmp_path / "my runs" / "r é.html"
+    assert stdout.strip() == str(written) and written.is_file()
+
+
+def test_report_writes_relative_to_the_current_folder_by_default(tmp_path, capsys,
+                                                                 monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, stdout, err = suite_cli(capsys, "report", "--out", ".")
+    assert code == 0, err
+    written = tmp_path / "reports" / "inflection_report.html"
+    assert written.is_file() and stdout.strip() == str(written)
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["report", "--help"])
+    assert "reports/inflection_report.html in the current folder" in \
+        " ".join(capsys.readouterr().out.split())
+
+
+def wait_until_a_kernel_runs(process: subprocess.Popen, timeout_s: float = 120) -> None:
+    """Until the process has started the report's kernel (a child process), then 2 s more:
+    the interrupt lands while the notebook executes, not while Python imports."""
+    import psutil
+
+    deadline = time.monotonic() + timeout_s
+    while not psutil.Process(process.pid).children(recursive=True):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(2)
+
+
+def test_an_interrupted_report_leaves_the_earlier_report_as_it_was(trained, tmp_path):
+    html = tmp_path / "report.html"
+    html.write_text("the earlier report")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moe_core.suite", "report", "--out", str(trained), "--html",
+         str(html)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    wait_until_a_kernel_runs(process)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "report interrupted" in err and "Traceback" not in err
+    assert html.read_text() == "the earlier report"
