@@ -40,14 +40,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from moe_core.config import RunConfig, build_config  # noqa: E402
-from moe_core.model import MoE, MoEModel  # noqa: E402
-from moe_core.train import (  # noqa: E402
-    build_optimizers,
-    cross_entropy,
-    evaluate,
-    total_loss,
-)
+from moe_core.config.run_config import RunConfig, build_config
+from moe_core.model.transformer import MoE, MoEModel
+from moe_core.training.objective import cross_entropy, evaluate, total_loss
+from moe_core.training.optimizers import build_optimizers
 
 # ---------------------------------------------------------------- timing
 
@@ -409,9 +405,9 @@ def implementation_at(rev: str, tag: str) -> types.SimpleNamespace:
 
 
 def today() -> types.SimpleNamespace:
-    import moe_core.model
-    import moe_core.optim
-    import moe_core.train
+    import moe_core.model.transformer
+    import moe_core.training.optimizers
+    import moe_core.training.trainer
 
     return types.SimpleNamespace(model=moe_core.model, optim=moe_core.optim, train=moe_core.train)
 
@@ -452,7 +448,7 @@ def bench_cpu_run(args) -> list[dict]:
     """Today's implementation against the one at --before on the cpu preset's data: the whole
     step and one eval in interleaved rounds, at 1 torch thread (each of a suite's two parallel
     runs on 2 cores) and at 2; wall and CPU time; and the training part of a run from them."""
-    from moe_core.data import prepare_data
+    from moe_core.data.splits import prepare_data
 
     cfg = build_config("baseline", "cpu")
     data = prepare_data(cfg)

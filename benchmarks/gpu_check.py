@@ -51,22 +51,20 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import bench_moe  # noqa: E402
 
-from moe_core.config import build_config  # noqa: E402
-from moe_core.data import prepare_data  # noqa: E402
-from moe_core.errors import UserInputError  # noqa: E402
-from moe_core.experts import expert_kernel  # noqa: E402
-from moe_core.model import MoEModel  # noqa: E402
-from moe_core.train import (  # noqa: E402
-    _optimizer_update,
-    autocast,
-    autocast_dtype,
-    batch_indices,
+from moe_core.config.run_config import build_config
+from moe_core.data.splits import prepare_data
+from moe_core.errors import UserInputError
+from moe_core.model.experts import expert_kernel
+from moe_core.model.transformer import MoEModel
+from moe_core.training.device import autocast, autocast_dtype, grad_scaler
+from moe_core.training.objective import cross_entropy, evaluate, total_loss
+from moe_core.training.optimizers import (
     build_optimizers,
-    cross_entropy,
-    evaluate,
-    grad_scaler,
-    total_loss,
 )
+from moe_core.training.optimizers import (
+    optimizer_update as _optimizer_update,
+)
+from moe_core.training.trainer import batch_indices
 
 TEST_FILES = ["tests/test_cuda_sync.py", "tests/test_cuda_kernels.py", "tests/test_model.py",
               "tests/test_precision.py"]

@@ -114,8 +114,9 @@ def profile_training(cfg, threads: int) -> dict:
     """One run of train() on a temporary folder, its time split by phase."""
     import torch
 
-    from moe_core import live, train
-    from moe_core.data import prepare_data
+    from moe_core.data.splits import prepare_data
+    from moe_core.training import tensorboard_log as live
+    from moe_core.training import trainer as train
 
     torch.set_num_threads(threads)
     clock = PhaseClock()
@@ -164,8 +165,8 @@ def profile_figures(run_dir: Path) -> dict[str, tuple[float, float]]:
     matplotlib.use("agg")
     from IPython.core.pylabtools import print_figure
 
-    from moe_core import plots
-    from moe_core.results import load_runs
+    from moe_core.analysis.results import load_runs
+    from moe_core.report import figures as plots
 
     out = {}
     wall, cpu = time.perf_counter(), time.process_time()
@@ -190,7 +191,7 @@ def profile_figures(run_dir: Path) -> dict[str, tuple[float, float]]:
 
 def profile_suite(threads_note: str) -> dict:
     """Two cpu-preset runs through moe-suite, 2 at a time, then the report on them."""
-    suite_cli = [sys.executable, "-m", "moe_core.suite"]
+    suite_cli = [sys.executable, "-m", "moe_core.runs.suite"]
     with tempfile.TemporaryDirectory() as out:
         runs = Path(out) / "runs"
         run = run_child([*suite_cli, "run", "-e", "baseline", "--preset", "cpu", "--seeds",
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time 2 runs through moe-suite, 2 at a time, and the report")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args(argv)
-    from moe_core.config import build_config
+    from moe_core.config.run_config import build_config
 
     cfg = build_config(args.experiment, args.preset)
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())

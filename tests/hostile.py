@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from moe_core.config import build_config
-from moe_core.train import train
+from moe_core.config.run_config import build_config
+from moe_core.training.trainer import train
 
 SCRIPT = "<script>alert('script')</script>"
 ONERROR = "<img src=x onerror=alert('onerror')>"

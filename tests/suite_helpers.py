@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from moe_core import suite
+from moe_core.runs import jupyter_kernel, suite
 
 # a few seconds per run: two evals of a one-layer model
 SMOKE = ["--preset", "smoke", "--set", "max_steps=8", "--set", "eval_every=4", "--no-report"]
@@ -36,8 +36,9 @@ def _default_sigint() -> None:
 def suite_process(*args, own_session: bool = False) -> subprocess.Popen:
     """`moe-suite ARGS` as a user starts it from a terminal; own_session: in a process group
     of its own, so that a Ctrl-C sent to the group reaches everything it started."""
-    return subprocess.Popen([sys.executable, "-m", "moe_core.suite", *map(str, args)],
-                            cwd=suite.REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "moe_core.runs.suite", *map(str, args)],
+                            cwd=jupyter_kernel.REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
                             text=True, start_new_session=own_session,
                             preexec_fn=_default_sigint)
 

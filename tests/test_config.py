@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from moe_core.config import (
+from moe_core.config.run_config import (
     PARAMETERS_DIR,
     ConfigError,
     available,

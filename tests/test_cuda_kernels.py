@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from moe_core.config import build_config
-from moe_core.experts import Experts
-from moe_core.model import MoEModel
+from moe_core.config.run_config import build_config
+from moe_core.model.experts import Experts
+from moe_core.model.transformer import MoEModel
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -7,16 +7,16 @@ import contextlib
 import pytest
 import torch
 
-from moe_core.config import build_config
-from moe_core.experts import Experts, expert_kernel
-from moe_core.model import MoEModel
-from moe_core.train import (
-    _optimizer_update,
-    autocast_dtype,
+from moe_core.config.run_config import build_config
+from moe_core.model.experts import Experts, expert_kernel
+from moe_core.model.transformer import MoEModel
+from moe_core.training.device import autocast_dtype, grad_scaler
+from moe_core.training.objective import cross_entropy, total_loss
+from moe_core.training.optimizers import (
     build_optimizers,
-    cross_entropy,
-    grad_scaler,
-    total_loss,
+)
+from moe_core.training.optimizers import (
+    optimizer_update as _optimizer_update,
 )
 
 pytestmark = pytest.mark.skipif(

@@ -20,37 +20,37 @@ from suite_helpers import (
     wait_for_training,
 )
 
-from moe_core import suite
-from moe_core.cluster import LOST_WORKER_RETRIES, DaskExecutor, local_worker_specs
 from moe_core.errors import UserInputError
+from moe_core.runs import runner
+from moe_core.runs.dask_executor import LOST_WORKER_RETRIES, DaskExecutor, local_worker_specs
 
 
 def specs(tmp_path, *experiments):
-    return suite.plan_runs(list(experiments), [0], "smoke", out_dir=tmp_path)
+    return runner.plan_runs(list(experiments), [0], "smoke", out_dir=tmp_path)
 
 
 # what the workers run in the fast tests below, instead of the training notebook
 
 
-def finish(spec: suite.RunSpec) -> suite.RunOutcome:
-    return suite.RunOutcome(spec.experiment, spec.seed, spec.run_dir, action="ran",
+def finish(spec: runner.RunSpec) -> runner.RunOutcome:
+    return runner.RunOutcome(spec.experiment, spec.seed, spec.run_dir, action="ran",
                             status="completed", final_val_loss=float(os.getpid()))
 
 
-def finish_or_raise(spec: suite.RunSpec) -> suite.RunOutcome:
+def finish_or_raise(spec: runner.RunSpec) -> runner.RunOutcome:
     if spec.experiment == "no_lb":
         raise RuntimeError("a bug in the task")
     return finish(spec)
 
 
-def finish_or_die(spec: suite.RunSpec) -> suite.RunOutcome:
+def finish_or_die(spec: runner.RunSpec) -> runner.RunOutcome:
     if spec.experiment == "short_run":
         time.sleep(1.0)  # let the other run finish first
         os._exit(1)  # the worker process itself dies
     return finish(spec)
 
 
-def die_once(spec: suite.RunSpec) -> suite.RunOutcome:
+def die_once(spec: runner.RunSpec) -> runner.RunOutcome:
     """The first attempt's worker process dies (a preempted node); the retry finishes."""
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     marker = spec.run_dir / "attempts"
@@ -61,13 +61,13 @@ def die_once(spec: suite.RunSpec) -> suite.RunOutcome:
     return finish(spec)
 
 
-def report_child_malloc_trim(spec: suite.RunSpec) -> suite.RunOutcome:
+def report_child_malloc_trim(spec: runner.RunSpec) -> runner.RunOutcome:
     """What a process the task starts (as papermill starts the kernel) sees of
     MALLOC_TRIM_THRESHOLD_, in the outcome's error field."""
     seen = subprocess.run([sys.executable, "-c", "import os; "
                            "print(os.environ.get('MALLOC_TRIM_THRESHOLD_'))"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    return suite.RunOutcome(spec.experiment, spec.seed, spec.run_dir, action="ran",
+    return runner.RunOutcome(spec.experiment, spec.seed, spec.run_dir, action="ran",
                             status="completed", error=seen)
 
 
@@ -118,7 +118,7 @@ def test_a_run_whose_worker_dies_once_is_retried_on_another_worker(tmp_path):
 
 def test_local_workers_are_single_threaded_and_each_sees_only_its_gpu(tmp_path):
     executor = DaskExecutor(workers=2, gpus=["3", "5"], progress=False)
-    assert executor.threads_per_run == max(1, suite.cpu_cores() // 2)
+    assert executor.threads_per_run == max(1, runner.cpu_cores() // 2)
     assert [s["options"]["env"] for s in local_worker_specs(3, ["3", "5"]).values()] == \
         [{"CUDA_VISIBLE_DEVICES": g} for g in ("3", "5", "3")]
     with executor.connect() as client:
@@ -194,7 +194,7 @@ def test_ctrl_c_on_a_dask_suite_records_interrupted_and_leaves_no_kernel_or_lock
     assert "run the same command again" in err and "Traceback" not in err
     recorded = metrics(run_dir)
     assert recorded["status"] == "interrupted" and 0 < recorded["actual_steps"] < 20000
-    assert not (run_dir / suite.HOLDER_FILE).exists()
+    assert not (run_dir / runner.HOLDER_FILE).exists()
     deadline = time.monotonic() + 20  # orphans notice their parent is gone within seconds
     while processes_of_this_module() and time.monotonic() < deadline:
         time.sleep(0.5)

@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from moe_core import corpus, data
-from moe_core.config import build_config
+from moe_core.config.run_config import build_config
+from moe_core.data import corpus, synthetic
+from moe_core.data import splits as data
 from moe_core.errors import UserInputError
 
 WORDS = ("alpha beta gamma delta river stone cloud ember forest lantern quiet rapid silver "
@@ -87,17 +88,17 @@ def test_same_seed_gives_the_same_corpus_and_another_seed_a_different_one(tmp_pa
 
 
 def test_document_i_depends_only_on_the_seed_so_more_documents_extend_the_corpus():
-    language = data.synthetic_language(smoke())
-    few = data.generate_synthetic_documents(language, 60, seed=3)
-    many = data.generate_synthetic_documents(language, 700, seed=3)
+    language = synthetic.synthetic_language(smoke())
+    few = synthetic.generate_synthetic_documents(language, 60, seed=3)
+    many = synthetic.generate_synthetic_documents(language, 700, seed=3)
     assert len(many) == 700
     assert all(np.array_equal(a, b) for a, b in zip(few, many[:60], strict=True))
 
 
 def test_documents_hold_content_tokens_with_mean_length_synthetic_doc_tokens():
     cfg = smoke(synthetic_doc_tokens=50)
-    language = data.synthetic_language(cfg)
-    docs = data.generate_synthetic_documents(language, 2000, seed=1)
+    language = synthetic.synthetic_language(cfg)
+    docs = synthetic.generate_synthetic_documents(language, 2000, seed=1)
     tokens = np.concatenate(docs)
     assert tokens.min() >= 1 and tokens.max() < cfg.vocab_size  # EOS (0) only between documents
     assert np.mean([len(d) for d in docs]) == pytest.approx(50, rel=0.1)
@@ -106,8 +107,8 @@ def test_documents_hold_content_tokens_with_mean_length_synthetic_doc_tokens():
 def test_windows_are_the_split_streams_of_the_generated_documents(tmp_path):
     cfg = smoke(num_documents=60, val_fraction=0.1)
     prepared = data.prepare_data(cfg, tmp_path)
-    language = data.synthetic_language(cfg)
-    docs = data.generate_synthetic_documents(language, 60, cfg.data_seed)
+    language = synthetic.synthetic_language(cfg)
+    docs = synthetic.generate_synthetic_documents(language, 60, cfg.data_seed)
     for split, split_docs in (("train", docs[:54]), ("val", docs[54:])):
         stream = data.join_documents(split_docs, prepared.eos_id)
         windows = getattr(prepared, split)
@@ -168,9 +169,9 @@ def test_no_document_appears_in_both_splits(tmp_path):
 def test_true_token_nll_equals_the_brute_force_posterior_on_a_tiny_language():
     cfg = smoke(vocab_size=7, synthetic_topics=3, synthetic_branching=3, synthetic_doc_tokens=4,
                 synthetic_zipf=0.8)
-    language = data.synthetic_language(cfg)
+    language = synthetic.synthetic_language(cfg)
     eos = language.eos_id
-    stream = data.join_documents(data.generate_synthetic_documents(language, 6, seed=2), eos)
+    stream = data.join_documents(synthetic.generate_synthetic_documents(language, 6, seed=2), eos)
 
     def step(k, prev, x):  # P(x | prev, topic k), read off the definition of the language
         if x == eos:
@@ -190,7 +191,8 @@ def test_true_token_nll_equals_the_brute_force_posterior_on_a_tiny_language():
         expected.append(-math.log(with_x / without))
         start = t + 1 if stream[t] == eos else start
     assert language.topics == 3 and len(stream) > 10
-    np.testing.assert_allclose(data.true_token_nll(language, stream), expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(synthetic.true_token_nll(language, stream), expected, rtol=0,
+                               atol=1e-9)
 
 
 def test_bayes_floor_is_the_mean_true_nll_over_the_val_window_targets(tmp_path):
@@ -198,14 +200,14 @@ def test_bayes_floor_is_the_mean_true_nll_over_the_val_window_targets(tmp_path):
     prepared = data.prepare_data(cfg, tmp_path)
     val = prepared.val
     covered = torch.cat([val[0, :1], val[:, 1:].flatten()]).numpy()  # stream[0 : n*L + 1]
-    nll = data.true_token_nll(data.synthetic_language(cfg), covered)
+    nll = synthetic.true_token_nll(synthetic.synthetic_language(cfg), covered)
     assert prepared.bayes_floor == pytest.approx(nll[1:].mean(), abs=1e-12)
 
 
 @pytest.mark.parametrize("preset", ["smoke", "cpu"])
 def test_bayes_floor_is_above_zero_and_below_the_val_unigram_entropy(tmp_path, preset):
     prepared = data.prepare_data(build_config("baseline", preset), tmp_path)
-    unigram = data.unigram_entropy(prepared.val[:, 1:])
+    unigram = synthetic.unigram_entropy(prepared.val[:, 1:])
     assert 0.5 < prepared.bayes_floor < unigram - 1.0
 
 
@@ -261,7 +263,7 @@ def test_txt_jsonl_and_parquet_give_the_windows_of_a_folder_of_txt(tmp_path, cor
 def test_bpe_is_trained_on_the_train_split_only_and_reused(tmp_path, corpora, documents,
                                                           monkeypatch):
     trained_on = []
-    train_bpe = data.train_bpe_tokenizer
+    train_bpe = corpus.train_bpe_tokenizer
 
     def spy(docs, vocab_size):
         trained_on.append(list(docs))
@@ -277,7 +279,7 @@ def test_bpe_is_trained_on_the_train_split_only_and_reused(tmp_path, corpora, do
 
 
 def test_a_tokenizer_json_path_sets_vocab_size_and_eos(tmp_path, corpora, documents):
-    tokenizer = data.train_bpe_tokenizer(documents, 280)
+    tokenizer = corpus.train_bpe_tokenizer(documents, 280)
     tokenizer.save(str(tmp_path / "tokenizer.json"))
     prepared = data.prepare_data(local(corpora / "docs.jsonl", tokenizer=str(tmp_path)), tmp_path)
     assert prepared.vocab_size == 280
@@ -386,10 +388,10 @@ def test_a_tokenizer_that_appends_eos_gives_hub_and_local_documents_one_eos_each
         tmp_path, corpora, documents, monkeypatch):
     from tokenizers import processors
 
-    tokenizer = data.train_bpe_tokenizer(documents, 300)
-    eos = tokenizer.token_to_id(data.EOS_TEXT)
+    tokenizer = corpus.train_bpe_tokenizer(documents, 300)
+    eos = tokenizer.token_to_id(corpus.EOS_TEXT)
     tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"$A {data.EOS_TEXT}", special_tokens=[(data.EOS_TEXT, eos)])
+        single=f"$A {corpus.EOS_TEXT}", special_tokens=[(corpus.EOS_TEXT, eos)])
     tokenizer.save(str(tmp_path / "tokenizer.json"))
     monkeypatch.setattr(corpus, "stream_hub_rows",
                         lambda cfg, cache_dir: iter([{"text": d, "id": 0} for d in documents]))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from moe_core import diagnostics as dx
+from moe_core.analysis import routing as dx
 from moe_core.errors import UserInputError
 
 # --- routing statistics --------------------------------------------------------------

@@ -8,8 +8,9 @@ import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from moe_core import effects as fx
-from moe_core.inflection import ar1_curves
+from moe_core.analysis import effects as fx
+from moe_core.analysis import inflection
+from moe_core.analysis.inflection import ar1_curves
 
 N_EVALS = 100
 FRACTION = np.arange(1, N_EVALS + 1) / N_EVALS
@@ -39,7 +40,7 @@ def test_leave_one_out_rise_is_unbiased_on_flat_curves_where_the_own_lowest_wind
     for _ in range(200):
         c = curves(rng)
         loo += list(fx.rise_statistic(c).per_seed)
-        means = fx.window_means(c.loss, c.window)
+        means = inflection.window_means(c.loss, c.window)
         own += list(means[:, -1] - means.min(1))
     assert abs(np.mean(loo)) < 0.002 < np.mean(own)
 
@@ -47,7 +48,7 @@ def test_leave_one_out_rise_is_unbiased_on_flat_curves_where_the_own_lowest_wind
 def test_leave_one_out_rise_measures_each_seed_where_the_others_are_lowest():
     c = curves(np.random.default_rng(1), rise=0.1)
     rise = fx.rise_statistic(c)
-    means = fx.window_means(c.loss, c.window)
+    means = inflection.window_means(c.loss, c.window)
     for i, (first, _) in enumerate(rise.low_windows):
         others = np.delete(means, i, axis=0).mean(0)
         assert c.steps[int(np.argmin(others))] == first

@@ -11,9 +11,10 @@ import nbformat
 import pytest
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
-from moe_core import escape as esc
-from moe_core import report
-from moe_core.render import CONTENT_SECURITY_POLICY, tables_folder
+from moe_core.report import escape as esc
+from moe_core.report import render
+from moe_core.report import sections as report
+from moe_core.report.render import CONTENT_SECURITY_POLICY, tables_folder
 
 SAFE_LINK = re.compile(r"^(#|data:text/csv;base64,)")
 
@@ -109,7 +110,7 @@ def hostile_report(tmp_path_factory) -> tuple[Path, str]:
     root = tmp_path_factory.mktemp("hostile")
     runs, references = hostile.make_hostile_runs(root)
     out = root / "report" / "report.html"
-    report.render_report([runs], [references / name for name in hostile.FOLDER_NAMES],
+    render.render_report([runs], [references / name for name in hostile.FOLDER_NAMES],
                          out_html=out, keep_notebook=True)
     return out, out.read_text()
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from moe_core import inflection as fl
+from moe_core.analysis import inflection as fl
 from moe_core.errors import UserInputError
 
 STEPS = np.arange(4, 404, 4)  # 100 evals, like the cpu preset

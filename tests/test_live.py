@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from moe_core import build_config, live
-from moe_core.train import train
+from moe_core.config.run_config import build_config
+from moe_core.training import tensorboard_log as live
+from moe_core.training.trainer import train
 
 SMOKE = {"max_steps": 16}  # evals at steps 4, 8, 12, 16; checkpoints at 8 and 16
 

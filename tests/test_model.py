@@ -7,11 +7,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from moe_core.config import build_config
-from moe_core.dropout import _keep_mask
-from moe_core.experts import Experts, _cpu_experts, _padded_experts, _tile_rows, expert_kernel
-from moe_core.model import MoE, MoEModel, Router, apply_rope, rope_tables
-from moe_core.train import total_loss
+from moe_core.config.run_config import build_config
+from moe_core.model.dropout import _keep_mask
+from moe_core.model.experts import (
+    Experts,
+    _cpu_experts,
+    _padded_experts,
+    _tile_rows,
+    expert_kernel,
+)
+from moe_core.model.transformer import MoE, MoEModel, Router, apply_rope, rope_tables
+from moe_core.training.objective import total_loss
 
 
 def small_cfg(**changes):
@@ -308,6 +314,6 @@ def test_the_coselection_buffer_counts_the_routers_own_choices():
     model(torch.randint(0, cfg.vocab_size, (3, 10)))
     hook.remove()
     stats = model.moe_layers[0].read_stats()
-    from moe_core.diagnostics import coselection_matrix
+    from moe_core.analysis.routing import coselection_matrix
     np.testing.assert_allclose(stats["coselection"].numpy(),
                                coselection_matrix(chosen[0], num_experts=4), atol=1e-6)

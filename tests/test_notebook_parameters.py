@@ -15,8 +15,10 @@ import torch
 import yaml
 from papermill.inspection import inspect_notebook
 
-from moe_core import UserInputError, build_config, notebook
-from moe_core.train import train
+from moe_core.config.run_config import build_config
+from moe_core.errors import UserInputError
+from moe_core.runs import notebook_parameters as notebook
+from moe_core.training.trainer import train
 
 NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
 TRAIN_NOTEBOOK = NOTEBOOKS / "train_experiment.ipynb"

@@ -5,10 +5,9 @@ import dataclasses
 import pytest
 import torch
 
-from moe_core.config import build_config
-from moe_core.model import MoEModel
-from moe_core.optim import Muon, newton_schulz
-from moe_core.train import build_optimizers
+from moe_core.config.run_config import build_config
+from moe_core.model.transformer import MoEModel
+from moe_core.training.optimizers import Muon, build_optimizers, newton_schulz
 
 SHAPES = [(24, 8), (8, 24), (16, 16)]  # tall, wide, square
 

@@ -4,15 +4,15 @@ CUDA), bf16 is one override away, and the scaler skips an update whose gradients
 import pytest
 import torch
 
-from moe_core.config import build_config
+from moe_core.config.run_config import build_config
 from moe_core.errors import UserInputError
-from moe_core.model import MoEModel
-from moe_core.train import (
-    _optimizer_update,
-    autocast_dtype,
+from moe_core.model.transformer import MoEModel
+from moe_core.training.device import autocast_dtype, environment, grad_scaler
+from moe_core.training.optimizers import (
     build_optimizers,
-    environment,
-    grad_scaler,
+)
+from moe_core.training.optimizers import (
+    optimizer_update as _optimizer_update,
 )
 
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")

@@ -11,13 +11,16 @@ import pandas as pd
 import pytest
 import torch
 
-from moe_core import backmatter, plots, report
-from moe_core import calibration as cal
-from moe_core import verdicts as vd
-from moe_core.config import build_config
-from moe_core.render import tables_folder
-from moe_core.results import load_runs
-from moe_core.train import train
+from moe_core.analysis import calibration as cal
+from moe_core.analysis import verdicts as vd
+from moe_core.analysis.results import load_runs
+from moe_core.config.run_config import build_config
+from moe_core.report import appendix as backmatter
+from moe_core.report import figures as plots
+from moe_core.report import render
+from moe_core.report import sections as report
+from moe_core.report.render import tables_folder
+from moe_core.training.trainer import train
 
 REFERENCE_DIR = Path(__file__).parents[2] / "shared/reference/exp8_original"
 TINY = {"max_steps": 8}
@@ -130,7 +133,7 @@ def run_dir(tmp_path_factory) -> Path:
 def rendered(run_dir, tmp_path_factory) -> tuple[Path, str]:
     references = [REFERENCE_DIR] if REFERENCE_DIR.is_dir() else []
     out = tmp_path_factory.mktemp("report") / "report.html"
-    path = report.render_report([run_dir], references, out_html=out, title="Smoke report")
+    path = render.render_report([run_dir], references, out_html=out, title="Smoke report")
     assert path == out and out.is_file()
     return out, out.read_text()
 
@@ -226,9 +229,9 @@ def test_failing_report_notebook_raises_naming_the_notebook_and_cell(tmp_path):
                                        "language": "python"}
     nbformat.write(notebook, tmp_path / "broken_report.ipynb")
 
-    with pytest.raises(report.ReportError,
+    with pytest.raises(render.ReportError,
                        match=r"broken_report\.ipynb failed in cell \d+") as failure:
-        report.render_report([], notebook=tmp_path / "broken_report.ipynb",
+        render.render_report([], notebook=tmp_path / "broken_report.ipynb",
                              out_html=tmp_path / "r.html")
     assert "ValueError: no runs here" in str(failure.value)
     kept = Path(str(failure.value).split("kept at ")[1].split(" to inspect")[0])

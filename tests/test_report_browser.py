@@ -14,10 +14,10 @@ import hostile
 import pytest
 import torch
 
-from moe_core import escape as esc
-from moe_core import report
-from moe_core.config import build_config
-from moe_core.train import train
+from moe_core.config.run_config import build_config
+from moe_core.report import escape as esc
+from moe_core.report import render
+from moe_core.training.trainer import train
 
 REPO = Path(__file__).parents[1]
 SCREENSHOTS = REPO / "reports" / "screenshots"
@@ -67,7 +67,7 @@ def report_html(browser, tmp_path_factory) -> Path:
                   out_dir=runs / experiment / f"seed{seed}", progress=False)
     torch.set_num_threads(threads)
     references = [REFERENCE_DIR] if REFERENCE_DIR.is_dir() else []
-    return report.render_report([runs], references,
+    return render.render_report([runs], references,
                                 out_html=tmp_path_factory.mktemp("report") / "report.html")
 
 
@@ -163,7 +163,7 @@ def hostile_page(browser, tmp_path_factory):
     loaded at the phone width, where a long name would most easily break the layout."""
     root = tmp_path_factory.mktemp("hostile")
     runs, references = hostile.make_hostile_runs(root)
-    html = report.render_report([runs], [references / n for n in hostile.FOLDER_NAMES],
+    html = render.render_report([runs], [references / n for n in hostile.FOLDER_NAMES],
                                 out_html=root / "report.html")
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
                                   offline=True)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from moe_core.config import build_config
-from moe_core.results import EVAL_COLUMNS, RUN_COLUMNS, load_runs
-from moe_core.summary import results_table
-from moe_core.train import train
+from moe_core.analysis.results import EVAL_COLUMNS, RUN_COLUMNS, load_runs
+from moe_core.analysis.summary import results_table
+from moe_core.config.run_config import build_config
+from moe_core.training.trainer import train
 
 REFERENCE_DIR = Path(__file__).parents[2] / "shared/reference/exp8_original"
 REFERENCE_EXPERIMENTS = {"baseline", "early_stopping", "constant_lr", "lower_lb_weight", "no_lb",

@@ -16,13 +16,16 @@ import pytest
 import torch
 from suite_helpers import SMOKE, metrics, suite_cli, suite_process, wait_for
 
-from moe_core import cli, suite
-from moe_core.config import PARAMETERS_DIR, ConfigError, build_config
-from moe_core.results import load_runs
-from moe_core.train import CHECKPOINT_FILE, train
+from moe_core.analysis.results import load_runs
+from moe_core.cli import main as cli
+from moe_core.config import catalog
+from moe_core.config.run_config import PARAMETERS_DIR, ConfigError, build_config
+from moe_core.runs import executors, jupyter_kernel, runner, suite
+from moe_core.training.checkpoint import CHECKPOINT_FILE
+from moe_core.training.trainer import train
 
 TINY = {"max_steps": 8, "eval_every": 4}
-NOTEBOOK = suite.TRAIN_NOTEBOOK.name
+NOTEBOOK = runner.TRAIN_NOTEBOOK.name
 
 
 def run_train_cli(capsys, *args):
@@ -70,10 +73,10 @@ def test_malformed_yaml_names_the_file_and_line_before_any_run(parameters):
     (parameters / "experiments" / "mine.yaml").write_text(
         "description: my experiment\ndropout: 0.2\n  lr: 0.01\n")
     with pytest.raises(ConfigError, match=r"mine\.yaml: malformed YAML at line 3"):
-        suite.resolve_experiments(["baseline", "mine"], parameters_dir=parameters)
+        catalog.resolve_experiments(["baseline", "mine"], parameters_dir=parameters)
     (parameters / "suites.yaml").write_text("quick: [baseline, no_lb\n")
     with pytest.raises(ConfigError, match=r"suites\.yaml: malformed YAML at line \d+"):
-        suite.resolve_experiments(suite="quick", parameters_dir=parameters)
+        catalog.resolve_experiments(suite="quick", parameters_dir=parameters)
 
 
 def test_an_unknown_key_names_its_file_or_the_override_and_the_likely_key(parameters, capsys,
@@ -199,15 +202,15 @@ def test_a_corrupted_metrics_json_is_listed_unreadable_while_the_rest_render_and
     assert corrupted.read_text() == content  # left for the user to look at
 
 
-def raise_for_no_lb(spec: suite.RunSpec) -> suite.RunOutcome:
+def raise_for_no_lb(spec: runner.RunSpec) -> runner.RunOutcome:
     if spec.experiment == "no_lb":
         raise KeyError("a bug")
-    return suite.RunOutcome(spec.experiment, spec.seed, spec.run_dir, "ran", "completed")
+    return runner.RunOutcome(spec.experiment, spec.seed, spec.run_dir, "ran", "completed")
 
 
 def test_a_run_whose_execution_raises_fails_alone_and_the_others_finish(tmp_path):
-    specs = suite.plan_runs(["baseline", "no_lb", "short_run"], [0], "smoke", out_dir=tmp_path)
-    outcomes = {o.experiment: o for o in suite.LocalExecutor(2).map(raise_for_no_lb, specs)}
+    specs = runner.plan_runs(["baseline", "no_lb", "short_run"], [0], "smoke", out_dir=tmp_path)
+    outcomes = {o.experiment: o for o in executors.LocalExecutor(2).map(raise_for_no_lb, specs)}
     assert outcomes["no_lb"].status == "failed" and outcomes["no_lb"].error == "KeyError: 'a bug'"
     assert outcomes["baseline"].ok and outcomes["short_run"].ok
 
@@ -222,9 +225,9 @@ def test_a_diverging_run_is_recorded_diverged_saying_when_and_what_to_change(tmp
                                  "1000000.0) or raise warmup_ratio, then run again")
     row = load_runs(tmp_path).runs.iloc[0]
     assert row["status"] == "diverged" and row["error"] == recorded["error"]
-    [spec] = suite.plan_runs(["baseline"], [0], "smoke", {**TINY, "lr": 1e6, "grad_clip": 1e9},
+    [spec] = runner.plan_runs(["baseline"], [0], "smoke", {**TINY, "lr": 1e6, "grad_clip": 1e9},
                              out_dir=tmp_path)
-    outcome = suite._outcome(spec, "ran", recorded)
+    outcome = runner._outcome(spec, "ran", recorded)
     summary = suite.SuiteResult(tmp_path, [outcome]).summary()
     assert f"FAILED baseline seed0: status diverged: {recorded['error']}" in summary
 
@@ -232,7 +235,7 @@ def test_a_diverging_run_is_recorded_diverged_saying_when_and_what_to_change(tmp
 def killer_notebook(folder: Path) -> Path:
     """The training notebook, plus a cell that SIGKILLs the kernel of the experiment named by
     $KILL_KERNEL_OF as soon as its first checkpoint is written: a kernel that dies mid-run."""
-    nb = nbformat.read(suite.TRAIN_NOTEBOOK, as_version=4)
+    nb = nbformat.read(runner.TRAIN_NOTEBOOK, as_version=4)
     at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     nb.cells.insert(at + 1, nbformat.v4.new_code_cell(
         "import os, pathlib, signal, threading, time\n"
@@ -267,7 +270,7 @@ def test_a_kernel_killed_mid_run_fails_that_run_only_and_the_next_suite_resumes_
     assert "run the suite again to resume from the last checkpoint" in killed["error"]
     assert f"FAILED baseline seed0: {killed['error']}" in stdout
     assert metrics(out / "short_run" / "seed0")["status"] == "completed"  # the suite went on
-    assert not (out / "baseline" / "seed0" / suite.HOLDER_FILE).exists()
+    assert not (out / "baseline" / "seed0" / runner.HOLDER_FILE).exists()
 
     monkeypatch.delenv("KILL_KERNEL_OF")
     code, stdout, _ = suite_cli(capsys, *args)
@@ -285,8 +288,9 @@ def train_process(out: Path, *overrides: str) -> subprocess.Popen:
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.with_suffix(".log"), "a") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "moe_core.cli", "-e", "baseline", "-p", "smoke",
-             "--seed", "1", "--out", str(out), *overrides], cwd=suite.REPO_ROOT, stdout=log,
+            [sys.executable, "-m", "moe_core.cli.main", "-e", "baseline", "-p", "smoke",
+             "--seed", "1", "--out", str(out), *overrides], cwd=jupyter_kernel.REPO_ROOT,
+            stdout=log,
             stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
@@ -327,7 +331,7 @@ def test_sigterm_stops_the_suite_like_ctrl_c_recording_interrupted_and_exiting_1
     assert "run the same command again" in err and "Traceback" not in err
     recorded = metrics(run_dir)
     assert recorded["status"] == "interrupted" and 8 <= recorded["actual_steps"] < 20000
-    assert not (run_dir / suite.HOLDER_FILE).exists()
+    assert not (run_dir / runner.HOLDER_FILE).exists()
 
 
 def test_moe_train_reports_a_run_that_diverged_before_its_first_evaluation(
@@ -365,7 +369,7 @@ def test_a_model_too_large_for_this_machine_is_refused_before_any_run(capsys, tm
 
 
 def test_parameter_count_is_the_count_of_the_model_built():
-    from moe_core.model import MoEModel
+    from moe_core.model.transformer import MoEModel
 
     for preset, overrides in (("smoke", {}), ("cpu", {"num_experts": 4, "d_ff": 96})):
         cfg = build_config("baseline", preset, overrides)
@@ -439,7 +443,7 @@ def test_an_interrupted_report_leaves_the_earlier_report_as_it_was(trained, tmp_
     html = tmp_path / "report.html"
     html.write_text("the earlier report")
     process = subprocess.Popen(
-        [sys.executable, "-m", "moe_core.suite", "report", "--out", str(trained), "--html",
+        [sys.executable, "-m", "moe_core.runs.suite", "report", "--out", str(trained), "--html",
          str(html)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_until_a_kernel_runs(process)

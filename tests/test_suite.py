@@ -22,18 +22,19 @@ from suite_helpers import (
     wait_for_training,
 )
 
-from moe_core import suite
-from moe_core.config import load_experiment
+from moe_core.config import catalog, run_config
+from moe_core.config.run_config import load_experiment
 from moe_core.errors import UserInputError
+from moe_core.runs import executors, jupyter_kernel, runner, suite
 
 REFERENCE_NINE = ["baseline", "early_stopping", "constant_lr", "lower_lb_weight", "no_lb",
                   "higher_dropout", "linear_decay", "slower_min_lr", "short_run"]
-NOTEBOOK = suite.TRAIN_NOTEBOOK.name
+NOTEBOOK = runner.TRAIN_NOTEBOOK.name
 
 
 HOLD_LOCK = """
 import sys, time
-from moe_core.suite import RunLock
+from moe_core.runs.runner import RunLock
 lock = RunLock(sys.argv[1])
 assert lock.acquire() is None
 print("held", flush=True)
@@ -81,17 +82,18 @@ def test_list_shows_the_named_suites(capsys):
 
 
 def test_seed_count_means_seeds_from_zero_and_a_comma_list_means_exactly_those():
-    assert suite.parse_seeds("3") == [0, 1, 2]
-    assert suite.parse_seeds("0,4,7") == [0, 4, 7]
-    assert suite.parse_seeds("5,") == [5]
+    assert catalog.parse_seeds("3") == [0, 1, 2]
+    assert catalog.parse_seeds("0,4,7") == [0, 4, 7]
+    assert catalog.parse_seeds("5,") == [5]
     for bad in ("0", "-1", "a", "1,x", ""):
         with pytest.raises(UserInputError, match="--seeds"):
-            suite.parse_seeds(bad)
+            catalog.parse_seeds(bad)
 
 
 def test_seeds_two_plans_seed0_and_seed1_folders_and_0_3_plans_seed0_and_seed3(tmp_path):
     def folders(seeds):
-        specs = suite.plan_runs(["baseline"], suite.parse_seeds(seeds), "smoke", out_dir=tmp_path)
+        specs = runner.plan_runs(["baseline"], catalog.parse_seeds(seeds), "smoke",
+                                 out_dir=tmp_path)
         return [s.run_dir.relative_to(tmp_path).as_posix() for s in specs]
 
     assert folders("2") == ["baseline/seed0", "baseline/seed1"]
@@ -130,26 +132,26 @@ def test_unknown_suite_and_bad_jobs_are_user_errors(capsys, tmp_path):
 
 
 def test_all_and_quick_are_the_suites_of_those_names():
-    suites = suite.load_suites()
-    assert suite.resolve_experiments(suite="quick") == suites["quick"]
-    assert set(REFERENCE_NINE) <= set(suite.resolve_experiments(suite="all"))
-    assert suite.resolve_experiments(suite="reference") == REFERENCE_NINE
+    suites = catalog.load_suites()
+    assert catalog.resolve_experiments(suite="quick") == suites["quick"]
+    assert set(REFERENCE_NINE) <= set(catalog.resolve_experiments(suite="all"))
+    assert catalog.resolve_experiments(suite="reference") == REFERENCE_NINE
 
 
 def test_parallel_runs_share_the_cores_instead_of_oversubscribing():
-    assert suite.threads_per_run(1, cores=16) == 0  # one run at a time: torch's default
-    assert suite.threads_per_run(2, cores=2) == 1
-    assert suite.threads_per_run(4, cores=16) == 4
-    assert suite.threads_per_run(3, cores=2) == 1
+    assert runner.threads_per_run(1, cores=16) == 0  # one run at a time: torch's default
+    assert runner.threads_per_run(2, cores=2) == 1
+    assert runner.threads_per_run(4, cores=16) == 4
+    assert runner.threads_per_run(3, cores=2) == 1
 
 
 # ---------------------------------------------------------------- kernel
 
 
 def test_kernel_runs_the_suites_own_python():
-    name = suite.kernel_for_this_python()
+    name = jupyter_kernel.kernel_for_this_python()
     argv = KernelSpecManager().get_kernel_spec(name).argv
-    assert suite._runs_this_python(argv)
+    assert jupyter_kernel._runs_this_python(argv)
 
 
 def test_a_python3_kernel_of_another_environment_is_replaced_by_one_for_this_python(tmp_path):
@@ -161,33 +163,34 @@ def test_a_python3_kernel_of_another_environment_is_replaced_by_one_for_this_pyt
     prefix = tmp_path / "prefix"
     ksm = KernelSpecManager(kernel_dirs=[str(foreign.parent),
                                          str(prefix / "share" / "jupyter" / "kernels")])
-    name = suite.find_or_install_kernel(ksm, install_prefix=str(prefix))
+    name = jupyter_kernel.find_or_install_kernel(ksm, install_prefix=str(prefix))
     assert name.startswith("moe-core-")
     assert ksm.get_kernel_spec(name).argv[0] == sys.executable
-    assert suite.find_or_install_kernel(ksm, install_prefix=str(prefix)) == name  # found now
+    # found now
+    assert jupyter_kernel.find_or_install_kernel(ksm, install_prefix=str(prefix)) == name
 
 
 # ---------------------------------------------------------------- locks and failure records
 
 
 def test_a_live_lock_makes_the_run_busy_until_released(tmp_path):
-    first, second = suite.RunLock(tmp_path), suite.RunLock(tmp_path)
+    first, second = runner.RunLock(tmp_path), runner.RunLock(tmp_path)
     assert first.acquire() is None
     assert f"pid {os.getpid()}" in second.acquire()
     first.release()
-    assert not (tmp_path / suite.HOLDER_FILE).exists()
+    assert not (tmp_path / runner.HOLDER_FILE).exists()
     assert second.acquire() is None
     second.release()
 
 
 def test_the_lock_of_a_killed_process_is_free_at_once(tmp_path):
     holder = hold_lock(tmp_path)
-    busy = suite.RunLock(tmp_path).acquire()
+    busy = runner.RunLock(tmp_path).acquire()
     assert busy is not None and f"pid {holder.pid}" in busy
     holder.kill()  # SIGKILL: no cleanup runs; the lock file and its holder note stay
     holder.wait()
-    assert (tmp_path / suite.LOCK_FILE).exists()
-    lock = suite.RunLock(tmp_path)
+    assert (tmp_path / runner.LOCK_FILE).exists()
+    lock = runner.RunLock(tmp_path)
     assert lock.acquire() is None  # the operating system dropped the dead process's lock
     lock.release()
 
@@ -207,32 +210,32 @@ def test_a_run_locked_by_another_suite_is_busy_not_failed_and_not_executed(capsy
 
 
 def test_a_folder_holding_another_configs_run_is_refused_before_anything_runs(tmp_path):
-    [spec] = suite.plan_runs(["baseline"], [0], "smoke", out_dir=tmp_path)
+    [spec] = runner.plan_runs(["baseline"], [0], "smoke", out_dir=tmp_path)
     spec.run_dir.mkdir(parents=True)
     finished = {"status": "completed", "config_hash": "0123", "seed": 0}
     (spec.run_dir / "metrics.json").write_text(json.dumps(finished))
     with pytest.raises(UserInputError, match=r"1 run folder\(s\) hold a run of another "
                                              r"config.*config 0123.*--force"):
-        suite.plan_runs(["baseline"], [0], "smoke", out_dir=tmp_path)
+        runner.plan_runs(["baseline"], [0], "smoke", out_dir=tmp_path)
     assert json.loads((spec.run_dir / "metrics.json").read_text()) == finished
-    assert suite.plan_runs(["baseline"], [0], "smoke", out_dir=tmp_path, force=True)
+    assert runner.plan_runs(["baseline"], [0], "smoke", out_dir=tmp_path, force=True)
 
 
 def test_record_failure_marks_a_run_failed_keeping_what_training_recorded(tmp_path):
-    [spec] = suite.plan_runs(["no_lb"], [2], "smoke", out_dir=tmp_path)
+    [spec] = runner.plan_runs(["no_lb"], [2], "smoke", out_dir=tmp_path)
     spec.run_dir.mkdir(parents=True)
-    written = suite.record_failure(spec, None, "KeyError: 'x'")
+    written = runner.record_failure(spec, None, "KeyError: 'x'")
     assert metrics(spec.run_dir) == written
     assert written["status"] == "failed" and written["error"] == "KeyError: 'x'"
     assert (written["experiment"], written["seed"]) == ("no_lb", 2)
     assert written["config_hash"] == spec.config.config_hash()
     running = {"status": "running", "history": {"steps": [4]}, "actual_steps": 4,
                "config_hash": spec.config.config_hash(), "seed": 2}
-    kept = suite.record_failure(spec, running, "DeadKernelError: kernel died")
+    kept = runner.record_failure(spec, running, "DeadKernelError: kernel died")
     assert kept["status"] == "failed" and kept["history"] == {"steps": [4]}
     # a finished run of another config in the folder is not passed off as this one's
     other = {**running, "status": "completed", "config_hash": "0123", "actual_steps": 80}
-    replaced = suite.record_failure(spec, other, "DeadKernelError: kernel died")
+    replaced = runner.record_failure(spec, other, "DeadKernelError: kernel died")
     assert replaced["actual_steps"] == 0 and replaced["config_hash"] == spec.config.config_hash()
 
 
@@ -251,7 +254,7 @@ def test_run_creates_each_run_folder_with_executed_notebook_and_finished_metrics
         nb = nbformat.read(run_dir / NOTEBOOK, as_version=4)
         assert nb.metadata["papermill"]["parameters"]["experiment"] == name
         assert all(c.get("execution_count") for c in nb.cells if c.cell_type == "code")
-        assert not (run_dir / suite.HOLDER_FILE).exists()
+        assert not (run_dir / runner.HOLDER_FILE).exists()
     assert metrics(out / "short_run" / "seed0")["actual_steps"] == 4  # 60% of 8 steps
 
 
@@ -259,7 +262,7 @@ def test_parallel_runs_get_a_share_of_the_cores(finished_suite):
     out, _ = finished_suite
     for name in ("baseline", "short_run"):
         env = metrics(out / name / "seed0")["environment"]
-        assert env["cpu_threads"] == suite.threads_per_run(2)
+        assert env["cpu_threads"] == runner.threads_per_run(2)
 
 
 def test_second_identical_run_skips_finished_runs_without_reexecuting(finished_suite, capsys):
@@ -314,13 +317,13 @@ def test_export_writes_the_run_arm_and_comparison_tables_with_their_noise(
 
 def test_the_local_executor_shows_a_bar_over_finished_failed_and_running_runs(capsys,
                                                                             tmp_path):
-    specs = suite.plan_runs(["baseline", "no_lb"], [0, 1], "smoke", out_dir=tmp_path)
+    specs = runner.plan_runs(["baseline", "no_lb"], [0, 1], "smoke", out_dir=tmp_path)
 
     def fail_no_lb(spec):
         status = "failed" if spec.experiment == "no_lb" else "completed"
-        return suite.RunOutcome(spec.experiment, spec.seed, spec.run_dir, "ran", status)
+        return runner.RunOutcome(spec.experiment, spec.seed, spec.run_dir, "ran", status)
 
-    outcomes = list(suite.LocalExecutor(2, progress=True).map(fail_no_lb, specs))
+    outcomes = list(executors.LocalExecutor(2, progress=True).map(fail_no_lb, specs))
     assert len(outcomes) == 4
     err = capsys.readouterr().err
     assert "runs: 100%" in err and "4/4" in err and "failed=2" in err
@@ -383,7 +386,7 @@ def test_a_failing_notebook_is_recorded_failed_while_the_others_complete(capsys,
     failed = metrics(out / "baseline" / "seed0")
     assert failed["status"] == "failed" and "fewer than batch_size" in failed["error"]
     assert (failed["experiment"], failed["seed"]) == ("baseline", 0)
-    assert failed["config_hash"] == suite.build_config(
+    assert failed["config_hash"] == run_config.build_config(
         "baseline", "smoke", {"max_steps": 8, "eval_every": 4, "num_documents": 6,
                               "batch_size": 16, "val_fraction": 0.1}).config_hash()
     nb = nbformat.read(out / "baseline" / "seed0" / NOTEBOOK, as_version=4)
@@ -415,4 +418,4 @@ def test_ctrl_c_interrupts_the_run_and_exits_130_saying_how_to_resume(tmp_path):
     assert "run the same command again" in err and "Traceback" not in err
     recorded = metrics(run_dir)
     assert recorded["status"] == "interrupted" and 0 < recorded["actual_steps"] < 20000
-    assert not (run_dir / suite.HOLDER_FILE).exists()
+    assert not (run_dir / runner.HOLDER_FILE).exists()

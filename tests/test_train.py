@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from moe_core.config import build_config
-from moe_core.data import prepare_data
+from moe_core.config.run_config import build_config
+from moe_core.config.schedule import lr_factor
+from moe_core.data.splits import prepare_data
 from moe_core.errors import UserInputError
-from moe_core.train import CHECKPOINT_FILE, lr_factor, train
+from moe_core.training.checkpoint import CHECKPOINT_FILE
+from moe_core.training.trainer import train
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "exp8_original"
 
@@ -110,7 +112,7 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
             if calls["n"] == 2:
                 raise KeyboardInterrupt
 
-    import moe_core.train as train_module
+    import moe_core.training.trainer as train_module
 
     train_module.torch.save = crash_after_second_checkpoint
     try:
@@ -131,7 +133,7 @@ def test_resume_mid_accumulation_restores_pending_gradients(tmp_path):
     # checkpoint falls between two micro-batches of one update
     cfg = smoke(eval_every=3, grad_accum_steps=2, max_steps=18, checkpoint_every_evals=1)
     full = train(cfg, seed=0, out_dir=tmp_path / "full", progress=False)
-    import moe_core.train as train_module
+    import moe_core.training.trainer as train_module
 
     real_save, calls = torch.save, {"n": 0}
 
@@ -226,8 +228,8 @@ def test_trained_smoke_model_val_loss_is_not_below_the_bayes_floor(tmp_path):
 
 
 def test_val_loss_standard_error_comes_from_per_sequence_losses(tmp_path):
-    from moe_core.model import MoEModel
-    from moe_core.train import evaluate
+    from moe_core.model.transformer import MoEModel
+    from moe_core.training.objective import evaluate
 
     cfg = smoke()
     data = prepare_data(cfg)
@@ -245,9 +247,9 @@ def test_val_loss_standard_error_comes_from_per_sequence_losses(tmp_path):
 
 
 def test_eval_accuracy_and_losses_do_not_depend_on_how_windows_are_batched(monkeypatch):
-    from moe_core import objective
-    from moe_core.model import MoEModel
-    from moe_core.objective import evaluate
+    from moe_core.model.transformer import MoEModel
+    from moe_core.training import objective
+    from moe_core.training.objective import evaluate
 
     cfg = smoke()
     data = prepare_data(cfg)
@@ -265,7 +267,7 @@ def test_eval_accuracy_and_losses_do_not_depend_on_how_windows_are_batched(monke
 
 
 def test_cross_entropy_matches_torchs_in_value_and_gradient():
-    from moe_core.train import cross_entropy
+    from moe_core.training.objective import cross_entropy
 
     gen = torch.Generator().manual_seed(0)
     logits = 3 * torch.randn(300, 50, generator=gen, dtype=torch.float64)
@@ -354,8 +356,8 @@ def test_a_checkpoint_carrying_a_pickled_callable_is_refused_and_not_resumed(tmp
 
 INTERRUPTIBLE = """
 import sys
-from moe_core.config import build_config
-from moe_core.train import train
+from moe_core.config.run_config import build_config
+from moe_core.training.trainer import train
 cfg = build_config("baseline", "smoke", {"max_steps": 400, "checkpoint_every_evals": 1000})
 try:
     train(cfg, seed=0, out_dir=sys.argv[1], progress=False)

@@ -4,9 +4,9 @@
 import numpy as np
 import pytest
 
-from moe_core import calibration as cal
-from moe_core import verdicts as vd
-from moe_core.config import build_config
+from moe_core.analysis import calibration as cal
+from moe_core.analysis import verdicts as vd
+from moe_core.config.run_config import build_config
 
 # the study's arms plus two it leaves out: a weaker balancing loss, a second decayed schedule
 ARMS = cal.study_arms() + ["lower_lb_weight@reference_lr", "linear_decay"]

@@ -1,0 +1,294 @@
+"""The report's error rates, measured: studies simulated with a known truth go through the
+same verdict pipeline as real runs (`moe_core.verdicts.analyse`, `moe_core.inflection`).
+
+A simulated run is the study's real config (preset `cpu`, the `study` suite's arms, their
+real LR schedules) with val curves drawn per sequence:
+
+    loss[t, s] = decay(t) + rise * (1 + h[s]) * ramp(t) + level + seed offset + wander(t)
+                 + sequence[s] + drift[t, s] + noise[t, s]
+
+wander is AR(1) over evals, one per run; sequence[s] is each val sequence's difficulty and
+h[s] how much of the rise falls on it, both properties of the split shared by every run
+(paired comparisons remove the first and most of the second); drift[t, s] is a run's own
+slow AR(1) deviation per sequence, noise[t, s] white. The defaults are the sizes measured
+on the built-in data (cpu preset, two pilot studies; README, "Calibration").
+
+    python -m moe_core.analysis.calibration --studies 200     # the README's calibration table
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from moe_core.analysis import verdicts as vd
+from moe_core.analysis.inflection import INFLECTION, ar1_curves, curve_rise
+from moe_core.analysis.results import OURS, Results
+from moe_core.config.run_config import RunConfig, build_config, split_arm
+from moe_core.config.schedule import lr_factor
+
+CONTROL = "baseline@reference_lr"
+EPOCHS = 21.0  # passes over the train split at the cpu preset (fresh_data: 20x fewer)
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Sizes of the simulated noise, nats: typical values measured on the built-in data (cpu
+    preset, two pilot studies of 3 and 4 seeds per arm; measured range in brackets)."""
+
+    seed_level_sd: float = 0.01  # a run's whole curve shifted by its seed (0.005-0.026)
+    wander_sd: float = 0.008  # marginal sd of a run's AR(1) wander (0.0035-0.018)
+    wander_phi: float = 0.9  # its lag-1 autocorrelation between evals (0.86-0.98)
+    sequence_sd: float = 0.5  # val sequences' difficulty (0.2-0.58)
+    rise_spread: float = 2.0  # sd of h[s]: per-sequence rise sd / rise (1.7-2.3)
+    drift_sd: float = 0.06  # a run's slow per-sequence deviation (0.04-0.10)
+    noise_sd: float = 0.015  # white per sequence and eval (0.006-0.018)
+    n_sequences: int = 112  # the cpu preset's val split
+    n_evals: int = 100
+
+
+@dataclass(frozen=True)
+class Truth:
+    """One arm's true curve: how much it rises over its last `rise_fraction` of training,
+    and a shift of its whole level."""
+
+    rise: float = 0.0
+    level: float = 0.0
+    rise_fraction: float = 0.35
+
+
+def study_arms(suite: str = "study") -> list[str]:
+    """The arms of a suite in parameters/suites.yaml."""
+    from moe_core.config.catalog import load_suites
+
+    return load_suites()[suite]
+
+
+def simulate_results(truths: Mapping[str, Truth], seeds: int = 3, noise: Noise = Noise(),
+                     rng: np.random.Generator | None = None, preset: str = "cpu") -> Results:
+    """A Results of `seeds` runs per arm, drawn from the truths (arm -> Truth)."""
+    rng = rng or np.random.default_rng()
+    n, n_seq = noise.n_evals, noise.n_sequences
+    difficulty = rng.normal(0.0, noise.sequence_sd, n_seq)
+    spread = 1.0 + rng.normal(0.0, noise.rise_spread, n_seq)
+    fraction = np.arange(1, n + 1) / n
+    decay = 4.0 + 2.0 * np.exp(-fraction / 0.12)
+    runs, evals, sequences, configs = [], [], {}, {}
+    for arm, truth in truths.items():
+        experiment, condition = split_arm(arm)
+        cfg, steps, lr = _arm_setup(arm, preset, n)
+        ramp = np.clip((fraction - (1 - truth.rise_fraction)) / truth.rise_fraction, 0, 1)
+        mean = (decay + truth.level)[:, None] + truth.rise * ramp[:, None] * spread[None, :]
+        for seed in range(seeds):
+            run_id = f"{arm}/seed{seed}"
+            wander = ar1_curves(n, noise.wander_sd, noise.wander_phi, 1, rng)[0]
+            drift = ar1_curves(n, noise.drift_sd, noise.wander_phi, n_seq, rng).T
+            per_sequence = (mean + difficulty[None, :] + drift
+                            + (rng.normal(0.0, noise.seed_level_sd) + wander)[:, None]
+                            + rng.normal(0.0, noise.noise_sd, (n, n_seq)))
+            val = per_sequence.mean(1)
+            sequences[run_id] = per_sequence
+            configs[run_id] = cfg.to_dict()
+            runs.append({"run_id": run_id, "experiment": experiment, "condition": condition,
+                         "arm": arm, "group": arm, "seed": seed, "source": OURS,
+                         "status": "completed", "config_hash": cfg.config_hash(),
+                         "val_sha": "simulated", "preset": preset,
+                         "epochs_seen": EPOCHS * (1 if cfg.train_documents_factor == 1
+                                                  else 1 / cfg.train_documents_factor)})
+            evals.append(pd.DataFrame({
+                "run_id": run_id, "experiment": experiment, "condition": condition, "arm": arm,
+                "seed": seed, "source": OURS, "step": steps, "fraction": fraction,
+                "val_loss": val, "lr": lr, "train_subset_loss": val - 0.5 - fraction}))
+    return Results(pd.DataFrame(runs), pd.concat(evals, ignore_index=True),
+                   val_sequences=sequences, configs=configs)
+
+
+@functools.cache
+def _arm_setup(arm: str, preset: str, n_evals: int) -> tuple[RunConfig, np.ndarray, list]:
+    """The arm's real config, its eval steps and the LR it applies at them."""
+    experiment, condition = split_arm(arm)
+    cfg = build_config(experiment, preset, condition=condition)
+    steps = np.round(np.arange(1, n_evals + 1) / n_evals * cfg.max_steps).astype(int)
+    lr = [cfg.lr * lr_factor(max(1, s // cfg.grad_accum_steps), cfg) for s in steps]
+    return cfg, steps, lr
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+def null_truths(arms: Sequence[str], rise: float = 0.1) -> dict[str, Truth]:
+    """Every arm a replicate of the control: the same rise, the same level."""
+    return {arm: Truth(rise=rise) for arm in arms}
+
+
+def study_like(arms: Sequence[str], changes: Mapping[str, Truth] | None = None,
+               rise: float = 0.1) -> dict[str, Truth]:
+    """The built-in data's picture: every arm under the reference's LR schedule rises by
+    `rise`, the corrected schedule's arms do not (the higher floor rises by 40% of it);
+    then `changes` (arm -> Truth) replace some arms."""
+    def default(arm: str) -> Truth:
+        if split_arm(arm)[1]:
+            return Truth(rise=rise)
+        return Truth(rise=0.4 * rise if split_arm(arm)[0] == "slower_min_lr" else 0.0)
+    return {arm: (changes or {}).get(arm, default(arm)) for arm in arms}
+
+
+def run_scenario(truths: Mapping[str, Truth], measure: Callable[[vd.StudyAnalysis], dict],
+                 studies: int, seeds: int = 3, noise: Noise = Noise(),
+                 seed: int = 0) -> dict[str, float]:
+    """The mean of each measured indicator over `studies` simulated studies."""
+    rng = np.random.default_rng(seed)
+    totals: dict[str, float] = {}
+    for _ in range(studies):
+        analysis = vd.analyse(simulate_results(truths, seeds, noise, rng))
+        for key, value in measure(analysis).items():
+            totals[key] = totals.get(key, 0.0) + float(value)
+    return {key: value / studies for key, value in totals.items()}
+
+
+def any_effect(analysis: vd.StudyAnalysis) -> dict[str, bool]:
+    """Did the study claim anything where nothing differs? Per family (each explanation's
+    comparisons, corrected together) and anywhere in the study."""
+    significant = [c for c in analysis.comparisons if c.change.significant]
+    per_family = {f"an effect on {name}": any(c.hypothesis == name for c in significant)
+                  for name in vd.HYPOTHESES}
+    return {**per_family, "any intervention effect (study-wide)": bool(significant),
+            "a leader named": bool(analysis.leader.get("named")),
+            "any explanation supported": any(v.verdict == vd.SUPPORTED
+                                             for v in analysis.verdicts.values())}
+
+
+def found(arm: str, hypothesis: str) -> Callable[[vd.StudyAnalysis], dict]:
+    def measure(analysis: vd.StudyAnalysis) -> dict[str, bool]:
+        hits = [c for c in analysis.comparisons if c.arm == arm and c.control == CONTROL]
+        return {"detected as predicted": any(c.outcome == vd.AS_PREDICTED for c in hits),
+                "called persisting": any(c.outcome == vd.PERSISTS for c in hits),
+                "supported": analysis.verdicts[hypothesis].verdict == vd.SUPPORTED,
+                "not supported": analysis.verdicts[hypothesis].verdict == vd.NOT_SUPPORTED}
+    return measure
+
+
+def per_run_false_inflections(studies: int, noise: Noise, seed: int = 0) -> float:
+    """Share of flat (no trend after a decay) runs with correlated wander labelled
+    "inflection" by the single-curve test."""
+    rng = np.random.default_rng(seed)
+    fraction = np.arange(1, noise.n_evals + 1) / noise.n_evals
+    steps = np.arange(1, noise.n_evals + 1) * 4
+    decay = 4.0 + 2.0 * np.exp(-fraction / 0.12)
+    hits = 0
+    for _ in range(studies):
+        wander = ar1_curves(noise.n_evals, noise.wander_sd, noise.wander_phi, 1, rng)[0]
+        hits += curve_rise(steps, decay + wander).verdict == INFLECTION
+    return hits / studies
+
+
+def calibration_table(studies: int = 200, seeds: int = 4, noise: Noise = Noise(),
+                      effects: Sequence[float] = (0.02, 0.04, 0.06, 0.08, 0.1),
+                      log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Every scenario's rates, one row per (scenario, indicator); the power points use half
+    as many studies as the error rates."""
+    arms = study_arms()
+    rows = []
+
+    def add(scenario: str, expected: str, rates: dict[str, float]) -> None:
+        for indicator, rate in rates.items():
+            rows.append({"scenario": scenario, "indicator": indicator, "rate": rate,
+                         "what it should be": expected})
+        log(f"{scenario}: " + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
+
+    identical = {arm: Truth(rise=0.1) for arm in arms}
+    rates = run_scenario(identical, any_effect, studies, seeds, noise, seed=1)
+    add("null: every arm a replicate of the rising control", "<= 0.05 (family-wise)",
+        {k: v for k, v in rates.items() if k.startswith("an effect on")})
+    add("null: every arm a replicate of the rising control", "reported (3 families)",
+        {"any intervention effect (study-wide)": rates["any intervention effect (study-wide)"]})
+    add("null: every arm a replicate of the rising control", "<= 0.05",
+        {k: rates[k] for k in ("a leader named", "any explanation supported")})
+    flat = {arm: Truth(rise=0.0) for arm in arms}
+    add("null: nothing rises (flat after the decay)", "<= 0.05",
+        run_scenario(flat, lambda a: {"control called rising": bool(a.rising_controls),
+                                      "any explanation judged": any(
+                                          v.verdict != vd.UNTESTED
+                                          for v in a.verdicts.values())},
+                     studies, seeds, noise, seed=2))
+    fresh = "fresh_data@reference_lr"
+    for delta in effects:
+        rates = run_scenario(study_like(arms, {fresh: Truth(rise=0.1 - delta)}),
+                             found(fresh, vd.OVERFITTING), max(1, studies // 2), seeds, noise,
+                             seed=3)
+        add(f"fresh data lowers the rise by {delta:.2f} (of 0.10)", "power",
+            {"detected as predicted": rates["detected as predicted"]})
+    # at the margin of "persists": fresh data keeps exactly half of the rise (and the other
+    # overfitting arm removes it, so that the family holds two cause-removing interventions)
+    margin = {fresh: Truth(rise=0.1 * vd.PERSISTS_SHARE),
+              "higher_dropout@reference_lr": Truth(rise=0.0)}
+    add("fresh data keeps exactly half of the rise (the margin)", "<= 0.05",
+        {"called persisting": run_scenario(study_like(arms, margin),
+                                           found(fresh, vd.OVERFITTING), studies, seeds,
+                                           noise, seed=8)["called persisting"]})
+    vanishes = {fresh: Truth(rise=0.0), "higher_dropout@reference_lr": Truth(rise=0.03)}
+    add("overfitting true: the rise vanishes with fresh data",
+        "supported high, not supported <= 0.05",
+        run_scenario(study_like(arms, vanishes), found(fresh, vd.OVERFITTING), studies, seeds,
+                     noise, seed=4))
+    add("overfitting false: the rise persists with fresh data",
+        "supported <= 0.05, not supported high",
+        run_scenario(study_like(arms), found(fresh, vd.OVERFITTING), studies, seeds, noise,
+                     seed=5))
+    add("one flat run with correlated wander (per-run label)", "descriptive: reported",
+        {"labelled inflection": per_run_false_inflections(studies * 5, noise, seed=6)})
+    strong = replace(noise, wander_phi=0.95)
+    add("one flat run, slower wander (phi 0.95)", "descriptive: reported",
+        {"labelled inflection": per_run_false_inflections(studies * 5, strong, seed=7)})
+    return pd.DataFrame(rows)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    lines = ["| scenario | indicator | rate | should be |", "| --- | --- | --- | --- |"]
+    for _, row in table.iterrows():
+        lines.append(f"| {row['scenario']} | {row['indicator']} | {row['rate']:.3f} | "
+                     f"{row['what it should be']} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m moe_core.analysis.calibration",
+        description="Error rates of the report's verdicts on simulated studies.")
+    parser.add_argument("--studies", type=int, default=200, help="studies per scenario")
+    parser.add_argument("--seeds", type=int, default=4, help="seeds per arm (the demo's)")
+    parser.add_argument("--out", help="also write the table as JSON here (the report reads "
+                        "benchmarks/calibration.json)")
+    args = parser.parse_args(argv)
+    if args.studies < 1 or args.seeds < 2:
+        print("calibration: --studies must be >= 1 and --seeds >= 2", file=sys.stderr)
+        return 2
+    noise = Noise()
+    print(f"{args.studies} simulated studies per scenario, {args.seeds} seeds per arm; "
+          f"noise {noise}")
+    started = time.perf_counter()
+    table = calibration_table(args.studies, args.seeds, noise)
+    print("\n" + markdown_table(table))
+    if args.out:
+        command = (f"python -m moe_core.analysis.calibration --studies {args.studies} "
+                   f"--seeds {args.seeds}")
+        Path(args.out).write_text(json.dumps({
+            "command": command, "studies": args.studies, "seeds": args.seeds,
+            "noise": asdict(noise), "minutes": (time.perf_counter() - started) / 60,
+            "rows": table.to_dict("records")}, indent=1))
+        print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,432 @@
+"""The study's answer: which arms rise, which interventions change the rise of a control
+that rises, and what that says about each explanation of the inflection.
+
+The design is read from the runs, not declared: a control is the `baseline` of a
+condition; an intervention is an arm whose config differs from a control's in the keys of
+one explanation only (`HYPOTHESIS_OF_KEY`): `fresh_data@reference_lr` differs from
+`baseline@reference_lr` in train_documents_factor (overfitting); the corrected `baseline`
+differs from it in lr_horizon (the LR schedule). An arm that differs in the keys of two
+explanations tests neither against that control.
+
+Rules, each with its reason:
+- A cause can only explain a rise that happens: interventions are judged against
+  controls whose own rise test is significant (one-sided, corrected over the controls;
+  the interventions' own rise tests are a second family).
+- Each explanation predicts the direction in which its interventions move the rise
+  (less repetition or more dropout: lower; less balancing pressure: lower; a lower LR
+  late in training, measured from the runs' LR traces: lower). The interventions of one
+  explanation, against every control, are one family, corrected (Holm-Sidak) at ALPHA.
+- An intervention that moves the rise as predicted supports the explanation; against the
+  prediction, it counts against it; a rise that persists (the intervention still rises
+  and its change excludes removing half of the control's rise) counts against it too.
+  Anything else is inconclusive: not finding an effect is never a refutation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from moe_core.analysis import effects as fx
+from moe_core.analysis.results import COSMETIC_KEYS, OURS, Results
+from moe_core.config.run_config import split_arm
+from moe_core.errors import UserInputError
+from moe_core.record.metrics_json import FINISHED
+
+OVERFITTING = "overfitting"
+LR_SCHEDULE = "the LR schedule"
+LOAD_BALANCING = "load balancing"
+HYPOTHESES = (OVERFITTING, LR_SCHEDULE, LOAD_BALANCING)
+ROUTER_Z = "router z-loss"  # an intervention on the router, not one of the three explanations
+OTHER = "other"
+
+CONTROL_EXPERIMENT = "baseline"
+# config key -> (explanation, sign): sign is how the rise should move when the key's value
+# grows, if that explanation is right (None: the direction comes from measurements)
+HYPOTHESIS_OF_KEY: dict[str, tuple[str, int | None]] = {
+    "train_documents_factor": (OVERFITTING, -1),
+    "dropout": (OVERFITTING, -1),
+    "lr_schedule": (LR_SCHEDULE, None), "lr_horizon": (LR_SCHEDULE, None),
+    "min_lr_ratio": (LR_SCHEDULE, None), "warmup_ratio": (LR_SCHEDULE, None),
+    "lr_step_milestones": (LR_SCHEDULE, None), "lr_step_gamma": (LR_SCHEDULE, None),
+    "lr": (LR_SCHEDULE, None), "adamw_lr_ratio": (LR_SCHEDULE, None),
+    "load_balancing_weight": (LOAD_BALANCING, None), "balance_method": (LOAD_BALANCING, None),
+    "aux_free_bias_rate": (LOAD_BALANCING, None),
+    "router_z_loss_weight": (ROUTER_Z, None), "router_noise_std": (ROUTER_Z, None),
+}
+LATE_FRACTION = 0.25  # "late in training": the last quarter of the evals
+LR_DIFFERENCE = 0.05  # late-LR fractions closer than this predict no change
+# a persisting rise keeps more than this share of the control's rise (one-sided, corrected)
+PERSISTS_SHARE = 0.5
+ONCE_EPOCHS = 1.5  # at most this many passes: train sequences are seen about once
+
+SUPPORTED = "supported"
+NOT_SUPPORTED = "not supported"
+MIXED = "mixed"
+INCONCLUSIVE = "inconclusive"
+UNTESTED = "untested"  # no control rises: nothing to explain
+
+AS_PREDICTED = "as predicted"
+AGAINST = "against the prediction"
+PERSISTS = "the rise persists"
+NO_CHANGE = "no detected change"
+NO_PREDICTION = "no prediction"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One intervention against one control: the change of the rise (intervention minus
+    control, nats) and what it means for the explanation it tests."""
+
+    control: str
+    arm: str
+    hypothesis: str
+    changed: tuple[str, ...]  # the config keys that differ
+    predicted: int  # -1: the explanation predicts a lower rise, +1 higher, 0 none
+    prediction_basis: str
+    # the intervention removes the suspected cause outright (no repeated data, no balancing
+    # loss, a late LR under half the control's): if the rise persists, the cause is not it
+    removes_cause: bool
+    change: fx.Test
+    arm_rise: fx.Test
+    outcome: str = NO_CHANGE
+    removes: bool = False  # as predicted, and the arm's own rise is not significant
+    # for an intervention that removes the cause: arm rise - PERSISTS_SHARE x control rise
+    # > 0, one-sided, Holm-Sidak within the explanation's family (None otherwise)
+    keeps: fx.Test | None = None
+
+
+@dataclass(frozen=True)
+class HypothesisVerdict:
+    name: str
+    verdict: str
+    controls: tuple[str, ...]  # the rising controls it was judged against
+    reasons: tuple[str, ...]
+    comparisons: tuple[Comparison, ...] = ()
+
+
+@dataclass
+class StudyAnalysis:
+    """Everything the report says about our runs, computed once."""
+
+    curves: dict[str, fx.ArmCurves]
+    configs: dict[str, dict]  # arm -> config of its runs
+    rise_tests: dict[str, fx.Test]  # arm -> one-sided rise test, Holm over all arms
+    controls: dict[str, str]  # condition -> control arm
+    rising_controls: tuple[str, ...]
+    comparisons: list[Comparison]
+    verdicts: dict[str, HypothesisVerdict]
+    late_lr: dict[str, float]  # arm -> mean applied LR / peak over the last quarter
+    leader: dict[str, Any] = field(default_factory=dict)
+    gap_growth: dict[str, fx.Test] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- arms
+
+
+def counted_runs(results: Results) -> pd.DataFrame:
+    """Our finished runs, each counted once (duplicates and failures left out)."""
+    runs = results.runs
+    return runs[(runs["source"] == OURS) & runs["status"].isin(FINISHED)]
+
+
+def arm_curves(results: Results) -> dict[str, fx.ArmCurves]:
+    """Each group's curves (seeds x common evals), in the order the runs were read."""
+    runs = counted_runs(results)
+    by_run = dict(tuple(results.evals[results.evals["run_id"].isin(runs["run_id"])]
+                        .groupby("run_id", sort=False)))
+    out = {}
+    for group, part in runs.groupby("group", sort=False):
+        mine = {r: by_run[r] for r in part["run_id"] if r in by_run}
+        shas = part["val_sha"].dropna().unique()
+        try:
+            out[group] = fx.arm_curves_of(group, mine, results.val_sequences,
+                                          shas[0] if len(shas) == 1 else None)
+        except UserInputError:
+            continue  # no evals, or seeds that share too few: nothing to analyse
+    return out
+
+
+def arm_configs(results: Results) -> dict[str, dict]:
+    """Each group's config (its runs share one: a group is one config hash)."""
+    runs = counted_runs(results)
+    first = runs.drop_duplicates("group")
+    return {g: results.configs.get(r, {}) for g, r in zip(first["group"], first["run_id"],
+                                                           strict=True)}
+
+
+def late_lr_fraction(curves: fx.ArmCurves, peak: float | None) -> float:
+    """The mean applied LR over the last quarter of the evals, over the peak LR, averaged
+    over seeds (NaN when no LR was recorded)."""
+    if curves.lr is None or not peak:
+        return float("nan")
+    late = curves.lr[:, int(math.floor((1 - LATE_FRACTION) * curves.lr.shape[1])):]
+    return float(np.nanmean(late) / peak) if np.isfinite(late).any() else float("nan")
+
+
+def changed_keys(config: Mapping, control: Mapping) -> tuple[str, ...]:
+    """Config keys whose values differ, identity and bookkeeping keys left out."""
+    keys = (set(config) | set(control)) - set(COSMETIC_KEYS)
+    return tuple(sorted(k for k in keys if config.get(k) != control.get(k)))
+
+
+def hypothesis_of(keys: Sequence[str]) -> str:
+    """The one explanation these changed keys belong to, OTHER when they span none or
+    several."""
+    families = {HYPOTHESIS_OF_KEY.get(k, (OTHER, None))[0] for k in keys}
+    return families.pop() if len(families) == 1 else OTHER
+
+
+def _effective_balancing_weight(config: Mapping) -> float:
+    return float(config.get("load_balancing_weight") or 0.0) \
+        if config.get("balance_method", "aux_loss") == "aux_loss" else 0.0
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """What an arm was exposed to, measured from its runs: the late LR (over its peak) and
+    the passes over its train split at the end."""
+
+    late_lr: float
+    epochs: float
+
+
+def predicted_direction(hypothesis: str, keys: Sequence[str], config: Mapping,
+                        control: Mapping, mine: Exposure, theirs: Exposure
+                        ) -> tuple[int, str, bool]:
+    """(-1, +1 or 0, why, removes the cause): how the rise should move from the control to
+    this arm if the explanation is right, and whether the arm removes the cause outright."""
+    if hypothesis == LR_SCHEDULE:
+        if not (math.isfinite(mine.late_lr) and math.isfinite(theirs.late_lr)):
+            return 0, "no LR recorded", False
+        gap = mine.late_lr - theirs.late_lr
+        basis = (f"late LR {100 * mine.late_lr:.0f}% of peak vs the control's "
+                 f"{100 * theirs.late_lr:.0f}% (last quarter of training, measured)")
+        direction = 0 if abs(gap) < LR_DIFFERENCE else int(np.sign(gap))
+        return direction, basis, direction < 0 and mine.late_lr <= 0.5 * theirs.late_lr
+    if hypothesis == LOAD_BALANCING:
+        weight, control_weight = (_effective_balancing_weight(config),
+                                  _effective_balancing_weight(control))
+        basis = f"balancing-loss weight {weight:g} vs the control's {control_weight:g}"
+        return int(np.sign(weight - control_weight)), basis, weight == 0 < control_weight
+    if hypothesis == OVERFITTING:
+        signs = set()
+        for key in keys:
+            sign = HYPOTHESIS_OF_KEY[key][1] or 0
+            value, control_value = config.get(key), control.get(key)
+            if isinstance(value, (int, float)) and isinstance(control_value, (int, float)):
+                signs.add(sign * int(np.sign(value - control_value)))
+        basis = ", ".join(f"{k} {control.get(k)} -> {config.get(k)}" for k in keys)
+        if math.isfinite(mine.epochs) and math.isfinite(theirs.epochs):
+            basis += f" ({mine.epochs:.1f} vs {theirs.epochs:.1f} epochs)"
+        direction = signs.pop() if len(signs) == 1 else 0
+        once = math.isfinite(mine.epochs) and mine.epochs <= ONCE_EPOCHS < theirs.epochs
+        return direction, basis, direction < 0 and once
+    return 0, "no explanation of the three predicts this change", False
+
+
+# ---------------------------------------------------------------- the analysis
+
+
+def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
+    """Rise tests, interventions against rising controls, and the three verdicts."""
+    curves = arm_curves(results)
+    configs = arm_configs(results)
+    rise_stats = {arm: fx.rise_statistic(c) for arm, c in curves.items()}
+    controls = {split_arm(arm.split(" [")[0])[1]: arm for arm in curves
+                if split_arm(arm)[0] == CONTROL_EXPERIMENT}
+    # two families: does each condition's control rise (the gate, the study's primary
+    # question), and does each intervention still rise (what an outcome is called)
+    rise_tests: dict[str, fx.Test] = {}
+    for family in (list(controls.values()),
+                   [arm for arm in curves if arm not in controls.values()]):
+        rise_tests.update(zip(family, fx.correct([fx.one_sample(rise_stats[a]) for a in family],
+                                                 alpha), strict=True))
+    rise_tests = {arm: rise_tests[arm] for arm in curves}
+    rising = tuple(c for c in controls.values() if rise_tests[c].significant)
+    late_lr = {arm: late_lr_fraction(c, configs[arm].get("lr")) for arm, c in curves.items()}
+    epochs = counted_runs(results).groupby("group")["epochs_seen"].mean() \
+        if "epochs_seen" in results.runs else pd.Series(dtype=float)
+    exposure = {arm: Exposure(late_lr[arm], float(epochs.get(arm, float("nan"))))
+                for arm in curves}
+
+    # one family per explanation: its interventions against every control (the rising one
+    # decides; the others show the interaction), corrected together
+    candidates: list[tuple] = []
+    for control in controls.values():
+        for arm in curves:
+            if arm == control or " [" in arm:
+                continue
+            keys = changed_keys(configs[arm], configs[control])
+            family = hypothesis_of(keys)
+            if not keys or family == OTHER:
+                continue
+            prediction = predicted_direction(family, keys, configs[arm], configs[control],
+                                             exposure[arm], exposure[control])
+            test = fx.two_sample(rise_stats[arm], rise_stats[control])
+            candidates.append((control, arm, family, keys, prediction, test))
+    comparisons = []
+    for family in dict.fromkeys(c[2] for c in candidates):
+        members = [c for c in candidates if c[2] == family]
+        corrected = fx.correct([c[5] for c in members], alpha)
+        keeps = _keeps_tests(members, rise_stats, alpha)
+        comparisons += [
+            _judge(Comparison(control, arm, family, keys, *prediction, test, rise_tests[arm],
+                              keeps=keeps.get((control, arm))))
+            for (control, arm, _, keys, prediction, _), test in zip(members, corrected,
+                                                                    strict=True)]
+    verdicts = {name: _verdict(name, [c for c in comparisons if c.hypothesis == name
+                                      and c.control in rising], rising, controls)
+                for name in HYPOTHESES}
+    gap = {}
+    for control in controls.values():
+        stat = fx.gap_growth_statistic(curves[control])
+        if stat is not None:
+            gap[control] = fx.one_sample(stat)
+    return StudyAnalysis(curves, configs, rise_tests, controls, rising, comparisons, verdicts,
+                         late_lr, leader(curves, alpha), gap)
+
+
+def _keeps_tests(members: list[tuple], rise_stats: Mapping[str, fx.ArmStatistic],
+                 alpha: float) -> dict[tuple[str, str], fx.Test]:
+    """For each intervention of one family that removes the cause: does it keep more than
+    PERSISTS_SHARE of its control's rise? (arm rise - share x control rise > 0, one-sided,
+    with the control's own noise, paired by val sequence; Holm-Sidak over these tests)."""
+    removing = [(control, arm) for control, arm, _, _, prediction, _ in members if prediction[2]]
+    tests = [fx.two_sample(rise_stats[arm], fx.scaled(rise_stats[control], PERSISTS_SHARE),
+                           alternative="greater") for control, arm in removing]
+    return dict(zip(removing, fx.correct(tests, alpha), strict=True))
+
+
+def _judge(c: Comparison) -> Comparison:
+    """The comparison's outcome from its corrected change test, the arm's rise test and,
+    for an intervention that removes the cause, whether it keeps most of the rise."""
+    from dataclasses import replace
+
+    test = c.change
+    if c.predicted == 0:
+        outcome = NO_PREDICTION
+    elif test.significant and np.sign(test.estimate) == c.predicted:
+        outcome = AS_PREDICTED
+    elif test.significant:
+        outcome = AGAINST
+    elif c.removes_cause and c.arm_rise.significant and c.keeps is not None \
+            and c.keeps.significant:
+        outcome = PERSISTS
+    else:
+        outcome = NO_CHANGE
+    return replace(c, outcome=outcome,
+                   removes=outcome == AS_PREDICTED and c.predicted < 0
+                   and not c.arm_rise.significant)
+
+
+def _verdict(name: str, comparisons: list[Comparison], rising: tuple[str, ...],
+             controls: Mapping[str, str]) -> HypothesisVerdict:
+    if not rising:
+        seen = ", ".join(controls.values()) or "no control (baseline) runs"
+        return HypothesisVerdict(name, UNTESTED, (), (
+            f"no control rises beyond noise ({seen}): there is no rise for this explanation "
+            "to account for",))
+    if not comparisons:
+        return HypothesisVerdict(name, INCONCLUSIVE, rising, (
+            f"no intervention of this explanation ran against a rising control "
+            f"({', '.join(rising)})",))
+    per_control = []
+    for control in rising:
+        mine = [c for c in comparisons if c.control == control]
+        outcomes = {c.outcome for c in mine}
+        if outcomes & {AS_PREDICTED} and outcomes & {AGAINST, PERSISTS}:
+            per_control.append(MIXED)
+        elif AS_PREDICTED in outcomes:
+            per_control.append(SUPPORTED)
+        elif outcomes & {AGAINST, PERSISTS}:
+            per_control.append(NOT_SUPPORTED)
+        elif mine:
+            per_control.append(INCONCLUSIVE)
+    decided = set(per_control)
+    verdict = decided.pop() if len(decided) == 1 else MIXED
+    return HypothesisVerdict(name, verdict, rising, tuple(_reason(c) for c in comparisons),
+                             tuple(comparisons))
+
+
+def _reason(c: Comparison) -> str:
+    """One bullet: the intervention, the change of the rise with its interval, the outcome."""
+    t = c.change
+    interval = ("" if t.ci_low is None
+                else f" (95% CI {t.ci_low:+.3f} to {t.ci_high:+.3f}, Holm p "
+                     f"{t.p_adjusted:.3g})")
+    text = f"{c.arm} vs {c.control}: rise {t.estimate:+.3f} nats{interval}"
+    if c.outcome == AS_PREDICTED:
+        text += ": removes the rise" if c.removes else ": reduces the rise" \
+            if c.predicted < 0 else ": raises the rise, as predicted"
+    elif c.outcome == AGAINST:
+        text += ": moves against the prediction"
+    elif c.outcome == PERSISTS:
+        text += (f": the rise persists ({c.arm} still rises by {c.arm_rise.estimate:.3f}, "
+                 f"more than {PERSISTS_SHARE:.0%} of the control's: one-sided Holm p "
+                 f"{c.keeps.p_adjusted:.3g})")
+    elif c.outcome == NO_PREDICTION:
+        text += f": no prediction ({c.prediction_basis})"
+    else:
+        detect = "" if t.detectable is None else f"; could detect about {t.detectable:.3f}"
+        text += f": no detected change{detect}"
+    return text
+
+
+def leader(curves: Mapping[str, fx.ArmCurves], alpha: float = fx.ALPHA) -> dict[str, Any]:
+    """The arm with the lowest end loss, named only when it beats the runner-up beyond
+    noise after Holm over its comparisons with every other arm on the same val split."""
+    by_split: dict[str | None, list[str]] = {}
+    for arm, c in curves.items():
+        by_split.setdefault(c.val_sha, []).append(arm)
+    arms = max(by_split.values(), key=len) if by_split else []
+    if len(arms) < 2:
+        return {}
+    ends = {arm: fx.end_statistic(curves[arm]) for arm in arms}
+    order = sorted(arms, key=lambda a: ends[a].mean)
+    first = order[0]
+    tests = fx.correct([fx.two_sample(ends[first], ends[a]) for a in order[1:]], alpha)
+    runner_up = tests[0]
+    return {"lowest": first, "runner_up": order[1], "test": runner_up,
+            "named": runner_up.significant, "arms": order,
+            "end_loss": {a: ends[a].mean for a in order}}
+
+
+def arms_frame(analysis: StudyAnalysis) -> pd.DataFrame:
+    """One row per arm with its numbers and their noise: seeds, end loss and rise (mean,
+    SE, 95% interval, corrected p for the rise), late LR; for export."""
+    rows = []
+    for arm, curves in analysis.curves.items():
+        end = fx.one_sample(fx.end_statistic(curves))
+        rise = analysis.rise_tests[arm]
+        rows.append({"arm": arm, "seeds": curves.n_seeds, "is_control":
+                     arm in analysis.controls.values(),
+                     "end_loss": end.estimate, "end_loss_se": end.se,
+                     "end_loss_ci_low": end.ci_low, "end_loss_ci_high": end.ci_high,
+                     "rise": rise.estimate, "rise_se": rise.se, "rise_se_seeds": rise.se_seeds,
+                     "rise_se_val": rise.se_val, "rise_ci_low": rise.ci_low,
+                     "rise_ci_high": rise.ci_high, "rise_p_adjusted": rise.p_adjusted,
+                     "rises": rise.significant, "late_lr_fraction": analysis.late_lr[arm]})
+    return pd.DataFrame(rows)
+
+
+def comparisons_frame(analysis: StudyAnalysis) -> pd.DataFrame:
+    """One row per intervention against a control: the change of the rise with its noise
+    and the outcome; for export."""
+    return pd.DataFrame([{
+        "control": c.control, "intervention": c.arm, "explanation": c.hypothesis,
+        "changed_keys": ",".join(c.changed), "predicted": c.predicted,
+        "prediction_basis": c.prediction_basis, "removes_cause": c.removes_cause,
+        "change": c.change.estimate, "se": c.change.se, "df": c.change.df,
+        "ci_low": c.change.ci_low, "ci_high": c.change.ci_high, "p": c.change.p_value,
+        "p_adjusted": c.change.p_adjusted, "significant": c.change.significant,
+        "detectable": c.change.detectable, "paired": c.change.paired,
+        "keeps_over_half": None if c.keeps is None else c.keeps.estimate,
+        "keeps_over_half_p_adjusted": None if c.keeps is None else c.keeps.p_adjusted,
+        "outcome": c.outcome}
+        for c in analysis.comparisons])

@@ -1,0 +1,230 @@
+"""The back of the inflection report: the method a reviewer checks, the reference's
+recorded files, the runs not counted, the appendix of every number (also as CSV), and the
+provenance of the runs."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from moe_core.analysis import effects as fx
+from moe_core.analysis.results import OURS
+from moe_core.config.run_config import PARAMETERS_DIR
+from moe_core.record.metrics_json import FINISHED
+from moe_core.report import escape as esc
+from moe_core.report import figures as plots
+from moe_core.report.render import TABLES_ENV
+from moe_core.report.sections import (
+    Study,
+    comparisons_table,
+    html_table,
+    inflect_count,
+    with_interval,
+)
+
+CALIBRATION_FILE = PARAMETERS_DIR.parent / "benchmarks" / "calibration.json"
+
+
+def method_markdown(study: Study) -> str:
+    """What a rise is, what a noise unit is, the tests and the correction, the calibration."""
+    a = study.analysis
+    window = next(iter(a.curves.values())).window if a and a.curves else None
+    seeds = sorted({c.n_seeds for c in a.curves.values()}) if a else []
+    lines = [
+        "## Method",
+        "",
+        f"- **Rise.** The mean val loss of the last {window or '10%'} evals minus its mean "
+        "over the 10%-of-evals window where it is lowest. The reference's measure (final "
+        "minus best single eval) grows with noise and curve length even on a flat curve.",
+        "- **Per seed, without selection bias.** Each seed's rise is measured at the window "
+        "where the *other* seeds' mean curve is lowest (leave one out), so its own noise does "
+        "not choose where it is measured.",
+        f"- **Noise.** Seed-to-seed spread ({', '.join(map(str, seeds))} seeds per arm) plus "
+        "the val-set sampling error. Runs scored on the same val split are compared "
+        "sequence by sequence (paired), which removes the split's shared error; "
+        "Welch-Satterthwaite degrees of freedom.",
+        f"- **Tests and correction.** Does a control rise: one-sided t, Holm-Sidak over the "
+        f"controls (the interventions' own rises are a second family). Does an intervention "
+        f"change the rise of a control: two-sided t, Holm-Sidak "
+        f"within each explanation (statsmodels), family-wise alpha {fx.ALPHA}. "
+        "Not finding an effect is *inconclusive*, never a refutation; a table's 'could "
+        f"detect' is the change found with {100 * fx.POWER:.0f}% power.",
+        "- **A control, interventions.** A control is the `baseline` of a condition; an "
+        "intervention differs from it in the config keys of one explanation only. A cause "
+        "is judged only against a control whose own rise is beyond noise. An intervention "
+        "that removes the suspected cause outright (no repeated data, no balancing loss, a "
+        "late LR under half the control's) counts against it when the rise *persists*: the "
+        "arm still rises and keeps more than half of the control's rise (one-sided t on arm "
+        "rise minus half the control's, both arms' noise counted, Holm-Sidak in the family).",
+        "- **A run inflects** (per-run label, descriptive) when its rise exceeds what flat "
+        "curves with its own correlated wander reach (parametric AR(1) bootstrap, p < 0.05) "
+        "and its per-sequence val noise.",
+    ]
+    calibration = calibration_table()
+    if calibration is not None:
+        lines += ["", "**Calibration** (simulated studies with a known answer through this "
+                  "same pipeline; measured outside this study's runs, "
+                  f"{calibration['command']}):", "", calibration["markdown"]]
+    return "\n".join(lines)
+
+
+def calibration_table() -> dict | None:
+    """The calibration table stored by `python -m moe_core.analysis.calibration --out`, if any."""
+    try:
+        stored = json.loads(CALIBRATION_FILE.read_text())
+    except (OSError, ValueError):
+        return None
+    rows = stored.get("rows") or []
+    table = ["| scenario | indicator | rate | should be |", "| --- | --- | --- | --- |"]
+    table += [f"| {esc.md(r['scenario'])} | {esc.md(r['indicator'])} | {r['rate']:.3f} | "
+              f"{esc.md(r['what it should be'])} |" for r in rows]
+    return {"command": esc.md(stored.get("command", "python -m moe_core.analysis.calibration")),
+            "markdown": "\n".join(table)}
+
+
+def provenance_markdown(study: Study) -> str:
+    """Commit, presets, seeds, data, machine, date and compute time of the runs."""
+    runs = study.results.runs
+    ours = runs[(runs["source"] == OURS) & runs["status"].isin(FINISHED)]
+    envs = [study.results.environments.get(r, {}) for r in ours["run_id"]]
+    data: dict[str, tuple[str, list[str]]] = {}  # fingerprint -> source, arm of each run
+    for arm, e in zip(ours["group"], envs, strict=True):
+        if e.get("data"):
+            source, arms = data.setdefault(e["data"].get("fingerprint"),
+                                           (e["data"].get("source"), []))
+            arms.append(arm)
+    machines = {((e.get("environment") or {}).get("device_name"),
+                 (e.get("environment") or {}).get("torch")) for e in envs}
+    lines = ["## Provenance", "",
+             f"- Rendered {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from commit "
+             f"{_commit()}.",
+             f"- {len(ours)} finished runs of ours in {ours['group'].nunique()} arms; presets "
+             f"{', '.join(sorted(map(esc.md, ours['preset'].dropna().unique()))) or 'n/a'}; "
+             "seeds "
+             f"{', '.join(str(int(s)) for s in sorted(ours['seed'].dropna().unique()))}.",
+             f"- Total training time {ours['time_min'].sum():.1f} min of compute.",
+             "- Data: " + ("; ".join(f"{esc.md(source)} (fingerprint {esc.md(fp)}): {len(arms)} "
+                                     f"runs of {', '.join(map(esc.md, dict.fromkeys(arms)))}"
+                                     for fp, (source, arms) in data.items()) or "n/a") + ".",
+             "- Machines: " + ("; ".join(f"{esc.md(name)}, torch {esc.md(torch)}"
+                                         for name, torch in machines
+                                         if name) or "n/a") + "."]
+    dropped = runs[~runs["status"].isin(FINISHED)]
+    if len(dropped):
+        lines.append(f"- Not counted: {len(dropped)} run(s) "
+                     + ", ".join(f"{esc.md(r)} ({esc.md(s)})" for r, s in zip(dropped["run_id"],
+                                                              dropped["status"], strict=True))
+                     + " (see the appendix).")
+    return "\n".join(lines)
+
+
+def _commit() -> str:
+    try:
+        head = subprocess.run(["git", "-C", str(PARAMETERS_DIR.parent), "rev-parse", "--short",
+                               "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(PARAMETERS_DIR.parent), "status",
+                                "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (git not available)"
+    if head.returncode:
+        return "unknown (not a git checkout)"
+    return head.stdout.strip() + (" with uncommitted changes" if dirty.stdout.strip() else "")
+
+
+def reference_markdown(study: Study) -> str:
+    lines = ["## The reference study's recorded files", ""]
+    if study.reference is None:
+        return "\n".join(lines + ["No reference results were included (`moe-suite report "
+                                  "--include <folder>` adds them)."])
+    lines += ["What its files show (computed from them):", ""]
+    lines += [f"- {esc.md(fact)}" for fact in study.reference.facts]
+    lines += ["", "Known only from outside its files (labelled priors, not findings):", ""]
+    lines += [f"- {esc.md(prior)}" for prior in study.reference.priors]
+    return "\n".join(lines)
+
+
+def reference_figures(study: Study) -> list:
+    theirs = study.theirs
+    if theirs.runs.empty:
+        return []
+    return [plots.val_loss_overlay(theirs.evals, from_fraction=plots.ZOOM_FROM_FRACTION),
+            plots.lr_applied(theirs.evals)]
+
+
+def runs_table(study: Study) -> pd.DataFrame:
+    runs = study.results.runs
+    table = runs[["run_id", "source", "status", "end_loss", "final_loss", "best_loss",
+                  "best_step", "rise", "degradation", "inflection", "onset_step",
+                  "epochs_seen", "final_gap", "time_min", "error"]].copy()
+    return table.rename(columns={
+        "end_loss": "end loss (nats)", "final_loss": "final loss (nats)",
+        "best_loss": "best loss (nats)", "rise": "rise (nats)",
+        "degradation": "final - best (nats)", "final_gap": "val - train gap (nats)",
+        "time_min": "time (min)", "onset_step": "onset step"})
+
+
+def arms_table(study: Study) -> pd.DataFrame:
+    """Per arm: seeds, end loss and rise with their intervals."""
+    a = study.analysis
+    rows = []
+    for arm, c in a.curves.items():
+        end = fx.one_sample(fx.end_statistic(c))
+        rise = a.rise_tests[arm]
+        rows.append({"arm": arm, "seeds": c.n_seeds,
+                     "end loss (nats)": with_interval(end, signed=False),
+                     "rise (nats)": with_interval(rise, signed=False),
+                     "rise Holm-Sidak p": "n/a" if rise.p_adjusted is None
+                     else f"{rise.p_adjusted:.3g}",
+                     "rises": "yes" if rise.significant else "no",
+                     "runs that inflect": inflect_count(study, arm),
+                     "late LR (% of peak)": f"{100 * a.late_lr[arm]:.0f}"})
+    return pd.DataFrame(rows)
+
+
+def appendix(study: Study) -> Any:
+    """Every table in collapsible sections; each also written as CSV beside the report."""
+    from IPython.display import HTML
+
+    tables = {"runs": (runs_table(study), "Every run read (duplicates and failures included)")}
+    if study.analysis is not None:
+        tables["arms"] = (arms_table(study), "Every arm: seeds, end loss, rise")
+        tables["comparisons"] = (comparisons_table(study),
+                                 "Every intervention against every control")
+    if study.reference is not None:
+        tables["reference"] = (study.reference.runs.drop(columns=["lr_trace", "steps", "loss"],
+                                                         errors="ignore"),
+                               "The reference's runs, one curve each")
+    folder = os.environ.get(TABLES_ENV)
+    parts = []
+    for name, (table, caption) in tables.items():
+        csv = table.map(esc.csv_cell).rename(columns=esc.csv_cell).to_csv(index=False)
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            (Path(folder) / f"{name}.csv").write_text(csv)
+        # the CSV travels inside the page, so a report shared on its own keeps its tables
+        encoded = base64.b64encode(csv.encode()).decode()
+        link = (f' (<a download="{name}.csv" href="data:text/csv;base64,{encoded}">'
+                f"{name}.csv</a>)")
+        parts.append(f"<details><summary>{caption}{link}</summary>"
+                     f"{html_table(table).to_html()}</details>")
+    return HTML("\n".join(parts))
+
+
+def problems_markdown(study: Study) -> str | None:
+    runs = study.results.runs
+    bad = runs[~runs["status"].isin(FINISHED)]
+    if bad.empty:
+        return None
+    lines = ["**Runs not counted** (failed, interrupted, unreadable or duplicate copies):", ""]
+    for _, row in bad.iterrows():
+        why = row["error"] if isinstance(row["error"], str) else row["status"]
+        lines.append(f"- {esc.md(row['run_id'])} ({esc.md(row['status'])}): {esc.md(why)}")
+    return "\n".join(lines)

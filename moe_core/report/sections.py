@@ -1,0 +1,458 @@
+"""The inflection report's content: every sentence, table and figure, computed from the
+runs by `moe_core.verdicts` (ours) and `moe_core.reference` (the reference's files).
+
+The notebook (`notebooks/inflection_report.ipynb`) calls one function per section; the
+order is the reader's: the answer first, then the evidence per explanation, the method,
+the reference's files, and an appendix of every number.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from moe_core.analysis import effects as fx
+from moe_core.analysis import verdicts as vd
+from moe_core.analysis.inflection import INFLECTION
+from moe_core.analysis.reference import ReferenceFindings, analyse_reference
+from moe_core.analysis.results import OURS, REFERENCE, Results, load_runs
+from moe_core.analysis.routing import expert_warnings
+from moe_core.config.run_config import PARAMETERS_DIR, read_yaml, split_arm
+from moe_core.errors import UserInputError
+from moe_core.report import escape as esc
+from moe_core.report import figures as plots
+from moe_core.report.render import (
+    resolve_dirs,
+)
+
+NO_CONDITION_LABEL = "the corrected LR schedule (over optimizer updates)"
+PREDICTIONS = {
+    vd.OVERFITTING: ("If the model memorises its repeated train split, the rise should shrink "
+                     "or vanish when the data no longer repeats (fresh data: the same steps "
+                     "over 20x the train documents, the same val documents) and shrink with "
+                     "more dropout."),
+    vd.LR_SCHEDULE: ("If the LR is still too high late in training, schedules that are lower "
+                     "in the last quarter of training (measured from each run's LR trace) "
+                     "should rise less, and higher ones more."),
+    vd.LOAD_BALANCING: ("If the balancing pressure on the router causes the rise, removing "
+                        "the balancing loss (no_lb, or bias-based balancing without a loss) "
+                        "or weakening it should shrink the rise."),
+}
+
+
+# ---------------------------------------------------------------- the study
+
+
+@dataclass
+class Study:
+    """Everything the report shows, computed once from the runs."""
+
+    results: Results
+    analysis: vd.StudyAnalysis | None
+    reference: ReferenceFindings | None
+    colors: dict[str, str] = field(default_factory=dict)
+    condition_labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ours(self) -> Results:
+        return self.results.of_source(OURS)
+
+    @property
+    def theirs(self) -> Results:
+        return self.results.of_source(REFERENCE)
+
+
+def build(run_dirs: Sequence[str | Path], reference_dirs: Sequence[str | Path] = ()) -> Study:
+    """Read every run under the folders and analyse them."""
+    results = load_runs(*resolve_dirs(run_dirs), reference_dirs=resolve_dirs(reference_dirs))
+    return study_of(results, analyse_reference(results))
+
+
+def study_of(results: Results, reference: ReferenceFindings | None = None) -> Study:
+    """The study of runs already read: the analysis, condition labels and colours."""
+    analysis = vd.analyse(results) if len(vd.counted_runs(results)) else None
+    study = Study(results, analysis, reference)
+    if analysis is not None:
+        study.condition_labels = {c: condition_label(c) for c in analysis.controls}
+        study.colors = plots.experiment_colors(_families(analysis))
+    return study
+
+
+def condition_label(condition: str) -> str:
+    """A condition's readable name: its YAML's `label`, else its name."""
+    if not condition:
+        return NO_CONDITION_LABEL
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", condition):
+        return condition  # a name read from a run, never a path to read a file from
+    try:
+        values = read_yaml(PARAMETERS_DIR / "conditions" / f"{condition}.yaml")
+    except UserInputError:
+        return condition
+    return str(values.get("label") or condition)
+
+
+def _families(analysis: vd.StudyAnalysis) -> dict[str, str]:
+    """experiment -> the explanation its comparisons test (in study order)."""
+    families: dict[str, str] = {}
+    for c in analysis.comparisons:
+        families.setdefault(split_arm(c.arm)[0], c.hypothesis)
+    for arm in analysis.curves:
+        families.setdefault(split_arm(arm)[0], vd.OTHER)
+    return families
+
+
+# ---------------------------------------------------------------- numbers
+
+
+def decimals_for(se: float | None, default: int = 3) -> int:
+    """Decimals that a value with this standard error supports (SE 0.03: 2; 0.004: 3)."""
+    if se is None or not math.isfinite(se) or se <= 0:
+        return default
+    return int(min(6, max(0, -math.floor(math.log10(se)))))
+
+
+def number(value: float | None, se: float | None = None, signed: bool = False) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    digits = decimals_for(se)
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def with_interval(test: fx.Test, signed: bool = True) -> str:
+    """`-0.075 (95% CI -0.139 to -0.011)`, rounded to what the SE supports."""
+    text = number(test.estimate, test.se, signed)
+    if test.ci_low is None and test.se == 0 and test.estimate == 0 and test.name.startswith(
+            "rise"):
+        return "0 (its last window is its lowest in every seed: it never turned up)"
+    if test.ci_low is None:
+        return f"{text} (no noise estimate)"
+    return (f"{text} (95% CI {number(test.ci_low, test.se, True)} to "
+            f"{number(test.ci_high, test.se, True)})")
+
+
+def inflect_count(study: Study, arm: str) -> str:
+    runs = vd.counted_runs(study.results)
+    part = runs[runs["group"] == arm]
+    if "inflection" not in part:
+        return f"n/a of {len(part)}"
+    return f"{int((part['inflection'] == INFLECTION).sum())} of {len(part)}"
+
+
+# ---------------------------------------------------------------- the answer
+
+
+def answer_markdown(study: Study) -> str:
+    """The question, where the rise happens, and each explanation's verdict with the
+    numbers that decide it."""
+    a = study.analysis
+    lines = ["## The answer", ""]
+    if a is None:
+        return "\n".join(lines + ["No finished runs of ours: nothing to answer yet."])
+    lines.append("**Where the val loss turns up.** " + " ".join(_where_it_rises(study)))
+    lines += ["", "| explanation | verdict | what decides it |", "| --- | --- | --- |"]
+    for name in vd.HYPOTHESES:
+        verdict = a.verdicts[name]
+        lines.append(f"| {name} | **{verdict.verdict}** | {_deciding(verdict)} |")
+    lines += ["", "**In one sentence.** " + one_sentence(a)]
+    return "\n".join(lines)
+
+
+def _where_it_rises(study: Study) -> list[str]:
+    a = study.analysis
+    sentences = []
+    for condition, control in a.controls.items():
+        test = a.rise_tests[control]
+        if test.ci_low is None and test.se == 0 and test.estimate == 0:
+            how = ("never turns up: its last window is its lowest in every seed, and "
+                   f"{inflect_count(study, control)} seeds inflect")
+        else:
+            state = "rises" if test.significant else "does not rise beyond noise"
+            how = (f"{state}: by {with_interval(test, signed=False)} nats, "
+                   f"{inflect_count(study, control)} seeds inflect on their own")
+        sentences.append(f"Under {esc.md(study.condition_labels[condition])} the control "
+                         f"({esc.md(control)}) {how}.")
+    return sentences
+
+
+def _deciding(verdict: vd.HypothesisVerdict) -> str:
+    if not verdict.comparisons:
+        return esc.md(verdict.reasons[0]) if verdict.reasons else ""
+    decisive = [c for c in verdict.comparisons if c.outcome in (vd.AS_PREDICTED, vd.AGAINST,
+                                                                  vd.PERSISTS)]
+    shown = (decisive or list(verdict.comparisons))[:3]
+    return "; ".join(f"{esc.md(c.arm)}: rise changes {with_interval(c.change)} nats, "
+                     f"{_outcome_words(c)}" for c in shown)
+
+
+def _outcome_words(c: vd.Comparison) -> str:
+    if c.outcome == vd.AS_PREDICTED:
+        if c.predicted < 0:
+            return "removes the rise" if c.removes else "reduces the rise"
+        return "raises it, as predicted"
+    if c.outcome == vd.AGAINST:
+        return "against the prediction"
+    if c.outcome == vd.PERSISTS:
+        return "the rise persists"
+    if c.outcome == vd.NO_PREDICTION:
+        return "no prediction"
+    return "no detected change"
+
+
+def one_sentence(a: vd.StudyAnalysis) -> str:
+    """The verdicts in one sentence, each name with its verdict."""
+    by_verdict: dict[str, list[str]] = {}
+    for name, verdict in a.verdicts.items():
+        by_verdict.setdefault(verdict.verdict, []).append(name)
+    if set(by_verdict) == {vd.UNTESTED}:
+        return ("No control rises beyond noise, so there is no rise to explain and no "
+                "explanation was tested.")
+    words = {vd.SUPPORTED: "supported", vd.NOT_SUPPORTED: "not supported",
+             vd.MIXED: "mixed", vd.INCONCLUSIVE: "inconclusive", vd.UNTESTED: "untested"}
+    parts = [f"{words[v]}: {_listing(names)}" for v, names in by_verdict.items()]
+    controls = ", ".join(esc.md(c) for c in a.rising_controls)
+    return (f"Judged against the control that rises ({controls}): " + "; ".join(parts) + ".")
+
+
+def _listing(names: Sequence[str]) -> str:
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def rise_rows(study: Study) -> pd.DataFrame:
+    """One row per arm for the answer's figure: its rise with the 95% interval."""
+    a = study.analysis
+    rows = []
+    order = {c: i for i, c in enumerate(sorted(a.controls, key=lambda c: c == ""))}
+    for arm, test in a.rise_tests.items():
+        experiment, condition = split_arm(arm.split(" [")[0])
+        rows.append({"arm": arm, "experiment": experiment, "condition": condition,
+                     "condition_label": study.condition_labels.get(condition, condition),
+                     "rise": test.estimate,
+                     "ci_low": np.nan if test.ci_low is None else test.ci_low,
+                     "ci_high": np.nan if test.ci_high is None else test.ci_high,
+                     "rises": test.significant,
+                     "is_control": arm in a.controls.values()})
+    table = pd.DataFrame(rows)
+    table["order"] = table["condition"].map(order).fillna(len(order))
+    return table.sort_values(["order", "is_control"], ascending=[True, False], kind="stable")
+
+
+def answer_figure(study: Study):
+    if study.analysis is None:
+        return plots._message_figure("no finished runs of ours")
+    return plots.rise_forest(rise_rows(study), study.colors,
+                             "Filled: rises beyond noise (Holm-Sidak; the controls one family, "
+                             "the interventions another). Shaded: the control's interval.\n"
+                             "A rise of exactly 0 without an interval: the arm's lowest "
+                             "window is its last (still falling at the end).")
+
+
+# ---------------------------------------------------------------- one explanation
+
+
+def hypothesis_markdown(study: Study, name: str) -> str:
+    """The prediction, the verdict, and one bullet per comparison."""
+    verdict = study.analysis.verdicts[name]
+    lines = [f"### {name[0].upper() + name[1:]}: {verdict.verdict}", "",
+             f"*Prediction.* {PREDICTIONS[name]}", ""]
+    lines += [f"- {esc.md(reason)}" for reason in verdict.reasons]
+    lines += [f"- {esc.md(line)}" for line in extra_evidence(study, name)]
+    return "\n".join(lines)
+
+
+def hypothesis_figure(study: Study, name: str):
+    a = study.analysis
+    control = (a.rising_controls or tuple(a.controls.values()))[0]
+    arms = [c.arm for c in a.comparisons if c.hypothesis == name and c.control == control]
+    if not arms:
+        return None
+    colors = {arm: study.colors.get(split_arm(arm)[0]) for arm in a.curves}
+    for arm in arms:  # the control's own experiment under another condition (the LR's
+        # intervention is `baseline`): a colour of the explanation, never the control's black
+        if colors.get(arm) in (None, plots.CONTROL_COLOR):
+            colors[arm] = plots.free_shade(name, [colors[other] for other in arms
+                                                  if other != arm])
+    return plots.control_vs_interventions(a.curves, control, arms, colors)
+
+
+def comparisons_table(study: Study, name: str | None = None) -> pd.DataFrame:
+    """Each intervention against each control: the change of the rise and its outcome."""
+    rows = []
+    a = study.analysis
+    for c in a.comparisons:
+        if name is not None and (c.hypothesis != name or (
+                a.rising_controls and c.control not in a.rising_controls)):
+            continue  # a section shows the comparisons that decide it; the appendix all
+        t = c.change
+        rows.append({"intervention": c.arm, "outcome": _outcome_words(c),
+                     "change of rise (nats)": number(t.estimate, t.se, True),
+                     "95% CI": "n/a" if t.ci_low is None else
+                     f"{number(t.ci_low, t.se, True)} to {number(t.ci_high, t.se, True)}",
+                     "Holm-Sidak p": "n/a" if t.p_adjusted is None else f"{t.p_adjusted:.3g}",
+                     "could detect (nats)": number(t.detectable, t.se),
+                     "control": c.control, "explanation": c.hypothesis,
+                     "prediction": {-1: "lower rise", 1: "higher rise", 0: "none"}[c.predicted]
+                     + f" ({c.prediction_basis})", "config keys changed": ", ".join(c.changed)})
+    return pd.DataFrame(rows)
+
+
+def extra_evidence(study: Study, name: str) -> list[str]:
+    """Measured context for an explanation, from the rising controls' runs."""
+    a = study.analysis
+    runs = vd.counted_runs(study.results)
+    lines = []
+    for control in a.rising_controls:
+        mine = runs[runs["group"] == control]
+        if name == vd.OVERFITTING:
+            gap = a.gap_growth.get(control)
+            if gap is not None:
+                lines.append(f"{control}: the val - train-subset gap grows by "
+                             f"{with_interval(gap, signed=False)} nats from the lowest window "
+                             "to the end (the model fits its train split better while val "
+                             "gets worse).")
+            floor, train = mine["bayes_floor"].mean(), mine["final_train_loss"].mean()
+            if math.isfinite(floor) and math.isfinite(train):
+                relation = "below" if train < floor else "above"
+                lines.append(f"{control}: the train-subset loss ends at {train:.3f} nats, "
+                             f"{relation} the Bayes floor of the language ({floor:.3f}), which "
+                             "no model reaches on unseen text: "
+                             + ("it has memorised train sequences." if train < floor
+                                else "no sign of memorisation from this number alone."))
+            lines.append(f"{control}: {mine['epochs_seen'].mean():.1f} passes over its train "
+                         "split by the end.")
+        elif name == vd.LR_SCHEDULE:
+            lines.append(f"{control}: its LR over the last quarter of training averages "
+                         f"{100 * a.late_lr[control]:.0f}% of its peak.")
+        elif name == vd.LOAD_BALANCING:
+            evals = study.results.evals[study.results.evals["run_id"].isin(mine["run_id"])]
+            last = evals.sort_values("step").groupby("run_id").tail(1)
+            share = (last["aux_loss"] / last["train_loss"]).mean()
+            if math.isfinite(share):
+                lines.append(f"{control}: the balancing loss is {100 * share:.2f}% of the "
+                             "training loss at the end; the busiest expert gets "
+                             f"{100 * last['max_violation'].mean():.0f}% more tokens than "
+                             "the mean.")
+    return lines
+
+
+# ---------------------------------------------------------------- interaction, ranking
+
+
+def interaction_table(study: Study) -> pd.DataFrame:
+    """For each intervention run under several conditions: its change of the rise against
+    each condition's control (the question: does it matter under either?)."""
+    a = study.analysis
+    rows: dict[str, dict] = {}
+    for c in a.comparisons:
+        experiment, condition = split_arm(c.arm)
+        if split_arm(c.control)[1] != condition:
+            continue  # an arm is compared with the control of its own condition here
+        label = study.condition_labels.get(condition, condition)
+        mark = " *" if c.change.significant else ""
+        rows.setdefault(experiment, {"intervention": experiment})[label] = \
+            f"{with_interval(c.change)}{mark}"
+    return pd.DataFrame(list(rows.values())).fillna("not run")
+
+
+def leader_sentence(study: Study) -> str:
+    """The lowest end loss, named only when it is beyond noise from the runner-up."""
+    lead = study.analysis.leader
+    if not lead:
+        return "Fewer than two arms share a val split: no ranking of end losses."
+    t = lead["test"]
+    if lead["named"]:
+        lowest = number(lead["end_loss"][lead["lowest"]], t.se)
+        return (f"Lowest end loss: {esc.md(lead['lowest'])} ({lowest} nats), "
+                f"{number(-t.estimate, t.se)} below the runner-up {esc.md(lead['runner_up'])} "
+                f"(95% CI {number(-t.ci_high, t.se)} to {number(-t.ci_low, t.se)}; Holm-Sidak "
+                f"p {t.p_adjusted:.3g}).")
+    detect = "" if t.detectable is None else \
+        f"; a difference of about {number(t.detectable, t.se)} nats would have been found"
+    return (f"No arm ends lowest beyond noise: {esc.md(lead['lowest'])} and "
+            f"{esc.md(lead['runner_up'])} differ "
+            f"by {number(-t.estimate, t.se)} nats, within noise{detect}.")
+
+
+# ---------------------------------------------------------------- tables and sections
+
+
+def html_table(table: pd.DataFrame, caption: str = "") -> Any:
+    """A table without its index, cells wrapping (no truncation), left-aligned, numbers at
+    4 decimals unless already formatted; every cell and header escaped (they hold names from
+    runs and configs), the caption too."""
+    table = table.map(lambda v: esc.visible(v) if isinstance(v, str) else v) \
+        .rename(columns=esc.visible)
+    styler = table.style.hide(axis="index").format(precision=4, na_rep="", escape="html") \
+        .format_index(escape="html", axis=1) \
+        .set_table_styles([{"selector": "th, td", "props": "text-align: left;"}])
+    if caption:
+        styler = styler.set_caption(esc.html(caption))
+    return styler
+
+
+def hypothesis_section(study: Study, name: str) -> list:
+    """The section of one explanation: verdict and reasons, the curves, the comparisons."""
+    if study.analysis is None:
+        return []
+    items = [markdown(hypothesis_markdown(study, name)), hypothesis_figure(study, name)]
+    table = comparisons_table(study, name)
+    if len(table):
+        items.append(html_table(table.drop(columns=["explanation"])))
+    return items
+
+
+def interaction_section(study: Study) -> list:
+    if study.analysis is None:
+        return []
+    table = interaction_table(study)
+    text = ("## Does each intervention matter under either schedule?\n\nThe change of the "
+            "rise against the control of the same schedule (nats, 95% CI; * beyond noise "
+            "after correction). " + leader_sentence(study))
+    return [markdown(text)] + ([html_table(table)] if len(table) else [])
+
+
+def routing_section(study: Study) -> list:
+    """Expert load over training for the rising control and its no-balancing arm."""
+    a = study.analysis
+    routing = study.ours.routing
+    if a is None or routing.empty:
+        return []
+    control = (a.rising_controls or tuple(a.controls.values()))[0]
+    condition = split_arm(control)[1]
+    arms = [control] + [arm for arm in a.curves if split_arm(arm) == ("no_lb", condition)]
+    shown = routing[routing["arm"].isin(arms)].assign(experiment=lambda d: d["arm"])
+    warnings = []
+    for run_id, part in routing[routing["arm"].isin(arms)].groupby("run_id", sort=False):
+        last = part[part["step"] == part["step"].max()]
+        load = last.pivot_table(index="layer", columns="expert", values="load_share")
+        warnings += [f"{esc.md(run_id)}: {esc.md(w)}" for w in expert_warnings(load.to_numpy())]
+    note = ("Dead or collapsed experts at the end: " + "; ".join(warnings) + "." if warnings
+            else "No expert is dead or collapsed (under 1/(4E) of the tokens) at the end of "
+            "these runs.")
+    return [markdown("### Routing: each expert's share of tokens over training\n\n1/E is "
+                     "perfect balance; the control beside the run without a balancing loss. "
+                     + note),
+            plots.expert_load_heatmaps(shown, experiments=tuple(arms))]
+
+
+def show(items: Sequence[Any]) -> None:
+    """Display each item (Markdown, figure, table) in order."""
+    from IPython.display import display
+
+    for item in items:
+        if item is not None:
+            display(item)
+
+
+def markdown(text: str) -> Any:
+    from IPython.display import Markdown
+
+    return Markdown(text)
+

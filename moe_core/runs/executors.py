@@ -1,0 +1,114 @@
+"""Executors run `execute_run` over a suite's specs: the local one (threads driving
+kernels on this machine) and, in moe_core.cluster, Dask; `make_executor` picks one from the
+command line's words.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Protocol
+
+from moe_core.errors import UserInputError
+from moe_core.runs.jupyter_kernel import signal_live_kernels
+from moe_core.runs.runner import RunOutcome, RunSpec, failed_outcome, threads_per_run
+
+
+class Executor(Protocol):
+    """Runs `fn` on every spec and yields the results as they finish (in any order); `fn`
+    may run in another process or on another machine, so it and the specs must pickle.
+    A KeyboardInterrupt while iterating stops the runs (they record "interrupted")."""
+
+    threads_per_run: int  # torch threads each run uses; 0: the environment's default
+    description: str  # where the runs execute, for the suite's first line
+
+    def map(self, fn: Callable[[RunSpec], RunOutcome],
+            specs: Sequence[RunSpec]) -> Iterator[RunOutcome]: ...
+
+
+class LocalExecutor:
+    """Up to `jobs` runs at once on this machine (threads driving separate kernels).
+
+    Ctrl-C stops new runs from starting and interrupts the running kernels, so training
+    records an "interrupted" status; a second Ctrl-C kills them. Either way KeyboardInterrupt
+    is re-raised once the workers have stopped.
+    """
+
+    def __init__(self, jobs: int = 1, grace_s: float = 60.0, progress: bool | None = None):
+        if jobs < 1:
+            raise UserInputError(f"--jobs {jobs}: expected at least 1 concurrent run")
+        self.jobs = jobs
+        self.grace_s = grace_s
+        self.progress = progress
+        self.threads_per_run = threads_per_run(jobs)
+        self.description = f"{jobs} at a time on this machine"
+
+    def map(self, fn: Callable[[RunSpec], RunOutcome],
+            specs: Sequence[RunSpec]) -> Iterator[RunOutcome]:
+        from tqdm.auto import tqdm
+
+        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="moe-run")
+        spec_of = {pool.submit(fn, spec): spec for spec in specs}
+        futures: set[Future] = set(spec_of)
+        # a bar over runs: finished, failed, running (the caller's lines print above it)
+        # progress None: a bar on a terminal only (a log file gets the runs' lines alone)
+        bar = tqdm(total=len(specs), desc="runs", unit="run",
+                   disable=None if self.progress is None else not self.progress,
+                   dynamic_ncols=True)
+        failed = 0
+        try:
+            while futures:
+                done, futures = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    error = future.exception()
+                    # execute_run records failures itself: this is a bug, not a run's failure,
+                    # but it still must not stop the other runs
+                    outcome = future.result() if error is None else failed_outcome(
+                        spec_of[future], f"{type(error).__name__}: {error}")
+                    failed += not outcome.ok
+                    bar.clear()
+                    yield outcome
+                    bar.update(1)
+                bar.set_postfix(failed=failed, running=sum(f.running() for f in futures),
+                                refresh=False)
+                bar.refresh()
+        except BaseException:  # Ctrl-C, or the caller stopped reading: stop the runs too
+            bar.close()
+            pool.shutdown(wait=False, cancel_futures=True)
+            self._stop(futures)
+            raise
+        bar.close()
+        pool.shutdown()
+
+    def _stop(self, futures: set[Future]) -> None:
+        running = {f for f in futures if not f.cancelled()}
+        interrupted: set = set()
+        deadline = time.monotonic() + self.grace_s
+        try:
+            while running and time.monotonic() < deadline:
+                # keep interrupting: a kernel that was still starting registers later
+                interrupted |= signal_live_kernels(signal.SIGINT, skip=interrupted)
+                _, running = wait(running, timeout=0.5)
+        except KeyboardInterrupt:
+            pass
+        if running:
+            signal_live_kernels(signal.SIGKILL)
+            wait(running, timeout=10)
+
+
+def make_executor(name: str | None = None, jobs: int | None = None,
+                  scheduler: str | None = None) -> Executor:
+    """The executor the command line asks for: `local` (jobs at a time, default 1) or `dask`
+    (a local cluster of `jobs` workers, default one per core or GPU, or the cluster behind
+    `scheduler`)."""
+    name = name or ("dask" if scheduler else "local")
+    if name == "local":
+        if scheduler:
+            raise UserInputError(f"--scheduler {scheduler} needs --executor dask; drop "
+                                 "--executor local or the --scheduler address")
+        return LocalExecutor(1 if jobs is None else jobs)
+    from moe_core.runs.dask_executor import DaskExecutor
+
+    return DaskExecutor(scheduler=scheduler, workers=jobs)
