@@ -115,8 +115,7 @@ def profile_training(cfg, threads: int) -> dict:
     import torch
 
     from moe_core.data.splits import prepare_data
-    from moe_core.training import tensorboard_log as live
-    from moe_core.training import trainer as train
+    from moe_core.training import tensorboard_log, trainer
 
     torch.set_num_threads(threads)
     clock = PhaseClock()
@@ -129,15 +128,15 @@ def profile_training(cfg, threads: int) -> dict:
             data_s[kind] = (time.perf_counter() - wall, time.process_time() - cpu)
         del os.environ["MOE_CORE_CACHE"]
     # names as the trainer calls them (an older trainer's where they differ)
-    wraps = [(train, "_micro_step", "micro-steps (forward + backward)"),
-             (train, "optimizer_update", "optimizer updates (clip, Muon, AdamW)"),
-             (train, "_optimizer_update", "optimizer updates (clip, Muon, AdamW)"),
-             (train, "evaluate", "evals (val split + train subset)"),
-             (train, "_eval_record", "eval records (routing statistics, lists)"),
-             (train, "write_json_atomic", "metrics.json writes"),
-             (train, "save_checkpoint", "checkpoints"),
-             (train, "_save_checkpoint", "checkpoints"),
-             (live.LiveCurves, "add_eval", "TensorBoard curves")]
+    wraps = [(trainer, "_micro_step", "micro-steps (forward + backward)"),
+             (trainer, "optimizer_update", "optimizer updates (clip, Muon, AdamW)"),
+             (trainer, "_optimizer_update", "optimizer updates (clip, Muon, AdamW)"),
+             (trainer, "evaluate", "evals (val split + train subset)"),
+             (trainer, "_eval_record", "eval records (routing statistics, lists)"),
+             (trainer, "write_json_atomic", "metrics.json writes"),
+             (trainer, "save_checkpoint", "checkpoints"),
+             (trainer, "_save_checkpoint", "checkpoints"),
+             (tensorboard_log.LiveCurves, "add_eval", "TensorBoard curves")]
     with tempfile.TemporaryDirectory() as run_dir, contextlib.ExitStack() as stack:
         for module, name, phase in wraps:
             if name == "_optimizer_update" and hasattr(module, "optimizer_update"):
@@ -146,7 +145,7 @@ def profile_training(cfg, threads: int) -> dict:
                 stack.enter_context(patched(module, name,
                                             clock.wrap(phase, getattr(module, name))))
         wall, cpu = time.perf_counter(), time.process_time()
-        metrics = train.train(cfg, seed=0, out_dir=run_dir, data=data, progress=False)
+        metrics = trainer.train(cfg, seed=0, out_dir=run_dir, data=data, progress=False)
         total = (time.perf_counter() - wall, time.process_time() - cpu)
         figures = profile_figures(Path(run_dir))
     phases = {name: (clock.wall[name], clock.cpu[name]) for name in clock.wall}
@@ -166,19 +165,19 @@ def profile_figures(run_dir: Path) -> dict[str, tuple[float, float]]:
     from IPython.core.pylabtools import print_figure
 
     from moe_core.analysis.results import load_runs
-    from moe_core.report import figures as plots
+    from moe_core.report import figures
 
     out = {}
     wall, cpu = time.perf_counter(), time.process_time()
     run = load_runs(run_dir)
     out["load_runs"] = (time.perf_counter() - wall, time.process_time() - cpu)
-    figures = {"metrics_panels (saved)": lambda: plots.metrics_panels(run.evals),
-               "val_loss_vs_time (saved)": lambda: plots.val_loss_vs_time(run.evals),
-               "lr_applied": lambda: plots.lr_applied(run.evals),
-               "train_vs_val_loss": lambda: plots.train_vs_val_loss(run.evals),
-               "aux_loss_and_balance": lambda: plots.aux_loss_and_balance(run.evals,
-                                                                          run.layer_routing)}
-    for name, build in figures.items():
+    drawings = {"metrics_panels (saved)": lambda: figures.metrics_panels(run.evals),
+                "val_loss_vs_time (saved)": lambda: figures.val_loss_vs_time(run.evals),
+                "lr_applied": lambda: figures.lr_applied(run.evals),
+                "train_vs_val_loss": lambda: figures.train_vs_val_loss(run.evals),
+                "aux_loss_and_balance": lambda: figures.aux_loss_and_balance(run.evals,
+                                                                           run.layer_routing)}
+    for name, build in drawings.items():
         wall, cpu = time.perf_counter(), time.process_time()
         figure = build()
         if "saved" in name:
@@ -191,7 +190,7 @@ def profile_figures(run_dir: Path) -> dict[str, tuple[float, float]]:
 
 def profile_suite(threads_note: str) -> dict:
     """Two cpu-preset runs through moe-suite, 2 at a time, then the report on them."""
-    suite_cli = [sys.executable, "-m", "moe_core.runs.suite"]
+    suite_cli = [sys.executable, "-m", "moe_core.cli.suite"]
     with tempfile.TemporaryDirectory() as out:
         runs = Path(out) / "runs"
         run = run_child([*suite_cli, "run", "-e", "baseline", "--preset", "cpu", "--seeds",

@@ -9,7 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from moe_core.runs import jupyter_kernel, suite
+from moe_core import paths
+from moe_core.cli.suite import main as suite_cli_main
 
 # a few seconds per run: two evals of a one-layer model
 SMOKE = ["--preset", "smoke", "--set", "max_steps=8", "--set", "eval_every=4", "--no-report"]
@@ -21,7 +22,7 @@ def metrics(run_dir: Path) -> dict:
 
 def suite_cli(capsys, *args) -> tuple[int, str, str]:
     """`moe-suite ARGS` in this process: (exit code, stdout, stderr)."""
-    code = suite.main([str(a) for a in args])
+    code = suite_cli_main([str(a) for a in args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -36,8 +37,8 @@ def _default_sigint() -> None:
 def suite_process(*args, own_session: bool = False) -> subprocess.Popen:
     """`moe-suite ARGS` as a user starts it from a terminal; own_session: in a process group
     of its own, so that a Ctrl-C sent to the group reaches everything it started."""
-    return subprocess.Popen([sys.executable, "-m", "moe_core.runs.suite", *map(str, args)],
-                            cwd=jupyter_kernel.REPO_ROOT, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "moe_core.cli.suite", *map(str, args)],
+                            cwd=paths.CHECKOUT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE,
                             text=True, start_new_session=own_session,
                             preexec_fn=_default_sigint)

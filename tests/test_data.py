@@ -13,8 +13,7 @@ import pytest
 import torch
 
 from moe_core.config.run_config import build_config
-from moe_core.data import corpus, synthetic
-from moe_core.data import splits as data
+from moe_core.data import corpus, splits, synthetic
 from moe_core.errors import UserInputError
 
 WORDS = ("alpha beta gamma delta river stone cloud ember forest lantern quiet rapid silver "
@@ -56,32 +55,32 @@ def corpora(tmp_path_factory, documents):
 
 
 def test_split_keeps_the_first_documents_for_training_and_the_rest_for_validation():
-    train, val = data.split_documents(list(range(20)), 0.1, "test")
+    train, val = splits.split_documents(list(range(20)), 0.1, "test")
     assert train == list(range(18)) and val == [18, 19]
 
 
 def test_a_split_without_documents_is_a_user_error_naming_num_documents():
     with pytest.raises(UserInputError, match="num_documents"):
-        data.split_documents([1, 2, 3], 0.1, "test")
+        splits.split_documents([1, 2, 3], 0.1, "test")
 
 
 def test_windows_overlap_by_one_token_and_drop_the_partial_tail():
-    windows = data.cut_windows(np.arange(11), 3)
+    windows = splits.cut_windows(np.arange(11), 3)
     assert windows.dtype == torch.int64
     assert windows.tolist() == [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]
 
 
 def test_each_document_is_followed_by_eos_in_the_stream():
-    assert data.join_documents([[5, 6], [7]], eos_id=0).tolist() == [5, 6, 0, 7, 0]
+    assert splits.join_documents([[5, 6], [7]], eos_id=0).tolist() == [5, 6, 0, 7, 0]
 
 
 # ---- synthetic data ------------------------------------------------------------------------
 
 
 def test_same_seed_gives_the_same_corpus_and_another_seed_a_different_one(tmp_path):
-    first = data.prepare_data(smoke(), tmp_path / "a")
-    again = data.prepare_data(smoke(), tmp_path / "b")
-    other = data.prepare_data(smoke(data_seed=7), tmp_path / "c")
+    first = splits.prepare_data(smoke(), tmp_path / "a")
+    again = splits.prepare_data(smoke(), tmp_path / "b")
+    other = splits.prepare_data(smoke(data_seed=7), tmp_path / "c")
     assert torch.equal(first.train, again.train) and torch.equal(first.val, again.val)
     assert first.bayes_floor == again.bayes_floor
     assert not torch.equal(first.train[:5], other.train[:5])
@@ -106,11 +105,11 @@ def test_documents_hold_content_tokens_with_mean_length_synthetic_doc_tokens():
 
 def test_windows_are_the_split_streams_of_the_generated_documents(tmp_path):
     cfg = smoke(num_documents=60, val_fraction=0.1)
-    prepared = data.prepare_data(cfg, tmp_path)
+    prepared = splits.prepare_data(cfg, tmp_path)
     language = synthetic.synthetic_language(cfg)
     docs = synthetic.generate_synthetic_documents(language, 60, cfg.data_seed)
     for split, split_docs in (("train", docs[:54]), ("val", docs[54:])):
-        stream = data.join_documents(split_docs, prepared.eos_id)
+        stream = splits.join_documents(split_docs, prepared.eos_id)
         windows = getattr(prepared, split)
         n = (len(stream) - 1) // cfg.seq_len
         assert windows.shape == (n, cfg.seq_len + 1)
@@ -121,12 +120,12 @@ def test_windows_are_the_split_streams_of_the_generated_documents(tmp_path):
         assert torch.equal(windows[:-1, -1], windows[1:, 0])
         assert prepared.stats[split] == {"documents": len(split_docs), "sequences": n,
                                          "tokens": len(stream),
-                                         "windows_sha": data.windows_sha(windows)}
+                                         "windows_sha": splits.windows_sha(windows)}
 
 
 def test_more_train_documents_leave_the_val_split_identical(tmp_path):
-    base = data.prepare_data(smoke(num_documents=60), tmp_path)
-    fresh = data.prepare_data(smoke(num_documents=60, train_documents_factor=5.0), tmp_path)
+    base = splits.prepare_data(smoke(num_documents=60), tmp_path)
+    fresh = splits.prepare_data(smoke(num_documents=60, train_documents_factor=5.0), tmp_path)
     assert torch.equal(fresh.val, base.val) and fresh.bayes_floor == base.bayes_floor
     assert fresh.stats["val"]["windows_sha"] == base.stats["val"]["windows_sha"]
     assert fresh.stats["train"]["documents"] == 5 * base.stats["train"]["documents"] == 270
@@ -135,8 +134,8 @@ def test_more_train_documents_leave_the_val_split_identical(tmp_path):
 
 
 def test_more_train_documents_keep_the_val_tokens_of_a_local_corpus(tmp_path, corpora):
-    base = data.prepare_data(local(corpora / "docs.jsonl", num_documents=20), tmp_path)
-    fresh = data.prepare_data(local(corpora / "docs.jsonl", num_documents=20,
+    base = splits.prepare_data(local(corpora / "docs.jsonl", num_documents=20), tmp_path)
+    fresh = splits.prepare_data(local(corpora / "docs.jsonl", num_documents=20,
                                     train_documents_factor=1.5), tmp_path)
     # the BPE is trained on the base train split only, so the val windows do not move
     assert torch.equal(fresh.val, base.val)
@@ -148,7 +147,7 @@ def test_a_corpus_smaller_than_the_run_needs_is_an_error_naming_the_counts(
         tmp_path, corpora, factor, needed):
     cfg = local(corpora / "docs.jsonl", num_documents=60, train_documents_factor=factor)
     with pytest.raises(UserInputError) as error:
-        data.prepare_data(cfg, tmp_path)
+        splits.prepare_data(cfg, tmp_path)
     message = str(error.value)
     assert f"holds 48 non-empty documents but this run needs {needed}" in message
     assert ("train_documents_factor" in message) == (factor > 1)
@@ -156,7 +155,7 @@ def test_a_corpus_smaller_than_the_run_needs_is_an_error_naming_the_counts(
 
 def test_no_document_appears_in_both_splits(tmp_path):
     cfg = smoke(num_documents=60)
-    prepared = data.prepare_data(cfg, tmp_path)
+    prepared = splits.prepare_data(cfg, tmp_path)
     train, val = prepared.stats["train"], prepared.stats["val"]
     assert train["documents"] + val["documents"] == 60 and val["documents"] == 6
     # the val stream starts a fresh document: its windows match no part of the train stream
@@ -171,7 +170,7 @@ def test_true_token_nll_equals_the_brute_force_posterior_on_a_tiny_language():
                 synthetic_zipf=0.8)
     language = synthetic.synthetic_language(cfg)
     eos = language.eos_id
-    stream = data.join_documents(synthetic.generate_synthetic_documents(language, 6, seed=2), eos)
+    stream = splits.join_documents(synthetic.generate_synthetic_documents(language, 6, seed=2), eos)
 
     def step(k, prev, x):  # P(x | prev, topic k), read off the definition of the language
         if x == eos:
@@ -197,7 +196,7 @@ def test_true_token_nll_equals_the_brute_force_posterior_on_a_tiny_language():
 
 def test_bayes_floor_is_the_mean_true_nll_over_the_val_window_targets(tmp_path):
     cfg = smoke()
-    prepared = data.prepare_data(cfg, tmp_path)
+    prepared = splits.prepare_data(cfg, tmp_path)
     val = prepared.val
     covered = torch.cat([val[0, :1], val[:, 1:].flatten()]).numpy()  # stream[0 : n*L + 1]
     nll = synthetic.true_token_nll(synthetic.synthetic_language(cfg), covered)
@@ -206,45 +205,45 @@ def test_bayes_floor_is_the_mean_true_nll_over_the_val_window_targets(tmp_path):
 
 @pytest.mark.parametrize("preset", ["smoke", "cpu"])
 def test_bayes_floor_is_above_zero_and_below_the_val_unigram_entropy(tmp_path, preset):
-    prepared = data.prepare_data(build_config("baseline", preset), tmp_path)
+    prepared = splits.prepare_data(build_config("baseline", preset), tmp_path)
     unigram = synthetic.unigram_entropy(prepared.val[:, 1:])
     assert 0.5 < prepared.bayes_floor < unigram - 1.0
 
 
 def test_branching_must_leave_distinct_successors_in_the_vocabulary(tmp_path):
     with pytest.raises(UserInputError, match="synthetic_branching"):
-        data.prepare_data(smoke(vocab_size=8, synthetic_branching=8), tmp_path)
+        splits.prepare_data(smoke(vocab_size=8, synthetic_branching=8), tmp_path)
 
 
 # ---- the cache -----------------------------------------------------------------------------
 
 
 def test_second_prepare_loads_from_the_cache_without_generating(tmp_path, monkeypatch):
-    first = data.prepare_data(smoke(), tmp_path)
+    first = splits.prepare_data(smoke(), tmp_path)
     assert (tmp_path / "data" / first.fingerprint / "meta.json").is_file()
 
     def fail(*args, **kwargs):
         raise AssertionError("the cached corpus was generated again")
 
-    monkeypatch.setattr(data, "generate_synthetic_documents", fail)
-    second = data.prepare_data(smoke(), tmp_path)
+    monkeypatch.setattr(splits, "generate_synthetic_documents", fail)
+    second = splits.prepare_data(smoke(), tmp_path)
     assert torch.equal(first.train, second.train) and torch.equal(first.val, second.val)
     assert (second.stats, second.bayes_floor, second.source, second.vocab_size) == (
         first.stats, first.bayes_floor, first.source, first.vocab_size)
 
 
 def test_fingerprint_follows_the_data_fields_only():
-    base = data.data_fingerprint(smoke())
-    assert data.data_fingerprint(smoke(dropout=0.3, lr=0.001)) == base
-    assert data.data_fingerprint(smoke(seq_len=16)) != base
-    assert data.data_fingerprint(smoke(data_seed=9)) != base
+    base = splits.data_fingerprint(smoke())
+    assert splits.data_fingerprint(smoke(dropout=0.3, lr=0.001)) == base
+    assert splits.data_fingerprint(smoke(seq_len=16)) != base
+    assert splits.data_fingerprint(smoke(data_seed=9)) != base
 
 
 def test_default_cache_dir_follows_moe_core_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("MOE_CORE_CACHE", str(tmp_path))
-    assert data.default_cache_dir() == tmp_path
+    assert splits.default_cache_dir() == tmp_path
     monkeypatch.delenv("MOE_CORE_CACHE")
-    assert data.default_cache_dir().parts[-2:] == (".cache", "moe_core")
+    assert splits.default_cache_dir().parts[-2:] == (".cache", "moe_core")
 
 
 # ---- local text ----------------------------------------------------------------------------
@@ -252,8 +251,8 @@ def test_default_cache_dir_follows_moe_core_cache(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("name", ["paragraphs.txt", "docs.jsonl", "docs.parquet"])
 def test_txt_jsonl_and_parquet_give_the_windows_of_a_folder_of_txt(tmp_path, corpora, name):
-    folder = data.prepare_data(local(corpora / "txt"), tmp_path)
-    other = data.prepare_data(local(corpora / name), tmp_path)
+    folder = splits.prepare_data(local(corpora / "txt"), tmp_path)
+    other = splits.prepare_data(local(corpora / name), tmp_path)
     assert folder.fingerprint != other.fingerprint
     assert torch.equal(folder.train, other.train) and torch.equal(folder.val, other.val)
     assert folder.stats == other.stats and folder.stats["val"]["documents"] == 4
@@ -270,8 +269,8 @@ def test_bpe_is_trained_on_the_train_split_only_and_reused(tmp_path, corpora, do
         return train_bpe(docs, vocab_size)
 
     monkeypatch.setattr(corpus, "train_bpe_tokenizer", spy)
-    first = data.prepare_data(local(corpora / "docs.jsonl"), tmp_path)
-    data.prepare_data(local(corpora / "docs.jsonl", seq_len=8), tmp_path)  # new windows
+    first = splits.prepare_data(local(corpora / "docs.jsonl"), tmp_path)
+    splits.prepare_data(local(corpora / "docs.jsonl", seq_len=8), tmp_path)  # new windows
     assert trained_on == [documents[:36]]
     assert len(list((tmp_path / "tokenizers").glob("bpe-300-*.json"))) == 1
     eos = first.eos_id
@@ -281,7 +280,7 @@ def test_bpe_is_trained_on_the_train_split_only_and_reused(tmp_path, corpora, do
 def test_a_tokenizer_json_path_sets_vocab_size_and_eos(tmp_path, corpora, documents):
     tokenizer = corpus.train_bpe_tokenizer(documents, 280)
     tokenizer.save(str(tmp_path / "tokenizer.json"))
-    prepared = data.prepare_data(local(corpora / "docs.jsonl", tokenizer=str(tmp_path)), tmp_path)
+    prepared = splits.prepare_data(local(corpora / "docs.jsonl", tokenizer=str(tmp_path)), tmp_path)
     assert prepared.vocab_size == 280
     assert prepared.eos_id == tokenizer.token_to_id("<|endoftext|>")
 
@@ -289,9 +288,9 @@ def test_a_tokenizer_json_path_sets_vocab_size_and_eos(tmp_path, corpora, docume
 def test_editing_a_local_corpus_file_prepares_it_again(tmp_path, corpora, documents):
     path = tmp_path / "docs.jsonl"
     path.write_text((corpora / "docs.jsonl").read_text())
-    before = data.prepare_data(local(path), tmp_path)
+    before = splits.prepare_data(local(path), tmp_path)
     path.write_text("".join(json.dumps({"text": d.upper()}) + "\n" for d in documents))
-    after = data.prepare_data(local(path), tmp_path)
+    after = splits.prepare_data(local(path), tmp_path)
     assert after.fingerprint != before.fingerprint
     assert not torch.equal(after.val, before.val)
 
@@ -299,7 +298,7 @@ def test_editing_a_local_corpus_file_prepares_it_again(tmp_path, corpora, docume
 def test_missing_data_path_names_the_key_and_the_path(tmp_path):
     missing = tmp_path / "nowhere"
     with pytest.raises(UserInputError, match="data_path") as error:
-        data.prepare_data(local(missing), tmp_path)
+        splits.prepare_data(local(missing), tmp_path)
     assert str(missing) in str(error.value)
 
 
@@ -307,7 +306,7 @@ def test_missing_text_field_names_the_key_and_the_columns_present(tmp_path):
     path = tmp_path / "body.jsonl"
     path.write_text("".join(json.dumps({"body": f"doc {i}"}) + "\n" for i in range(10)))
     with pytest.raises(UserInputError, match="text_field") as error:
-        data.prepare_data(local(path), tmp_path)
+        splits.prepare_data(local(path), tmp_path)
     assert "body" in str(error.value)
 
 
@@ -315,7 +314,7 @@ def test_empty_corpus_names_the_path(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "blank.txt").write_text("\n\n")
     with pytest.raises(UserInputError, match="no non-empty documents") as error:
-        data.prepare_data(local(tmp_path / "empty"), tmp_path)
+        splits.prepare_data(local(tmp_path / "empty"), tmp_path)
     assert str(tmp_path / "empty") in str(error.value)
 
 
@@ -323,14 +322,14 @@ def test_a_corpus_smaller_than_one_window_says_what_seq_len_needs(tmp_path):
     path = tmp_path / "short.jsonl"
     path.write_text("".join(json.dumps({"text": f"word {i}"}) + "\n" for i in range(200)))
     with pytest.raises(UserInputError, match="seq_len = 32 needs 33") as error:
-        data.prepare_data(local(path, seq_len=32, num_documents=10), tmp_path)
+        splits.prepare_data(local(path, seq_len=32, num_documents=10), tmp_path)
     assert str(path) in str(error.value) and "num_documents" in str(error.value)
 
 
 def test_a_hub_tokenizer_missing_from_the_local_cache_is_a_user_error(tmp_path, corpora):
     cfg = local(corpora / "docs.jsonl", tokenizer="nobody/no-such-tokenizer")
     with pytest.raises(UserInputError, match="nobody/no-such-tokenizer.*bpe"):
-        data.prepare_data(cfg, tmp_path)
+        splits.prepare_data(cfg, tmp_path)
 
 
 # ---- the hub -------------------------------------------------------------------------------
@@ -340,7 +339,7 @@ def test_hub_fails_at_once_when_offline_and_points_to_local(tmp_path, monkeypatc
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.monotonic()
     with pytest.raises(UserInputError, match="HF_HUB_OFFLINE.*data_source: local"):
-        data.prepare_data(smoke(data_source="hub"), tmp_path)
+        splits.prepare_data(smoke(data_source="hub"), tmp_path)
     assert time.monotonic() - start < 2
 
 
@@ -360,7 +359,7 @@ def test_hub_fails_within_seconds_when_the_endpoint_is_unreachable(tmp_path, mon
     start = time.monotonic()
     try:
         with pytest.raises(UserInputError, match="unreachable.*data_source: local"):
-            data.prepare_data(smoke(data_source="hub"), tmp_path)
+            splits.prepare_data(smoke(data_source="hub"), tmp_path)
     finally:
         server.close()
     assert time.monotonic() - start < 10
@@ -372,14 +371,14 @@ def test_hub_documents_are_joined_as_the_tokenizer_encodes_them_and_local_ones_b
     tokenizer's own special tokens, concatenated; local documents get one EOS each."""
     monkeypatch.setattr(corpus, "stream_hub_rows",
                         lambda cfg, cache_dir: iter([{"text": d, "id": 0} for d in documents]))
-    hub = data.prepare_data(local(corpora / "docs.jsonl", data_source="hub"), tmp_path)
-    from_file = data.prepare_data(local(corpora / "docs.jsonl"), tmp_path)
+    hub = splits.prepare_data(local(corpora / "docs.jsonl", data_source="hub"), tmp_path)
+    from_file = splits.prepare_data(local(corpora / "docs.jsonl"), tmp_path)
     assert hub.source.startswith("hub ") and hub.fingerprint != from_file.fingerprint
     tokenizer = corpus._cached_bpe(documents[:36], 300, tmp_path)  # adds no special tokens
     ids = [tokenizer.encode(d).ids for d in documents[:40]]
     for split, docs in (("train", ids[:36]), ("val", ids[36:])):
         stream = np.concatenate(docs)
-        assert torch.equal(getattr(hub, split), data.cut_windows(stream, 16))
+        assert torch.equal(getattr(hub, split), splits.cut_windows(stream, 16))
         assert hub.stats[split]["tokens"] == len(stream)
         assert from_file.stats[split]["tokens"] == len(stream) + len(docs)  # one EOS each
 
@@ -396,8 +395,8 @@ def test_a_tokenizer_that_appends_eos_gives_hub_and_local_documents_one_eos_each
     monkeypatch.setattr(corpus, "stream_hub_rows",
                         lambda cfg, cache_dir: iter([{"text": d, "id": 0} for d in documents]))
     cfg = {"tokenizer": str(tmp_path / "tokenizer.json")}
-    hub = data.prepare_data(local(corpora / "docs.jsonl", data_source="hub", **cfg), tmp_path)
-    from_file = data.prepare_data(local(corpora / "docs.jsonl", **cfg), tmp_path)
+    hub = splits.prepare_data(local(corpora / "docs.jsonl", data_source="hub", **cfg), tmp_path)
+    from_file = splits.prepare_data(local(corpora / "docs.jsonl", **cfg), tmp_path)
     assert torch.equal(hub.train, from_file.train) and torch.equal(hub.val, from_file.val)
     assert hub.stats["val"]["tokens"] == sum(len(tokenizer.encode(d).ids)
                                              for d in documents[36:40])

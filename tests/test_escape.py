@@ -11,9 +11,8 @@ import nbformat
 import pytest
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
-from moe_core.report import escape as esc
-from moe_core.report import render
-from moe_core.report import sections as report
+from moe_core import escape as esc
+from moe_core.report import render, sections
 from moe_core.report.render import CONTENT_SECURITY_POLICY, tables_folder
 
 SAFE_LINK = re.compile(r"^(#|data:text/csv;base64,)")
@@ -99,7 +98,7 @@ def test_csv_cells_that_spreadsheets_would_evaluate_are_quoted_and_numbers_are_n
 
 
 def test_a_condition_name_from_a_run_is_never_read_as_a_path():
-    assert report.condition_label("../../../etc/passwd") == "../../../etc/passwd"
+    assert sections.condition_label("../../../etc/passwd") == "../../../etc/passwd"
 
 
 # ---------------------------------------------------------------- a whole report

@@ -8,14 +8,14 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from moe_core.config.run_config import build_config
-from moe_core.training import tensorboard_log as live
+from moe_core.training import tensorboard_log
 from moe_core.training.trainer import train
 
 SMOKE = {"max_steps": 16}  # evals at steps 4, 8, 12, 16; checkpoints at 8 and 16
 
 
 def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    events = EventAccumulator(str(run_dir / live.EVENTS_DIR))
+    events = EventAccumulator(str(run_dir / tensorboard_log.EVENTS_DIR))
     events.Reload()
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)]
             for tag in events.Tags()["scalars"]}
@@ -39,7 +39,7 @@ def test_a_run_writes_its_curves_with_the_values_of_metrics_json(tmp_path):
     for group in ("muon", "adamw"):
         assert [v for _, v in curves[f"lr/{group}"]] == pytest.approx(
             [e["lr"][group] for e in evals], rel=1e-6)
-    for name in live.ROUTING_SCALARS:
+    for name in tensorboard_log.ROUTING_SCALARS:
         assert f"routing/layer0/{name}" in curves
     loads = [curves[f"expert_load/layer0/expert{j}"] for j in range(cfg.num_experts)]
     for i in range(len(steps)):  # shares of the layer's tokens
@@ -52,17 +52,17 @@ def test_a_run_writes_its_curves_with_the_values_of_metrics_json(tmp_path):
 def test_a_resumed_run_continues_its_curves_without_the_evals_after_its_checkpoint(
         tmp_path, monkeypatch):
     cfg = build_config("baseline", "smoke", SMOKE)
-    add_eval = live.LiveCurves.add_eval
+    add_eval = tensorboard_log.LiveCurves.add_eval
 
     def interrupted_after_step_12(self, record):
         add_eval(self, record)  # step 12 is logged, but the last checkpoint is at step 8
         if record["step"] == 12:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(live.LiveCurves, "add_eval", interrupted_after_step_12)
+    monkeypatch.setattr(tensorboard_log.LiveCurves, "add_eval", interrupted_after_step_12)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, seed=0, out_dir=tmp_path, progress=False)
-    monkeypatch.setattr(live.LiveCurves, "add_eval", add_eval)
+    monkeypatch.setattr(tensorboard_log.LiveCurves, "add_eval", add_eval)
     train(cfg, seed=0, out_dir=tmp_path, progress=False)
     val = scalars(tmp_path)["loss/val"]
     assert [s for s, _ in val] == [4, 8, 12, 16]

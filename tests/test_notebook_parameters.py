@@ -15,9 +15,10 @@ import torch
 import yaml
 from papermill.inspection import inspect_notebook
 
+from moe_core import paths
 from moe_core.config.run_config import build_config
 from moe_core.errors import UserInputError
-from moe_core.runs import notebook_parameters as notebook
+from moe_core.runs import notebook_parameters
 from moe_core.training.trainer import train
 
 NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
@@ -60,7 +61,7 @@ def test_help_notebook_lists_every_parameter_with_its_type(path):
 
 def test_training_notebook_parameters_are_what_training_run_takes():
     listed = list(inspect_notebook(str(TRAIN_NOTEBOOK)))
-    assert listed == list(inspect.signature(notebook.training_run).parameters)
+    assert listed == list(inspect.signature(notebook_parameters.training_run).parameters)
 
 
 # ---------------------------------------------------------------- each form of a value
@@ -73,12 +74,13 @@ def test_training_notebook_parameters_are_what_training_run_takes():
     "dropout: 0.2\nmax_steps: 8",                     # block YAML
 ])
 def test_overrides_accept_a_dict_or_its_yaml_or_json_text(value):
-    assert notebook.mapping_parameter("overrides", value) == {"dropout": 0.2, "max_steps": 8}
+    assert notebook_parameters.mapping_parameter("overrides", value) == {"dropout": 0.2,
+                                                                         "max_steps": 8}
 
 
 @pytest.mark.parametrize("value", [None, "", {}])
 def test_empty_overrides_are_no_overrides(value):
-    assert notebook.mapping_parameter("overrides", value) == {}
+    assert notebook_parameters.mapping_parameter("overrides", value) == {}
 
 
 @pytest.mark.parametrize("value, words", [
@@ -90,68 +92,70 @@ def test_empty_overrides_are_no_overrides(value):
 ])
 def test_overrides_that_are_not_a_mapping_say_what_to_write(value, words):
     with pytest.raises(UserInputError, match="notebook parameter 'overrides'") as e:
-        notebook.mapping_parameter("overrides", value)
+        notebook_parameters.mapping_parameter("overrides", value)
     assert words in str(e.value)
     assert "papermill -p overrides" in str(e.value) or "space after the colon" in str(e.value)
 
 
 def test_whole_numbers_accept_digits_as_text_and_refuse_the_rest():
-    assert notebook.whole_number_parameter("seed", 3) == 3
-    assert notebook.whole_number_parameter("seed", "3") == 3
+    assert notebook_parameters.whole_number_parameter("seed", 3) == 3
+    assert notebook_parameters.whole_number_parameter("seed", "3") == 3
     for bad in ("abc", -1, 1.5, True, None):
         with pytest.raises(UserInputError, match=r"'seed' = .*expected a whole number >= 0"):
-            notebook.whole_number_parameter("seed", bad)
+            notebook_parameters.whole_number_parameter("seed", bad)
 
 
 def test_flags_accept_booleans_and_their_usual_spellings():
     for value, expected in [(True, True), ("true", True), ("yes", True), (1, True),
                             (False, False), ("False", False), ("no", False), (0, False)]:
-        assert notebook.flag_parameter("force", value) is expected
+        assert notebook_parameters.flag_parameter("force", value) is expected
     with pytest.raises(UserInputError, match="'force' = 'maybe'.*expected True or False"):
-        notebook.flag_parameter("force", "maybe")
+        notebook_parameters.flag_parameter("force", "maybe")
 
 
 def test_folders_accept_one_folder_a_list_or_a_yaml_list():
-    assert notebook.folders_parameter("run_dirs", "runs/quick") == ["runs/quick"]
-    assert notebook.folders_parameter("run_dirs", ["a", Path("b")]) == ["a", "b"]
-    assert notebook.folders_parameter("run_dirs", "[runs/a, runs/b]") == ["runs/a", "runs/b"]
-    assert notebook.folders_parameter("run_dirs", []) == []
+    assert notebook_parameters.folders_parameter("run_dirs", "runs/quick") == ["runs/quick"]
+    assert notebook_parameters.folders_parameter("run_dirs", ["a", Path("b")]) == ["a", "b"]
+    assert notebook_parameters.folders_parameter("run_dirs", "[runs/a, runs/b]") == ["runs/a",
+                                                                                     "runs/b"]
+    assert notebook_parameters.folders_parameter("run_dirs", []) == []
     with pytest.raises(UserInputError, match="'run_dirs' = 3 .*expected a folder or a list"):
-        notebook.folders_parameter("run_dirs", 3)
+        notebook_parameters.folders_parameter("run_dirs", 3)
 
 
 def test_report_folders_default_to_the_environment_then_runs_all(monkeypatch):
-    monkeypatch.delenv(notebook.REPORT_RUNS_ENV, raising=False)
-    assert notebook.report_folders([], []) == (notebook.DEFAULT_RUN_DIRS, [])
-    monkeypatch.setenv(notebook.REPORT_RUNS_ENV, f"x/a{os.pathsep}x/b")
-    assert notebook.report_folders([], "ref") == (["x/a", "x/b"], ["ref"])
-    assert notebook.report_folders("mine", []) == (["mine"], [])  # a given folder wins
+    monkeypatch.delenv(notebook_parameters.REPORT_RUNS_ENV, raising=False)
+    assert notebook_parameters.report_folders([], []) == (notebook_parameters.DEFAULT_RUN_DIRS, [])
+    monkeypatch.setenv(notebook_parameters.REPORT_RUNS_ENV, f"x/a{os.pathsep}x/b")
+    assert notebook_parameters.report_folders([], "ref") == (["x/a", "x/b"], ["ref"])
+    assert notebook_parameters.report_folders("mine", []) == (["mine"], [])  # a given folder wins
 
 
 def test_preset_empty_means_the_environment_then_cpu(monkeypatch):
     args = dict(experiment="baseline", seed=0, overrides={}, data_source="", out_dir="",
                 force=False, threads=0)
-    monkeypatch.delenv(notebook.PRESET_ENV, raising=False)
-    assert notebook.training_run(preset="", **args).config.preset == "cpu"
-    monkeypatch.setenv(notebook.PRESET_ENV, "smoke")
-    assert notebook.training_run(preset="", **args).config.preset == "smoke"
-    assert notebook.training_run(preset="cpu", **args).config.preset == "cpu"  # given wins
+    monkeypatch.delenv(notebook_parameters.PRESET_ENV, raising=False)
+    assert notebook_parameters.training_run(preset="", **args).config.preset == "cpu"
+    monkeypatch.setenv(notebook_parameters.PRESET_ENV, "smoke")
+    assert notebook_parameters.training_run(preset="", **args).config.preset == "smoke"
+    # the given preset wins
+    assert notebook_parameters.training_run(preset="cpu", **args).config.preset == "cpu"
 
 
 def test_training_run_puts_a_relative_out_dir_under_the_repo_and_keeps_an_absolute_one(tmp_path):
     args = dict(experiment="no_lb", preset="smoke", seed="2", overrides="{dropout: 0.0}",
                 data_source="synthetic", force="false", threads=0)
-    run = notebook.training_run(out_dir="", **args)
-    assert run.run_dir == notebook.REPO_ROOT / "runs/notebook/no_lb/seed2"
+    run = notebook_parameters.training_run(out_dir="", **args)
+    assert run.run_dir == paths.CHECKOUT / "runs/notebook/no_lb/seed2"
     assert (run.seed, run.force, run.config.dropout) == (2, False, 0.0)
-    assert notebook.training_run(out_dir=str(tmp_path), **args).run_dir == tmp_path
+    assert notebook_parameters.training_run(out_dir=str(tmp_path), **args).run_dir == tmp_path
 
 
 def test_training_run_gives_the_config_error_of_the_cli():
     with pytest.raises(UserInputError) as from_cli:
         build_config("baselin", "smoke")
     with pytest.raises(UserInputError) as from_notebook:
-        notebook.training_run("baselin", "smoke", 0, "", "", "", False, 0)
+        notebook_parameters.training_run("baselin", "smoke", 0, "", "", "", False, 0)
     assert str(from_notebook.value) == str(from_cli.value)
 
 

@@ -15,10 +15,7 @@ from moe_core.analysis import calibration as cal
 from moe_core.analysis import verdicts as vd
 from moe_core.analysis.results import load_runs
 from moe_core.config.run_config import build_config
-from moe_core.report import appendix as backmatter
-from moe_core.report import figures as plots
-from moe_core.report import render
-from moe_core.report import sections as report
+from moe_core.report import appendix, figures, render, sections
 from moe_core.report.render import tables_folder
 from moe_core.training.trainer import train
 
@@ -39,11 +36,11 @@ def simulated():
     truths = cal.study_like(arms, {"fresh_data@reference_lr": cal.Truth(rise=0.0),
                                    "higher_dropout@reference_lr": cal.Truth(rise=0.0)})
     results = cal.simulate_results(truths, 3, cal.Noise(), np.random.default_rng(0))
-    return report.study_of(results)
+    return sections.study_of(results)
 
 
 def test_the_answer_gives_where_it_rises_and_each_verdict_with_its_numbers(simulated):
-    text = html.unescape(report.answer_markdown(simulated))  # names arrive escaped
+    text = html.unescape(sections.answer_markdown(simulated))  # names arrive escaped
     assert text.startswith("## The answer")
     assert "the control (baseline@reference_lr) rises" in text
     assert "the control (baseline) does not rise beyond noise" in text
@@ -52,19 +49,19 @@ def test_the_answer_gives_where_it_rises_and_each_verdict_with_its_numbers(simul
         assert f"| {name} | **{verdict}** |" in text
     assert "fresh_data@reference_lr: rise changes -0.0" in text and "95% CI" in text
     assert "removes the rise" in text and "the rise persists" in text
-    assert html.unescape(report.one_sentence(simulated.analysis)).startswith(
+    assert html.unescape(sections.one_sentence(simulated.analysis)).startswith(
         "Judged against the control that rises (baseline@reference_lr): supported: "
         "overfitting and the LR schedule; not supported: load balancing")
 
 
 def test_numbers_are_rounded_to_what_their_noise_supports():
-    assert report.decimals_for(0.03) == 2 and report.decimals_for(0.004) == 3
-    assert report.number(4.08123, 0.03) == "4.08" and report.number(-0.0712, 0.004, True) \
+    assert sections.decimals_for(0.03) == 2 and sections.decimals_for(0.004) == 3
+    assert sections.number(4.08123, 0.03) == "4.08" and sections.number(-0.0712, 0.004, True) \
         == "-0.071"
 
 
 def test_the_rise_figure_has_one_row_per_arm_grouped_by_condition_control_first(simulated):
-    rows = report.rise_rows(simulated)
+    rows = sections.rise_rows(simulated)
     assert len(rows) == len(simulated.analysis.curves)
     first = rows.groupby("condition_label", sort=False).head(1)
     assert first["is_control"].all()
@@ -74,23 +71,23 @@ def test_the_rise_figure_has_one_row_per_arm_grouped_by_condition_control_first(
 def test_no_leader_is_named_when_the_lowest_is_within_noise(simulated):
     a = simulated.analysis
     a.leader = {**a.leader, "named": False}
-    sentence = html.unescape(report.leader_sentence(simulated))
+    sentence = html.unescape(sections.leader_sentence(simulated))
     assert sentence.startswith("No arm ends lowest beyond noise") and "would have been found" \
         in sentence
 
 
 def test_interaction_compares_each_intervention_with_the_control_of_its_schedule(simulated):
-    table = report.interaction_table(simulated).set_index("intervention")
+    table = sections.interaction_table(simulated).set_index("intervention")
     labels = set(simulated.condition_labels.values())
     assert labels <= set(table.columns)
     assert table.loc["no_lb"].notna().all()  # no_lb ran under both schedules
-    assert table.loc["fresh_data", report.NO_CONDITION_LABEL] == "not run"
+    assert table.loc["fresh_data", sections.NO_CONDITION_LABEL] == "not run"
 
 
 def test_each_intervention_is_drawn_in_a_colour_other_than_its_controls(simulated):
     # the LR's intervention is the corrected schedule's `baseline`: the control's experiment
     for name in ("the LR schedule", "overfitting", "load balancing"):
-        fig = report.hypothesis_figure(simulated, name)
+        fig = sections.hypothesis_figure(simulated, name)
         for ax in fig.axes:
             if ax.lines:
                 control, intervention = (line.get_color() for line in ax.lines[:2])
@@ -100,7 +97,7 @@ def test_each_intervention_is_drawn_in_a_colour_other_than_its_controls(simulate
 def test_expert_load_heatmaps_label_about_five_steps_of_a_hundred_evals():
     routing = pd.DataFrame([{"experiment": "baseline", "layer": 0, "expert": e, "step": 4 * t,
                              "load_share": 0.125} for t in range(1, 101) for e in range(8)])
-    ax = plots.expert_load_heatmaps(routing, ("baseline",)).axes[0]
+    ax = figures.expert_load_heatmaps(routing, ("baseline",)).axes[0]
     labels = [t.get_text() for t in ax.get_xticklabels()]
     assert 3 <= len(labels) <= 6 and labels[0] == "4"
 
@@ -195,24 +192,24 @@ def test_the_reference_section_derives_its_facts_from_the_files_and_labels_prior
 
 @needs_reference
 def test_the_reference_files_alone_are_still_analysed(tmp_path):
-    study = report.build([], [REFERENCE_DIR])
+    study = sections.build([], [REFERENCE_DIR])
     assert study.analysis is None and study.reference is not None
-    text = html.unescape(backmatter.reference_markdown(study))
+    text = html.unescape(appendix.reference_markdown(study))
     assert "The baseline" in text and "indistinguishable from it" in text
-    assert report.answer_markdown(study).endswith("nothing to answer yet.")
+    assert sections.answer_markdown(study).endswith("nothing to answer yet.")
 
 
 def test_hypothesis_evidence_reads_the_rising_control_from_the_runs(run_dir):
-    study = report.build([run_dir])
+    study = sections.build([run_dir])
     assert set(study.analysis.controls) == {"", "reference_lr"}
-    lines = report.extra_evidence(study, vd.LOAD_BALANCING)
+    lines = sections.extra_evidence(study, vd.LOAD_BALANCING)
     assert all("baseline" in line for line in lines)
     assert len(load_runs(run_dir).runs) == 10
 
 
 def test_provenance_names_the_data_of_each_arm(run_dir):
-    study = report.build([run_dir])
-    data_line = next(line for line in html.unescape(backmatter.provenance_markdown(study))
+    study = sections.build([run_dir])
+    data_line = next(line for line in html.unescape(appendix.provenance_markdown(study))
                      .splitlines()
                      if line.startswith("- Data: "))
     assert data_line.startswith("- Data: synthetic") and "(fingerprint " in data_line

@@ -14,8 +14,8 @@ import hostile
 import pytest
 import torch
 
+from moe_core import escape as esc
 from moe_core.config.run_config import build_config
-from moe_core.report import escape as esc
 from moe_core.report import render
 from moe_core.training.trainer import train
 

@@ -16,11 +16,13 @@ import pytest
 import torch
 from suite_helpers import SMOKE, metrics, suite_cli, suite_process, wait_for
 
+from moe_core import paths
 from moe_core.analysis.results import load_runs
-from moe_core.cli import main as cli
+from moe_core.cli import suite as suite_cli_module
+from moe_core.cli import train as train_cli
 from moe_core.config import catalog
 from moe_core.config.run_config import PARAMETERS_DIR, ConfigError, build_config
-from moe_core.runs import executors, jupyter_kernel, runner, suite
+from moe_core.runs import executors, runner, suite
 from moe_core.training.checkpoint import CHECKPOINT_FILE
 from moe_core.training.trainer import train
 
@@ -29,7 +31,7 @@ NOTEBOOK = runner.TRAIN_NOTEBOOK.name
 
 
 def run_train_cli(capsys, *args):
-    code = cli.train_main([str(a) for a in args])
+    code = train_cli.main([str(a) for a in args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -288,8 +290,8 @@ def train_process(out: Path, *overrides: str) -> subprocess.Popen:
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.with_suffix(".log"), "a") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "moe_core.cli.main", "-e", "baseline", "-p", "smoke",
-             "--seed", "1", "--out", str(out), *overrides], cwd=jupyter_kernel.REPO_ROOT,
+            [sys.executable, "-m", "moe_core.cli.train", "-e", "baseline", "-p", "smoke",
+             "--seed", "1", "--out", str(out), *overrides], cwd=paths.CHECKOUT,
             stdout=log,
             stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
@@ -337,7 +339,7 @@ def test_sigterm_stops_the_suite_like_ctrl_c_recording_interrupted_and_exiting_1
 def test_moe_train_reports_a_run_that_diverged_before_its_first_evaluation(
         capsys, tmp_path, one_thread):
     out = tmp_path / "run"
-    code = cli.train_main(["-e", "baseline", "-p", "smoke", "--out", str(out),
+    code = train_cli.main(["-e", "baseline", "-p", "smoke", "--out", str(out),
                            *[a for k, v in {**TINY, "fault_nan_at_step": 2}.items()
                              for a in ("--set", f"{k}={v}")]])
     printed = capsys.readouterr().out
@@ -422,7 +424,7 @@ def test_report_writes_relative_to_the_current_folder_by_default(tmp_path, capsy
     written = tmp_path / "reports" / "inflection_report.html"
     assert written.is_file() and stdout.strip() == str(written)
     with pytest.raises(SystemExit):
-        cli.build_parser().parse_args(["report", "--help"])
+        suite_cli_module.build_parser().parse_args(["report", "--help"])
     assert "reports/inflection_report.html in the current folder" in \
         " ".join(capsys.readouterr().out.split())
 
@@ -443,7 +445,7 @@ def test_an_interrupted_report_leaves_the_earlier_report_as_it_was(trained, tmp_
     html = tmp_path / "report.html"
     html.write_text("the earlier report")
     process = subprocess.Popen(
-        [sys.executable, "-m", "moe_core.runs.suite", "report", "--out", str(trained), "--html",
+        [sys.executable, "-m", "moe_core.cli.suite", "report", "--out", str(trained), "--html",
          str(html)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_until_a_kernel_runs(process)

@@ -22,6 +22,7 @@ from suite_helpers import (
     wait_for_training,
 )
 
+from moe_core.cli.suite import main as suite_cli_main
 from moe_core.config import catalog, run_config
 from moe_core.config.run_config import load_experiment
 from moe_core.errors import UserInputError
@@ -54,7 +55,7 @@ def hold_lock(run_dir: Path) -> subprocess.Popen:
 def finished_suite(tmp_path_factory, data_cache):
     """baseline and short_run, seed 0, trained two at a time."""
     out = tmp_path_factory.mktemp("suite") / "runs"
-    code = suite.main(["run", "-e", "baseline", "short_run", "--jobs", "2", "--out", str(out),
+    code = suite_cli_main(["run", "-e", "baseline", "short_run", "--jobs", "2", "--out", str(out),
                        *SMOKE])
     return out, code
 

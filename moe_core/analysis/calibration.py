@@ -267,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--studies", type=int, default=200, help="studies per scenario")
     parser.add_argument("--seeds", type=int, default=4, help="seeds per arm (the demo's)")
     parser.add_argument("--out", help="also write the table as JSON here (the report reads "
-                        "benchmarks/calibration.json)")
+                        "moe_core/analysis/calibration_table.json, which the report quotes)")
     args = parser.parse_args(argv)
     if args.studies < 1 or args.seeds < 2:
         print("calibration: --studies must be >= 1 and --seeds >= 2", file=sys.stderr)

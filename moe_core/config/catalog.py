@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from moe_core.config.run_config import (
-    PARAMETERS_DIR,
     ConfigError,
     arm_name,
     available,
@@ -25,6 +24,7 @@ from moe_core.config.run_config import (
     split_arm,
 )
 from moe_core.errors import UserInputError
+from moe_core.paths import PARAMETERS_DIR
 
 SUITES_FILE = "suites.yaml"
 

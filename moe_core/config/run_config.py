@@ -30,8 +30,7 @@ from typing import Any
 import yaml
 
 from moe_core.errors import UserInputError
-
-PARAMETERS_DIR = Path(__file__).resolve().parent.parent / "parameters"
+from moe_core.paths import PARAMETERS_DIR
 
 
 class ConfigError(UserInputError):

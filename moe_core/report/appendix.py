@@ -14,12 +14,12 @@ from typing import Any
 
 import pandas as pd
 
+from moe_core import escape as esc
 from moe_core.analysis import effects as fx
 from moe_core.analysis.results import OURS
-from moe_core.config.run_config import PARAMETERS_DIR
+from moe_core.paths import CALIBRATION_TABLE, PACKAGE_DIR
 from moe_core.record.metrics_json import FINISHED
-from moe_core.report import escape as esc
-from moe_core.report import figures as plots
+from moe_core.report import figures
 from moe_core.report.render import TABLES_ENV
 from moe_core.report.sections import (
     Study,
@@ -28,8 +28,6 @@ from moe_core.report.sections import (
     inflect_count,
     with_interval,
 )
-
-CALIBRATION_FILE = PARAMETERS_DIR.parent / "benchmarks" / "calibration.json"
 
 
 def method_markdown(study: Study) -> str:
@@ -78,7 +76,7 @@ def method_markdown(study: Study) -> str:
 def calibration_table() -> dict | None:
     """The calibration table stored by `python -m moe_core.analysis.calibration --out`, if any."""
     try:
-        stored = json.loads(CALIBRATION_FILE.read_text())
+        stored = json.loads(CALIBRATION_TABLE.read_text())
     except (OSError, ValueError):
         return None
     rows = stored.get("rows") or []
@@ -127,9 +125,9 @@ def provenance_markdown(study: Study) -> str:
 
 def _commit() -> str:
     try:
-        head = subprocess.run(["git", "-C", str(PARAMETERS_DIR.parent), "rev-parse", "--short",
+        head = subprocess.run(["git", "-C", str(PACKAGE_DIR), "rev-parse", "--short",
                                "HEAD"], capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(PARAMETERS_DIR.parent), "status",
+        dirty = subprocess.run(["git", "-C", str(PACKAGE_DIR), "status",
                                 "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
@@ -155,8 +153,8 @@ def reference_figures(study: Study) -> list:
     theirs = study.theirs
     if theirs.runs.empty:
         return []
-    return [plots.val_loss_overlay(theirs.evals, from_fraction=plots.ZOOM_FROM_FRACTION),
-            plots.lr_applied(theirs.evals)]
+    return [figures.val_loss_overlay(theirs.evals, from_fraction=figures.ZOOM_FROM_FRACTION),
+            figures.lr_applied(theirs.evals)]
 
 
 def runs_table(study: Study) -> pd.DataFrame:

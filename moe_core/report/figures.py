@@ -15,10 +15,10 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from moe_core import escape as esc
 from moe_core.analysis.results import REFERENCE
 from moe_core.analysis.summary import sort_experiments
 from moe_core.errors import UserInputError
-from moe_core.report import escape as esc
 
 STYLE = "whitegrid"
 SEED_BAND = "sd"  # seaborn errorbar over seeds: mean line, +- one standard deviation

@@ -10,11 +10,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from moe_core.config.run_config import PARAMETERS_DIR
 from moe_core.errors import UserInputError
+from moe_core.paths import REPORT_NOTEBOOK, project_root
 
-REPO_ROOT = PARAMETERS_DIR.parent
-REPORT_NOTEBOOK = REPO_ROOT / "notebooks" / "inflection_report.ipynb"
 DEFAULT_HTML = "reports/inflection_report.html"
 DEFAULT_TITLE = "Why does the MoE validation loss turn up at the end of training?"
 TABLES_ENV = "MOE_REPORT_TABLES"  # where the notebook writes its CSV tables
@@ -63,11 +61,11 @@ class ReportError(UserInputError):
 
 
 def resolve_dirs(dirs: Sequence[str | Path] | str | Path) -> list[Path]:
-    """Folders as absolute paths; relative ones are taken from the repository root (the
-    report notebook's parameters, which JupyterLab runs from notebooks/)."""
+    """Folders as absolute paths; relative ones are taken from the project root (the
+    report notebook's parameters, which JupyterLab runs from notebooks/; see paths)."""
     if isinstance(dirs, (str, Path)):
         dirs = [dirs]
-    return [Path(d) if Path(d).is_absolute() else REPO_ROOT / d for d in dirs]
+    return [Path(d) if Path(d).is_absolute() else project_root() / d for d in dirs]
 
 
 def dirs_from_environment(variable: str, default: Sequence[str]) -> list[str]:

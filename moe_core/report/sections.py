@@ -18,16 +18,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from moe_core import escape as esc
 from moe_core.analysis import effects as fx
 from moe_core.analysis import verdicts as vd
 from moe_core.analysis.inflection import INFLECTION
 from moe_core.analysis.reference import ReferenceFindings, analyse_reference
 from moe_core.analysis.results import OURS, REFERENCE, Results, load_runs
 from moe_core.analysis.routing import expert_warnings
-from moe_core.config.run_config import PARAMETERS_DIR, read_yaml, split_arm
+from moe_core.config.run_config import read_yaml, split_arm
 from moe_core.errors import UserInputError
-from moe_core.report import escape as esc
-from moe_core.report import figures as plots
+from moe_core.paths import PARAMETERS_DIR
+from moe_core.report import figures
 from moe_core.report.render import (
     resolve_dirs,
 )
@@ -81,7 +82,7 @@ def study_of(results: Results, reference: ReferenceFindings | None = None) -> St
     study = Study(results, analysis, reference)
     if analysis is not None:
         study.condition_labels = {c: condition_label(c) for c in analysis.controls}
-        study.colors = plots.experiment_colors(_families(analysis))
+        study.colors = figures.experiment_colors(_families(analysis))
     return study
 
 
@@ -246,8 +247,8 @@ def rise_rows(study: Study) -> pd.DataFrame:
 
 def answer_figure(study: Study):
     if study.analysis is None:
-        return plots._message_figure("no finished runs of ours")
-    return plots.rise_forest(rise_rows(study), study.colors,
+        return figures._message_figure("no finished runs of ours")
+    return figures.rise_forest(rise_rows(study), study.colors,
                              "Filled: rises beyond noise (Holm-Sidak; the controls one family, "
                              "the interventions another). Shaded: the control's interval.\n"
                              "A rise of exactly 0 without an interval: the arm's lowest "
@@ -276,10 +277,10 @@ def hypothesis_figure(study: Study, name: str):
     colors = {arm: study.colors.get(split_arm(arm)[0]) for arm in a.curves}
     for arm in arms:  # the control's own experiment under another condition (the LR's
         # intervention is `baseline`): a colour of the explanation, never the control's black
-        if colors.get(arm) in (None, plots.CONTROL_COLOR):
-            colors[arm] = plots.free_shade(name, [colors[other] for other in arms
+        if colors.get(arm) in (None, figures.CONTROL_COLOR):
+            colors[arm] = figures.free_shade(name, [colors[other] for other in arms
                                                   if other != arm])
-    return plots.control_vs_interventions(a.curves, control, arms, colors)
+    return figures.control_vs_interventions(a.curves, control, arms, colors)
 
 
 def comparisons_table(study: Study, name: str | None = None) -> pd.DataFrame:
@@ -439,7 +440,7 @@ def routing_section(study: Study) -> list:
     return [markdown("### Routing: each expert's share of tokens over training\n\n1/E is "
                      "perfect balance; the control beside the run without a balancing loss. "
                      + note),
-            plots.expert_load_heatmaps(shown, experiments=tuple(arms))]
+            figures.expert_load_heatmaps(shown, experiments=tuple(arms))]
 
 
 def show(items: Sequence[Any]) -> None:

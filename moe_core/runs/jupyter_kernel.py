@@ -18,10 +18,9 @@ from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
 
-from moe_core.config.run_config import PARAMETERS_DIR
 from moe_core.errors import UserInputError
+from moe_core.paths import project_root
 
-REPO_ROOT = PARAMETERS_DIR.parent
 KERNEL_LOG = "kernel.log"
 
 
@@ -103,7 +102,7 @@ class _RunKernelManager(AsyncKernelManager):
         return self.log_dir / KERNEL_LOG if self.log_dir else None
 
     async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
-        kw.setdefault("cwd", str(REPO_ROOT))
+        kw.setdefault("cwd", str(project_root()))
         kw["env"] = {**os.environ, **self.kernel_env}
         log = open(self.kernel_log, "a") if self.kernel_log else None
         try:

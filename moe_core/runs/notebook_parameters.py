@@ -15,14 +15,14 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from moe_core.config.run_config import PARAMETERS_DIR, RunConfig, build_config
+from moe_core.config.run_config import RunConfig, build_config
 from moe_core.errors import UserInputError
+from moe_core.paths import project_root
 
 DEFAULT_PRESET = "cpu"
 PRESET_ENV = "MOE_NOTEBOOK_PRESET"
 DEFAULT_RUN_DIRS = ["runs/study"]
 REPORT_RUNS_ENV = "MOE_REPORT_RUNS"
-REPO_ROOT = PARAMETERS_DIR.parent
 
 
 def brief_user_errors() -> None:
@@ -154,7 +154,7 @@ def training_run(experiment: Any, preset: Any, seed: Any, overrides: Any, data_s
         import torch
 
         torch.set_num_threads(threads)
-    return TrainingRun(cfg, seed, REPO_ROOT / out_dir, force)
+    return TrainingRun(cfg, seed, project_root() / out_dir, force)
 
 
 def report_folders(run_dirs: Any, reference_dirs: Any) -> tuple[list[str], list[str]]:

@@ -17,7 +17,7 @@ from typing import Any
 from moe_core.config.run_config import ConfigError, RunConfig, build_config, split_arm
 from moe_core.data.corpus import local_corpus_files
 from moe_core.errors import UserInputError
-from moe_core.runs.jupyter_kernel import REPO_ROOT, describe_error, execute_notebook
+from moe_core.paths import TRAIN_NOTEBOOK
 from moe_core.record.metrics_json import (
     FINISHED,
     METRICS_FILE,
@@ -26,8 +26,8 @@ from moe_core.record.metrics_json import (
     read_metrics,
     write_json_atomic,
 )
+from moe_core.runs.jupyter_kernel import describe_error, execute_notebook
 
-TRAIN_NOTEBOOK = REPO_ROOT / "notebooks" / "train_experiment.ipynb"
 LOCK_FILE = ".lock"
 HOLDER_FILE = ".lock.holder"
 
