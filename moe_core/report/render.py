@@ -68,12 +68,6 @@ def resolve_dirs(dirs: Sequence[str | Path] | str | Path) -> list[Path]:
     return [Path(d) if Path(d).is_absolute() else project_root() / d for d in dirs]
 
 
-def dirs_from_environment(variable: str, default: Sequence[str]) -> list[str]:
-    """An os.pathsep-separated list from an environment variable, else the default."""
-    value = os.environ.get(variable, "")
-    return [part for part in value.split(os.pathsep) if part] or list(default)
-
-
 def tables_folder(html: Path) -> Path:
     """Where the CSV tables of a report go: `<report>_tables/` beside its HTML."""
     return html.with_name(f"{html.stem}_tables")

@@ -10,6 +10,7 @@ notebooks) and raise `UserInputError` naming the parameter for anything else.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -160,8 +161,12 @@ def training_run(experiment: Any, preset: Any, seed: Any, overrides: Any, data_s
 def report_folders(run_dirs: Any, reference_dirs: Any) -> tuple[list[str], list[str]]:
     """The report notebook's folders, checked; run_dirs [] is $MOE_REPORT_RUNS (folders
     separated by os.pathsep) or runs/study."""
-    from moe_core.report.render import dirs_from_environment
-
     runs = folders_parameter("run_dirs", run_dirs)
     runs = runs or dirs_from_environment(REPORT_RUNS_ENV, DEFAULT_RUN_DIRS)
     return runs, folders_parameter("reference_dirs", reference_dirs)
+
+
+def dirs_from_environment(variable: str, default: Sequence[str]) -> list[str]:
+    """An os.pathsep-separated list from an environment variable, else the default."""
+    value = os.environ.get(variable, "")
+    return [part for part in value.split(os.pathsep) if part] or list(default)
