@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -257,7 +257,7 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
 
     # one family per explanation: its interventions against every control (the rising one
     # decides; the others show the interaction), corrected together
-    candidates: list[tuple] = []
+    candidates: list[Comparison] = []  # each change test before its family's correction
     for control in controls.values():
         for arm in curves:
             if arm == control or " [" in arm:
@@ -266,20 +266,19 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
             family = hypothesis_of(keys)
             if not keys or family == OTHER:
                 continue
-            prediction = predicted_direction(family, keys, configs[arm], configs[control],
-                                             exposure[arm], exposure[control])
-            test = fx.two_sample(rise_stats[arm], rise_stats[control])
-            candidates.append((control, arm, family, keys, prediction, test))
+            predicted, basis, removes_cause = predicted_direction(
+                family, keys, configs[arm], configs[control], exposure[arm], exposure[control])
+            candidates.append(Comparison(
+                control, arm, family, keys, predicted, basis, removes_cause,
+                change=fx.two_sample(rise_stats[arm], rise_stats[control]),
+                arm_rise=rise_tests[arm]))
     comparisons = []
-    for family in dict.fromkeys(c[2] for c in candidates):
-        members = [c for c in candidates if c[2] == family]
-        corrected = fx.correct([c[5] for c in members], alpha)
+    for family in dict.fromkeys(c.hypothesis for c in candidates):
+        members = [c for c in candidates if c.hypothesis == family]
+        corrected = fx.correct([c.change for c in members], alpha)
         keeps = _keeps_tests(members, rise_stats, alpha)
-        comparisons += [
-            _judge(Comparison(control, arm, family, keys, *prediction, test, rise_tests[arm],
-                              keeps=keeps.get((control, arm))))
-            for (control, arm, _, keys, prediction, _), test in zip(members, corrected,
-                                                                    strict=True)]
+        comparisons += [_judge(replace(c, change=test, keeps=keeps.get((c.control, c.arm))))
+                        for c, test in zip(members, corrected, strict=True)]
     verdicts = {name: _verdict(name, [c for c in comparisons if c.hypothesis == name
                                       and c.control in rising], rising, controls)
                 for name in HYPOTHESES}
@@ -292,12 +291,12 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
                          late_lr, leader(curves, alpha), gap)
 
 
-def _keeps_tests(members: list[tuple], rise_stats: Mapping[str, fx.ArmStatistic],
+def _keeps_tests(members: list[Comparison], rise_stats: Mapping[str, fx.ArmStatistic],
                  alpha: float) -> dict[tuple[str, str], fx.Test]:
     """For each intervention of one family that removes the cause: does it keep more than
     PERSISTS_SHARE of its control's rise? (arm rise - share x control rise > 0, one-sided,
     with the control's own noise, paired by val sequence; Holm-Sidak over these tests)."""
-    removing = [(control, arm) for control, arm, _, _, prediction, _ in members if prediction[2]]
+    removing = [(c.control, c.arm) for c in members if c.removes_cause]
     tests = [fx.two_sample(rise_stats[arm], fx.scaled(rise_stats[control], PERSISTS_SHARE),
                            alternative="greater") for control, arm in removing]
     return dict(zip(removing, fx.correct(tests, alpha), strict=True))
@@ -306,8 +305,6 @@ def _keeps_tests(members: list[tuple], rise_stats: Mapping[str, fx.ArmStatistic]
 def _judge(c: Comparison) -> Comparison:
     """The comparison's outcome from its corrected change test, the arm's rise test and,
     for an intervention that removes the cause, whether it keeps most of the rise."""
-    from dataclasses import replace
-
     test = c.change
     if c.predicted == 0:
         outcome = NO_PREDICTION
