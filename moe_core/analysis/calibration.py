@@ -99,8 +99,9 @@ def simulate_results(truths: Mapping[str, Truth], seeds: int = 3, noise: Noise =
             sequences[run_id] = per_sequence
             configs[run_id] = cfg.to_dict()
             runs.append({"run_id": run_id, "experiment": experiment, "condition": condition,
-                         "arm": arm, "group": arm, "seed": seed, "source": OURS,
-                         "status": "completed", "config_hash": cfg.config_hash(),
+                         "arm": arm, "variant": "", "group": arm, "seed": seed,
+                         "source": OURS, "status": "completed",
+                         "config_hash": cfg.config_hash(),
                          "val_sha": "simulated", "preset": preset,
                          "epochs_seen": EPOCHS * (1 if cfg.train_documents_factor == 1
                                                   else 1 / cfg.train_documents_factor)})
