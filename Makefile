@@ -1,23 +1,104 @@
 # Two entry points (see README): `make demo` runs the study, `make test` runs the tests.
-# Both create .venv on first use. TORCH picks the torch build: the default is the
-# CPU wheel these machines carry; on a CUDA machine use e.g. `make demo TORCH=torch`.
+# Both create .venv on first use (`make setup`), from the lock files in requirements/:
+#   TORCH=cpu  (default) requirements/cpu.txt, torch 2.13.0+cpu, the CPU wheel these
+#              machines carry in $PIP_FIND_LINKS (elsewhere from $(TORCH_CPU_INDEX))
+#   TORCH=cuda requirements/cuda.txt, PyPI's torch 2.13.0 (CUDA) and its nvidia-* wheels
+#              (`TORCH=torch`, the old spelling, means cuda)
+# The choice sticks: later targets reuse the installed variant until TORCH says otherwise.
+# INSTALLER=uv (default; the system uv, else one bootstrapped with pip into .cache/) or
+# INSTALLER=pip (pip only, slower). `make lock` regenerates requirements/*.txt.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-TORCH ?= torch==2.13.0
+STAMP := $(BIN)/.installed
+TORCH ?= $(or $(shell cat $(STAMP) 2>/dev/null),cpu)
+INSTALLER ?= uv
 PRESET ?= cpu
 SEEDS ?= 4
 JOBS ?= 2
 
-.PHONY: setup demo quick lab test lint bench clean
+# --- the torch variant and its lock file -------------------------------------------------
+ifneq ($(filter cpu torch==2.13.0,$(TORCH)),)
+VARIANT := cpu
+else ifneq ($(filter cuda torch,$(TORCH)),)
+VARIANT := cuda
+else
+$(error TORCH=$(TORCH): use TORCH=cpu or TORCH=cuda (other torch versions: edit requirements/*.in, then make lock))
+endif
+LOCK := requirements/$(VARIANT).txt
+# the lock files are resolved for this Python on Linux x86_64 (the CPU wheel is cp311)
+LOCK_PYTHON ?= 3.11
+LOCK_PLATFORM ?= x86_64-manylinux_2_28
+# torch's pin in the lock (2.13.0+cpu, or 2.13.0 for cuda, written === there so that a
+# local +cpu wheel can never stand in for the CUDA build)
+TORCH_PIN = $(shell sed -n 's/^torch=*//p' $(LOCK))
+# where the CPU wheel is looked for: the folders in $PIP_FIND_LINKS, else the PyTorch CPU index
+FIND_LINKS ?= $(PIP_FIND_LINKS)
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+LOCAL_CPU_TORCH = $(firstword $(wildcard $(addsuffix /torch-$(shell sed -n 's/^torch==//p' \
+    requirements/cpu.in)-*.whl,$(FIND_LINKS))))
 
-setup: $(BIN)/.installed
+# --- uv: the system one, else uv==$(UV_VERSION) installed with pip into a bootstrap venv ---
+UV_VERSION ?= 0.13.9
+UV_BOOTSTRAP := .cache/uv-bootstrap
+ifeq ($(origin UV),undefined)
+UV := $(or $(shell command -v uv 2>/dev/null),$(UV_BOOTSTRAP)/bin/uv)
+endif
+UV_PIP = $(UV) pip
 
-$(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[test]"
-	touch $@
+# a stamp written for the other variant (or by the pre-lock Makefile) forces a reinstall
+ifneq ($(shell cat $(STAMP) 2>/dev/null),$(VARIANT))
+$(STAMP): FORCE
+endif
+
+.PHONY: setup lock demo quick lab test lint bench clean FORCE
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml $(LOCK) | $(if $(filter uv,$(INSTALLER)),$(filter $(UV_BOOTSTRAP)/%,$(UV)))
+	@v=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])') && \
+	    [ "$$v" = "$(LOCK_PYTHON)" ] || { echo "$(PYTHON) is Python $$v;" \
+	    "$(LOCK) is resolved for Python $(LOCK_PYTHON): use PYTHON=python$(LOCK_PYTHON)" >&2; exit 1; }
+ifeq ($(INSTALLER),uv)
+	$(UV) venv --quiet --clear --seed --python $(PYTHON) --no-python-downloads $(VENV)
+ifeq ($(VARIANT),cpu)
+	$(if $(LOCAL_CPU_TORCH),,$(UV_PIP) install --python $(BIN)/python --no-deps \
+	    --index-url $(TORCH_CPU_INDEX) "torch==$(TORCH_PIN)")
+	$(UV_PIP) sync --python $(BIN)/python $(foreach d,$(FIND_LINKS),--find-links $(d)) $(LOCK)
+else
+	$(UV_PIP) sync --python $(BIN)/python $(LOCK)
+endif
+	$(UV_PIP) install --python $(BIN)/python --quiet --no-deps -e .
+	$(UV_PIP) check --python $(BIN)/python
+else ifeq ($(INSTALLER),pip)
+	$(PYTHON) -m venv --clear $(VENV)
+	$(if $(filter cpu,$(VARIANT)),$(if $(LOCAL_CPU_TORCH),,$(BIN)/python -m pip install --quiet \
+	    --no-deps --index-url $(TORCH_CPU_INDEX) "torch==$(TORCH_PIN)"))
+	$(BIN)/python -m pip install --quiet -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check
+else
+	$(error INSTALLER=$(INSTALLER): use INSTALLER=uv or INSTALLER=pip)
+endif
+	@v=$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("torch"))') && \
+	    [ "$$v" = "$(TORCH_PIN)" ] || { echo "torch $$v was installed, $(LOCK) says $(TORCH_PIN)" >&2; exit 1; }
+	echo $(VARIANT) > $@
+
+$(UV_BOOTSTRAP)/bin/uv:
+	$(PYTHON) -m venv $(UV_BOOTSTRAP)
+	$(UV_BOOTSTRAP)/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+# requirements/{cpu,cuda}.txt from pyproject.toml (dependencies and the test extra) and
+# requirements/{cpu,cuda}.in (torch's build); exact versions, no paths or index URLs
+LOCK_ARGS = --extra test --python-version $(LOCK_PYTHON) --python-platform $(LOCK_PLATFORM) \
+    --no-python-downloads --custom-compile-command "make lock" --quiet
+lock: | $(filter $(UV_BOOTSTRAP)/%,$(UV))
+	$(UV) pip compile pyproject.toml requirements/cpu.in $(LOCK_ARGS) -o requirements/cpu.txt \
+	    $(if $(LOCAL_CPU_TORCH),$(foreach d,$(FIND_LINKS),--find-links $(d)),\
+	    --extra-index-url $(TORCH_CPU_INDEX) --index-strategy unsafe-best-match)
+	env -u UV_FIND_LINKS $(UV) pip compile pyproject.toml requirements/cuda.in $(LOCK_ARGS) \
+	    -o requirements/cuda.txt
+	sed -i 's/^torch==/torch===/' requirements/cuda.txt
 
 # the inflection study (parameters/suites.yaml: study) x $(SEEDS) seeds, then
 # reports/inflection_report.html
