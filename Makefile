@@ -115,6 +115,7 @@ lab: setup
 	$(BIN)/jupyter lab --ServerApp.root_dir=. $(LAB_ARGS)
 
 test: setup
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q tests
 	MOE_NOTEBOOK_PRESET=smoke $(BIN)/python -m pytest -q --nbval-lax -p no:cacheprovider notebooks/train_experiment.ipynb
 	# the report notebook under nbval, on a smoke suite (a control that rises and one intervention)
@@ -125,6 +126,7 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check moe_core tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 bench: setup
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
