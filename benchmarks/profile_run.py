@@ -133,6 +133,7 @@ def profile_training(cfg, threads: int) -> dict:
              (trainer, "_optimizer_update", "optimizer updates (clip, Muon, AdamW)"),
              (trainer, "evaluate", "evals (val split + train subset)"),
              (trainer, "_eval_record", "eval records (routing statistics, lists)"),
+             (trainer, "write_metrics", "metrics.json writes"),
              (trainer, "write_json_atomic", "metrics.json writes"),
              (trainer, "save_checkpoint", "checkpoints"),
              (trainer, "_save_checkpoint", "checkpoints"),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from moe_core.analysis.results import EVAL_COLUMNS, RUN_COLUMNS, load_runs
+from moe_core.analysis.results import EVAL_COLUMNS, RUN_COLUMNS, ArmGroup, load_runs
 from moe_core.analysis.summary import results_table
 from moe_core.config.run_config import build_config
 from moe_core.training.trainer import train
@@ -169,9 +169,30 @@ def test_two_configs_under_one_arm_are_two_groups_labelled_by_what_differs(smoke
     (tmp_path / "b" / "baseline" / "seed0").mkdir(parents=True)
     (tmp_path / "b" / "baseline" / "seed0" / "metrics.json").write_text(json.dumps(metrics))
 
-    runs = load_runs(tmp_path).runs
+    results = load_runs(tmp_path)
+    runs = results.runs
     assert sorted(runs["group"]) == ["baseline [dropout=0.0]", "baseline [dropout=0.1]"]
     assert (runs["status"] == "completed").all()  # not duplicates: different configs
+    # the group is structured: the arm and what differs, each in its own column
+    assert (runs["arm"] == "baseline").all()
+    assert sorted(runs["variant"]) == ["dropout=0.0", "dropout=0.1"]
+    assert results.groups == {"baseline [dropout=0.0]": ArmGroup("baseline", "dropout=0.0"),
+                              "baseline [dropout=0.1]": ArmGroup("baseline", "dropout=0.1")}
+    assert results_table(results)["arm"].tolist() == ["baseline [dropout=0.0]",
+                                                      "baseline [dropout=0.1]"]
+
+
+def test_a_group_keeps_its_arm_and_condition_whatever_its_label_reads():
+    group = ArmGroup("no_lb@reference_lr", "dropout=0.0")
+    assert group.label == "no_lb@reference_lr [dropout=0.0]"
+    assert (group.experiment, group.condition) == ("no_lb", "reference_lr")
+    assert ArmGroup("baseline").label == "baseline" and ArmGroup("baseline").variant == ""
+
+
+def test_one_config_per_arm_leaves_every_variant_empty(smoke_run):
+    results = load_runs(smoke_run)
+    assert results.runs["variant"].tolist() == [""]
+    assert results.groups == {"baseline": ArmGroup("baseline")}
 
 
 def test_per_sequence_val_losses_are_read_per_eval(smoke_run):

@@ -22,11 +22,12 @@ from suite_helpers import (
     wait_for_training,
 )
 
+from moe_core.cli import run as cli_run
 from moe_core.cli.suite import main as suite_cli_main
 from moe_core.config import catalog, run_config
 from moe_core.config.run_config import load_experiment
 from moe_core.errors import UserInputError
-from moe_core.runs import executors, jupyter_kernel, runner, suite
+from moe_core.runs import executors, jupyter_kernel, runner
 
 REFERENCE_NINE = ["baseline", "early_stopping", "constant_lr", "lower_lb_weight", "no_lb",
                   "higher_dropout", "linear_decay", "slower_min_lr", "short_run"]
@@ -281,7 +282,7 @@ def test_run_renders_the_report_of_its_folder_unless_no_report(finished_suite, c
                                                                monkeypatch, tmp_path):
     out, _ = finished_suite
     calls = []
-    monkeypatch.setattr(suite, "report", lambda dirs, html=None: calls.append(dirs) or
+    monkeypatch.setattr(cli_run, "write_report", lambda dirs, html=None: calls.append(dirs) or
                         tmp_path / "r.html")
     args = ["run", "-e", "baseline", "--out", out, *SMOKE]
     suite_cli(capsys, *args)
@@ -332,7 +333,7 @@ def test_the_local_executor_shows_a_bar_over_finished_failed_and_running_runs(ca
 
 def test_view_of_a_missing_folder_is_a_user_error(capsys, tmp_path):
     code, _, err = suite_cli(capsys, "view", "--out", tmp_path / "nowhere")
-    assert code == 2 and "nowhere does not exist" in err
+    assert code == 2 and "--out" in err and "nowhere: no such folder" in err
 
 
 @pytest.mark.slow

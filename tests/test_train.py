@@ -13,6 +13,7 @@ from moe_core.config.run_config import build_config
 from moe_core.config.schedule import lr_factor
 from moe_core.data.splits import prepare_data
 from moe_core.errors import UserInputError
+from moe_core.record.metrics_json import EvalRecord, LayerRouting, read_metrics
 from moe_core.training.checkpoint import CHECKPOINT_FILE
 from moe_core.training.trainer import train
 
@@ -197,10 +198,14 @@ def test_metrics_are_a_superset_of_the_reference_format(tmp_path):
     assert h["val_perplexities"][-1] == pytest.approx(math.exp(h["val_losses"][-1]))
     assert h["elapsed_times"][-1] == pytest.approx(metrics["evals"][-1]["elapsed_s"] / 60)
     record = metrics["evals"][-1]
-    for key in ("step", "optimizer_update", "tokens_seen", "epochs_seen", "elapsed_s", "lr",
-                "train_loss", "aux_loss", "grad_norm", "val_loss", "val_loss_se",
-                "val_accuracy", "train_subset_loss", "routing"):
-        assert key in record, key
+    # every eval holds exactly the record module's EvalRecord, in its order, on disk too
+    on_disk = read_metrics(tmp_path)
+    assert on_disk == json.loads(json.dumps(metrics))
+    for recorded in (record, on_disk["evals"][-1]):
+        assert list(recorded) == list(EvalRecord.__annotations__)
+    assert list(record["routing"][0]) == [k for k in LayerRouting.__annotations__
+                                          if k != "coselection"]
+    assert "coselection" in metrics["final_routing"][0]
     assert set(record["lr"]) == {"muon", "adamw"}
     assert record["lr"]["adamw"] == pytest.approx(0.1 * record["lr"]["muon"])
     assert len(record["routing"]) == 1 and len(record["routing"][0]["tokens_per_expert"]) == 4

@@ -1,7 +1,7 @@
 """Every metrics.json under some folders, ours or the reference framework's, as tidy tables.
 
-    runs          one row per run: identity (experiment, condition, arm, group), status,
-                  final/best/degradation, the window rise and its per-run verdict
+    runs          one row per run: identity (experiment, condition, arm, variant, group),
+                  status, final/best/degradation, the window rise and its per-run verdict
     evals         one row per eval: losses, LR applied per group, epochs, routing summary
     val_sequences run_id -> (evals, val sequences) array of each val sequence's loss
     routing       one row per (run, eval, layer, expert): the expert's share of tokens
@@ -12,12 +12,13 @@ A file that cannot be read becomes a `runs` row with status `unreadable` and the
 it never stops the others from loading. A run is (config hash, seed): a second copy of the
 same run (a suite folder read twice, a run copied) becomes a `duplicate` row that names the
 copy counted, so no run is counted twice. Runs of one arm with different configs (another
-`--set`) are different groups, labelled by what differs.
+`--set`) are different groups: an `ArmGroup` of the arm and what differs (the `variant`
+column), whose label (the `group` column) is a key to show, never text to parse back.
+The format of a metrics.json is moe_core.record.metrics_json's.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,16 @@ from moe_core.analysis.inflection import curve_rise
 from moe_core.analysis.routing import routing_entropy
 from moe_core.config.run_config import arm_name, split_arm
 from moe_core.errors import UserInputError
-from moe_core.record.metrics_json import FINISHED, METRICS_FILE
+from moe_core.record.metrics_json import (
+    COMPLETED,
+    EARLY_STOPPED,
+    METRICS_FILE,
+    RunRecord,
+    evals_of,
+    is_finished_status,
+    is_our_format,
+    parse_metrics,
+)
 
 OURS = "ours"
 REFERENCE = "reference"
@@ -43,8 +53,8 @@ COSMETIC_KEYS = ("name", "description", "condition", "checkpoint_every_evals",
 REFERENCE_SEED_RUN = "seed_run"
 
 RUN_COLUMNS = [
-    "run_id", "experiment", "condition", "arm", "group", "seed", "source", "status", "preset",
-    "config_hash", "val_sha", "description",
+    "run_id", "experiment", "condition", "arm", "variant", "group", "seed", "source", "status",
+    "preset", "config_hash", "val_sha", "description",
     "final_loss", "final_accuracy", "best_loss", "best_step", "best_accuracy", "degradation",
     "degradation_pct", "final_loss_se", "low_loss", "low_step", "end_loss", "rise", "rise_pct",
     "rise_p", "rise_val_se", "wander_sd", "inflection", "onset_step", "actual_steps",
@@ -60,6 +70,30 @@ EVAL_COLUMNS = [
 IDENTITY = ["run_id", "experiment", "condition", "arm", "seed", "source"]
 
 
+@dataclass(frozen=True)
+class ArmGroup:
+    """The runs of one arm that share a config: the arm and, where the arm holds runs of
+    several configs, what differs (`dropout=0.0`; empty otherwise)."""
+
+    arm: str
+    variant: str = ""
+
+    @property
+    def label(self) -> str:
+        """`baseline`, or `baseline [dropout=0.0]`: the group's name in tables and figures."""
+        return f"{self.arm} [{self.variant}]" if self.variant else self.arm
+
+    @property
+    def experiment(self) -> str:
+        """The arm's experiment (`no_lb` of `no_lb@reference_lr`)."""
+        return split_arm(self.arm)[0]
+
+    @property
+    def condition(self) -> str:
+        """The arm's condition (`reference_lr` of `no_lb@reference_lr`; empty for none)."""
+        return split_arm(self.arm)[1]
+
+
 @dataclass
 class Results:
     """The tidy tables of a set of runs (see the module docstring for their rows)."""
@@ -72,6 +106,17 @@ class Results:
     environments: dict[str, dict] = field(default_factory=dict)
     val_sequences: dict[str, np.ndarray] = field(default_factory=dict)
     configs: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def groups(self) -> dict[str, ArmGroup]:
+        """Each group label of the runs table -> its arm and variant."""
+        runs = self.runs
+        if runs.empty:
+            return {}
+        variants = runs["variant"] if "variant" in runs else pd.Series("", index=runs.index)
+        return {label: ArmGroup(arm, variant if isinstance(variant, str) else "")
+                for label, arm, variant in zip(runs["group"], runs["arm"], variants,
+                                               strict=True)}
 
     def coselection_matrix(self, run_id: str) -> np.ndarray:
         """End-of-training co-selection shares of one run: (layers, E, E)."""
@@ -113,11 +158,6 @@ def find_metrics_files(folder: str | Path) -> list[Path]:
     return sorted(path.rglob(METRICS_FILE))
 
 
-def is_our_format(metrics: dict) -> bool:
-    """Our metrics.json carries a status and a config hash; the reference's has neither."""
-    return "status" in metrics and "config_hash" in metrics
-
-
 def _arm_from_path(path: Path) -> str:
     """runs/<suite>/<arm>/seed<k>/metrics.json -> arm; else the folder name."""
     folder = path.parent
@@ -149,9 +189,9 @@ def _first_group_lr(lr: Any) -> float:
     return _number(lr)
 
 
-def _our_evals(metrics: dict, max_steps: float) -> pd.DataFrame:
+def _our_evals(metrics: RunRecord, max_steps: float) -> pd.DataFrame:
     rows = []
-    for record in metrics.get("evals") or []:
+    for record in evals_of(metrics):
         routing = record.get("routing") or []
         lr = record.get("lr") or {}
         rows.append({
@@ -179,7 +219,7 @@ def _our_evals(metrics: dict, max_steps: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _reference_evals(metrics: dict, max_steps: float) -> pd.DataFrame:
+def _reference_evals(metrics: RunRecord, max_steps: float) -> pd.DataFrame:
     """The reference's parallel history lists as eval rows (its LR is the first group's)."""
     history = metrics.get("history") or {}
     steps = history.get("steps") or []
@@ -204,11 +244,12 @@ def _reference_evals(metrics: dict, max_steps: float) -> pd.DataFrame:
     return frame
 
 
-def _routing_tables(metrics: dict, identity: dict, max_steps: float
+def _routing_tables(metrics: RunRecord, identity: dict, max_steps: float
                     ) -> tuple[list[dict], list[dict], list[dict]]:
     """(expert rows, layer rows, final co-selection rows) of one of our runs."""
     experts, layers, coselection = [], [], []
-    for record in metrics.get("evals") or []:
+    evals = evals_of(metrics)
+    for record in evals:
         step = record["step"]
         where = {**identity, "step": step,
                  "fraction": step / max_steps if max_steps else float("nan")}
@@ -227,7 +268,7 @@ def _routing_tables(metrics: dict, identity: dict, max_steps: float
                            if total > 0 else float("nan"),
                            "balance_loss": _number(stats.get("balance_loss")),
                            "z_loss": _number(stats.get("z_loss"))})
-    final_step = (metrics.get("evals") or [{}])[-1].get("step")
+    final_step = evals[-1]["step"] if evals else None
     for layer, stats in enumerate(metrics.get("final_routing") or []):
         for i, row in enumerate(stats.get("coselection") or []):
             for j, share in enumerate(row):
@@ -236,9 +277,9 @@ def _routing_tables(metrics: dict, identity: dict, max_steps: float
     return experts, layers, coselection
 
 
-def _per_sequence(metrics: dict) -> np.ndarray | None:
+def _per_sequence(metrics: RunRecord) -> np.ndarray | None:
     """(evals, sequences) val losses of each sequence at each eval, when every eval has them."""
-    rows = [record.get("val_loss_per_sequence") for record in metrics.get("evals") or []]
+    rows = [record.get("val_loss_per_sequence") for record in evals_of(metrics)]
     if not rows or any(not isinstance(r, list) or not r for r in rows) \
             or len({len(r) for r in rows}) != 1:
         return None
@@ -272,26 +313,20 @@ def _inflection_columns(evals: pd.DataFrame, sequences: np.ndarray | None) -> di
     return out
 
 
-def _parse(path: Path) -> dict:
-    metrics = json.loads(path.read_text())
-    if not isinstance(metrics, dict):
-        raise UserInputError(f"expected a JSON object, got {type(metrics).__name__}")
-    return metrics
-
-
-def _run_identity(metrics: dict, path: Path, ours: bool) -> tuple[str, str, Any, Any]:
+def _run_identity(metrics: RunRecord, path: Path, ours: bool) -> tuple[str, str, Any, Any]:
     """Experiment, condition, seed and status of one metrics.json; the reference's files name
     their experiment only by their folder and record neither seed nor status."""
     if not ours:
         return (_experiment_from_path(path), "", None,
-                "early_stopped" if metrics.get("stopped_early") else "completed")
+                EARLY_STOPPED if metrics.get("stopped_early") else COMPLETED)
     config = metrics.get("config") or {}
     experiment = (config.get("name") or (metrics.get("experiment_config") or {}).get("name")
                   or _experiment_from_path(path))
     return experiment, config.get("condition") or "", metrics.get("seed"), metrics.get("status")
 
 
-def _read_run(metrics: dict, path: Path, run_id: str, force_reference: bool) -> dict[str, Any]:
+def _read_run(metrics: RunRecord, path: Path, run_id: str, force_reference: bool
+              ) -> dict[str, Any]:
     """Everything one metrics.json gives: run row, eval rows, routing rows, environment."""
     ours = is_our_format(metrics) and not force_reference
     exp_config = metrics.get("experiment_config") or {}
@@ -355,7 +390,7 @@ def _unique_id(base: str, taken: set[str]) -> str:
     return run_id
 
 
-def _base_id(path: Path, metrics: dict | None, force_reference: bool) -> str:
+def _base_id(path: Path, metrics: RunRecord | None, force_reference: bool) -> str:
     """<arm>/seed<k> for our runs, "<experiment> (reference)" for the reference's."""
     if metrics is not None and is_our_format(metrics) and not force_reference:
         config = metrics.get("config") or {}
@@ -381,7 +416,7 @@ def load_runs(*dirs: str | Path, reference_dirs: tuple | list = ()) -> Results:
         for path in find_metrics_files(folder):
             metrics, run_id = None, None
             try:
-                metrics = _parse(path)
+                metrics = parse_metrics(path)
                 run_id = _unique_id(_base_id(path, metrics, force_reference), taken)
                 read = _read_run(metrics, path, run_id, force_reference)
             except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
@@ -406,7 +441,9 @@ def load_runs(*dirs: str | Path, reference_dirs: tuple | list = ()) -> Results:
             if read["sequences"] is not None:
                 sequences[run_id] = read["sequences"]
     runs_frame = _mark_duplicates(pd.DataFrame(runs).reindex(columns=RUN_COLUMNS))
-    runs_frame["group"] = _group_labels(runs_frame, configs)
+    runs_frame["variant"] = _variants(runs_frame, configs)
+    runs_frame["group"] = [ArmGroup(arm, variant).label for arm, variant
+                           in zip(runs_frame["arm"], runs_frame["variant"], strict=True)]
     evals_frame = pd.concat([e for e in evals if len(e)], ignore_index=True) \
         if any(len(e) for e in evals) else pd.DataFrame(columns=EVAL_COLUMNS)
     return Results(runs_frame, evals_frame, pd.DataFrame(routing), pd.DataFrame(layer_routing),
@@ -421,7 +458,7 @@ def _mark_duplicates(runs: pd.DataFrame) -> pd.DataFrame:
     for _, copies in ours.groupby(["config_hash", "seed"], sort=False):
         if len(copies) < 2:
             continue
-        finished = copies[copies["status"].isin(FINISHED)]
+        finished = copies[copies["status"].map(is_finished_status)]
         kept = (finished if len(finished) else copies).iloc[0]
         for index, row in copies.drop(index=kept.name).iterrows():
             runs.loc[index, "error"] = (f"the same config and seed as {kept['run_dir']} "
@@ -432,10 +469,10 @@ def _mark_duplicates(runs: pd.DataFrame) -> pd.DataFrame:
     return runs
 
 
-def _group_labels(runs: pd.DataFrame, configs: dict[str, dict]) -> pd.Series:
-    """The arm, or where one arm holds runs of several configs, the arm and what differs
-    (`baseline [dropout=0.0]`), so that different configs are never pooled as seeds."""
-    labels = runs["arm"].copy()
+def _variants(runs: pd.DataFrame, configs: dict[str, dict]) -> pd.Series:
+    """Empty, or where one arm holds runs of several configs, what differs (`dropout=0.0`),
+    so that different configs are never pooled as seeds."""
+    variants = pd.Series("", index=runs.index, dtype=object)
     counted = runs[(runs["source"] == OURS) & (runs["status"] != DUPLICATE)
                    & runs["config_hash"].notna()]
     for _, part in counted.groupby("arm", sort=False):
@@ -448,5 +485,5 @@ def _group_labels(runs: pd.DataFrame, configs: dict[str, dict]) -> pd.Series:
                        and len({repr(v.get(k)) for v in first.values()}) > 1})
         for h, config in first.items():
             what = ", ".join(f"{k}={config.get(k)}" for k in keys) or f"config {h}"
-            labels[part.index[part["config_hash"] == h]] = f"{part['arm'].iloc[0]} [{what}]"
-    return labels
+            variants[part.index[part["config_hash"] == h]] = what
+    return variants

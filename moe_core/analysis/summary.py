@@ -3,6 +3,7 @@ over seeds, in the order of the suites file."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
@@ -13,6 +14,7 @@ from moe_core.analysis.results import (
     REFERENCE,
     REFERENCE_SEED_RUN,
     UNREADABLE,
+    ArmGroup,
     Results,
 )
 from moe_core.errors import UserInputError
@@ -30,11 +32,16 @@ def experiment_order() -> list[str]:
 
 
 def sort_experiments(names: Any) -> list[str]:
-    """Unique arms (or experiments), suites-file order first, then alphabetical; a group
-    label `arm [what differs]` sorts with its arm."""
+    """Unique arms (or experiments), suites-file order first, then alphabetical."""
     order = {name: i for i, name in enumerate(experiment_order())}
-    return sorted(set(names), key=lambda n: (order.get(str(n).split(" [")[0], len(order)),
-                                             str(n)))
+    return sorted(set(names), key=lambda n: (order.get(n, len(order)), str(n)))
+
+
+def sort_groups(groups: Iterable[ArmGroup]) -> list[ArmGroup]:
+    """Unique groups in the order of their arms (sort_experiments'), each arm's variants
+    together, by label."""
+    order = {name: i for i, name in enumerate(experiment_order())}
+    return sorted(set(groups), key=lambda g: (order.get(g.arm, len(order)), g.label))
 
 
 def _mean_sd(values: pd.Series, digits: int, pct: bool = False) -> str:
@@ -71,13 +78,13 @@ def results_table(results: Results) -> pd.DataFrame:
     unreadable files count in `status` only."""
     runs = results.runs
     rows = []
-    for group in sort_experiments(runs["group"].dropna()):
+    for group in sort_groups(results.groups.values()):
         for source in (OURS, REFERENCE):
-            part = runs[(runs["group"] == group) & (runs["source"] == source)]
+            part = runs[(runs["group"] == group.label) & (runs["source"] == source)]
             if part.empty:
                 continue
             usable = part[~part["status"].isin([UNREADABLE, DUPLICATE])]
-            row = {"arm": group, "source": source, "seeds": len(usable)}
+            row = {"arm": group.label, "source": source, "seeds": len(usable)}
             for column, label, digits, is_fraction in SUMMARY_COLUMNS:
                 values = usable[column] * (100 if is_fraction else 1)
                 row[label] = _mean_sd(values, digits)

@@ -34,9 +34,8 @@ import pandas as pd
 
 from moe_core.analysis import effects as fx
 from moe_core.analysis.results import COSMETIC_KEYS, OURS, Results
-from moe_core.config.run_config import split_arm
 from moe_core.errors import UserInputError
-from moe_core.record.metrics_json import FINISHED
+from moe_core.record.metrics_json import is_finished_status
 
 OVERFITTING = "overfitting"
 LR_SCHEDULE = "the LR schedule"
@@ -132,7 +131,7 @@ class StudyAnalysis:
 def counted_runs(results: Results) -> pd.DataFrame:
     """Our finished runs, each counted once (duplicates and failures left out)."""
     runs = results.runs
-    return runs[(runs["source"] == OURS) & runs["status"].isin(FINISHED)]
+    return runs[(runs["source"] == OURS) & runs["status"].map(is_finished_status)]
 
 
 def arm_curves(results: Results) -> dict[str, fx.ArmCurves]:
@@ -238,8 +237,9 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
     curves = arm_curves(results)
     configs = arm_configs(results)
     rise_stats = {arm: fx.rise_statistic(c) for arm, c in curves.items()}
-    controls = {split_arm(arm.split(" [")[0])[1]: arm for arm in curves
-                if split_arm(arm)[0] == CONTROL_EXPERIMENT}
+    groups = results.groups
+    controls = {groups[arm].condition: arm for arm in curves
+                if groups[arm].experiment == CONTROL_EXPERIMENT and not groups[arm].variant}
     # two families: does each condition's control rise (the gate, the study's primary
     # question), and does each intervention still rise (what an outcome is called)
     rise_tests: dict[str, fx.Test] = {}
@@ -260,7 +260,7 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
     candidates: list[Comparison] = []  # each change test before its family's correction
     for control in controls.values():
         for arm in curves:
-            if arm == control or " [" in arm:
+            if arm == control or groups[arm].variant:
                 continue
             keys = changed_keys(configs[arm], configs[control])
             family = hypothesis_of(keys)

@@ -8,6 +8,7 @@ import sys
 
 from moe_core.config.run_config import build_config, parse_override, split_arm
 from moe_core.errors import UserInputError
+from moe_core.record.metrics_json import is_finished
 
 
 def _overrides(pairs: list[str] | None) -> dict:
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     if metrics.get("error"):
         line += f"\n{metrics['error']}"
     print(f"{line}\nmetrics: {out}/metrics.json")
-    return 0 if metrics["status"] in ("completed", "early_stopped") else 1
+    return 0 if is_finished(metrics) else 1
 
 
 if __name__ == "__main__":

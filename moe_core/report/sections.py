@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,9 @@ from moe_core.analysis import effects as fx
 from moe_core.analysis import verdicts as vd
 from moe_core.analysis.inflection import INFLECTION
 from moe_core.analysis.reference import ReferenceFindings, analyse_reference
-from moe_core.analysis.results import OURS, REFERENCE, Results, load_runs
+from moe_core.analysis.results import OURS, REFERENCE, ArmGroup, Results, load_runs
 from moe_core.analysis.routing import expert_warnings
-from moe_core.config.run_config import read_yaml, split_arm
+from moe_core.config.run_config import arm_name, read_yaml
 from moe_core.errors import UserInputError
 from moe_core.paths import PARAMETERS_DIR
 from moe_core.report import figures
@@ -82,7 +82,7 @@ def study_of(results: Results, reference: ReferenceFindings | None = None) -> St
     study = Study(results, analysis, reference)
     if analysis is not None:
         study.condition_labels = {c: condition_label(c) for c in analysis.controls}
-        study.colors = figures.experiment_colors(_families(analysis))
+        study.colors = figures.experiment_colors(_families(analysis, results.groups))
     return study
 
 
@@ -99,13 +99,13 @@ def condition_label(condition: str) -> str:
     return str(values.get("label") or condition)
 
 
-def _families(analysis: vd.StudyAnalysis) -> dict[str, str]:
+def _families(analysis: vd.StudyAnalysis, groups: Mapping[str, ArmGroup]) -> dict[str, str]:
     """experiment -> the explanation its comparisons test (in study order)."""
     families: dict[str, str] = {}
     for c in analysis.comparisons:
-        families.setdefault(split_arm(c.arm)[0], c.hypothesis)
+        families.setdefault(groups[c.arm].experiment, c.hypothesis)
     for arm in analysis.curves:
-        families.setdefault(split_arm(arm)[0], vd.OTHER)
+        families.setdefault(groups[arm].experiment, vd.OTHER)
     return families
 
 
@@ -231,8 +231,9 @@ def rise_rows(study: Study) -> pd.DataFrame:
     a = study.analysis
     rows = []
     order = {c: i for i, c in enumerate(sorted(a.controls, key=lambda c: c == ""))}
+    groups = study.results.groups
     for arm, test in a.rise_tests.items():
-        experiment, condition = split_arm(arm.split(" [")[0])
+        experiment, condition = groups[arm].experiment, groups[arm].condition
         rows.append({"arm": arm, "experiment": experiment, "condition": condition,
                      "condition_label": study.condition_labels.get(condition, condition),
                      "rise": test.estimate,
@@ -274,7 +275,8 @@ def hypothesis_figure(study: Study, name: str):
     arms = [c.arm for c in a.comparisons if c.hypothesis == name and c.control == control]
     if not arms:
         return None
-    colors = {arm: study.colors.get(split_arm(arm)[0]) for arm in a.curves}
+    groups = study.results.groups
+    colors = {arm: study.colors.get(groups[arm].experiment) for arm in a.curves}
     for arm in arms:  # the control's own experiment under another condition (the LR's
         # intervention is `baseline`): a colour of the explanation, never the control's black
         if colors.get(arm) in (None, figures.CONTROL_COLOR):
@@ -351,9 +353,10 @@ def interaction_table(study: Study) -> pd.DataFrame:
     each condition's control (the question: does it matter under either?)."""
     a = study.analysis
     rows: dict[str, dict] = {}
+    groups = study.results.groups
     for c in a.comparisons:
-        experiment, condition = split_arm(c.arm)
-        if split_arm(c.control)[1] != condition:
+        experiment, condition = groups[c.arm].experiment, groups[c.arm].condition
+        if groups[c.control].condition != condition:
             continue  # an arm is compared with the control of its own condition here
         label = study.condition_labels.get(condition, condition)
         mark = " *" if c.change.significant else ""
@@ -426,8 +429,9 @@ def routing_section(study: Study) -> list:
     if a is None or routing.empty:
         return []
     control = (a.rising_controls or tuple(a.controls.values()))[0]
-    condition = split_arm(control)[1]
-    arms = [control] + [arm for arm in a.curves if split_arm(arm) == ("no_lb", condition)]
+    groups = study.results.groups
+    no_lb = ArmGroup(arm_name("no_lb", groups[control].condition))
+    arms = [control] + [arm for arm in a.curves if groups[arm] == no_lb]
     shown = routing[routing["arm"].isin(arms)].assign(experiment=lambda d: d["arm"])
     warnings = []
     for run_id, part in routing[routing["arm"].isin(arms)].groupby("run_id", sort=False):

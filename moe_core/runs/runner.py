@@ -19,12 +19,20 @@ from moe_core.data.corpus import local_corpus_files
 from moe_core.errors import UserInputError
 from moe_core.paths import TRAIN_NOTEBOOK
 from moe_core.record.metrics_json import (
-    FINISHED,
-    METRICS_FILE,
+    DIVERGED,
+    FAILED,
+    INTERRUPTED,
+    RUNNING,
+    RunRecord,
     failure_record,
-    is_finished,
+    has_ended,
+    is_finished_run,
+    is_finished_status,
+    is_this_run,
+    other_run,
     read_metrics,
     write_json_atomic,
+    write_metrics,
 )
 from moe_core.runs.jupyter_kernel import describe_error, execute_notebook
 
@@ -128,11 +136,9 @@ def _refuse_other_runs(specs: Sequence[RunSpec]) -> None:
     finished run is data, and replacing it takes --force."""
     taken = []
     for spec in specs:
-        recorded = _read_quietly(spec.run_dir)
-        if recorded and (recorded.get("config_hash"), recorded.get("seed")) != (
-                spec.config.config_hash(), spec.seed):
-            taken.append(f"{spec.run_dir} ({recorded.get('status')}, config "
-                         f"{recorded.get('config_hash')}, seed {recorded.get('seed')})")
+        other = other_run(_read_quietly(spec.run_dir), spec.config.config_hash(), spec.seed)
+        if other:
+            taken.append(f"{spec.run_dir} ({other})")
     if taken:
         shown = "; ".join(taken[:5]) + (f"; and {len(taken) - 5} more" if len(taken) > 5 else "")
         raise UserInputError(
@@ -205,10 +211,10 @@ class RunOutcome:
     @property
     def ok(self) -> bool:
         """Finished normally (or busy elsewhere, which is not a failure of this suite)."""
-        return self.action == "busy" or (self.error is None and self.status in FINISHED)
+        return self.action == "busy" or (self.error is None and is_finished_status(self.status))
 
 
-def _outcome(spec: RunSpec, action: str, metrics: dict | None, error: str | None = None,
+def _outcome(spec: RunSpec, action: str, metrics: RunRecord | None, error: str | None = None,
              status: str | None = None) -> RunOutcome:
     metrics = metrics or {}
     final, best = metrics.get("final_metrics") or {}, metrics.get("best_metrics") or {}
@@ -218,17 +224,17 @@ def _outcome(spec: RunSpec, action: str, metrics: dict | None, error: str | None
                       time_min=metrics.get("total_time_minutes"),
                       notebook=spec.run_dir / spec.notebook.name,
                       error=error or (metrics.get("error")
-                                      if metrics.get("status") in ("failed", "diverged")
+                                      if metrics.get("status") in (FAILED, DIVERGED)
                                       else None))
 
 
 def failed_outcome(spec: RunSpec, error: str) -> RunOutcome:
     """A run that failed before it could record anything, or whose record cannot be reached."""
-    return _outcome(spec, "ran", None, error=error, status="failed")
+    return _outcome(spec, "ran", None, error=error, status=FAILED)
 
 
-def record_failure(spec: RunSpec, metrics: dict | None, error: str,
-                   status: str = "failed") -> dict:
+def record_failure(spec: RunSpec, metrics: RunRecord | None, error: str,
+                   status: str = FAILED) -> RunRecord:
     """Mark a run failed (or interrupted) in its metrics.json, keeping whatever training of
     this config and seed recorded, so that reports show it; the checkpoint (if any) stays,
     so the next suite resumes it."""
@@ -236,7 +242,7 @@ def record_failure(spec: RunSpec, metrics: dict | None, error: str,
     failed = failure_record(cfg.to_dict(), cfg.config_hash(), spec.seed, spec.run_dir, error,
                             metrics, status, experiment=spec.experiment,
                             notebook=str(spec.run_dir / spec.notebook.name))
-    write_json_atomic(spec.run_dir / METRICS_FILE, failed)
+    write_metrics(spec.run_dir, failed)
     return failed
 
 
@@ -251,20 +257,20 @@ def execute_run(spec: RunSpec, log: Callable[[str], None] = print) -> RunOutcome
     if holder is not None:
         log(f"{spec.label}: busy, another suite is training it ({holder}); not run here")
         metrics = _read_quietly(spec.run_dir)
-        return _outcome(spec, "busy", metrics, status=(metrics or {}).get("status", "running"))
+        return _outcome(spec, "busy", metrics, status=(metrics or {}).get("status", RUNNING))
     try:
         try:
             metrics = read_metrics(spec.run_dir)
         except UserInputError as e:  # an unreadable metrics.json: leave it for the user
             return failed_outcome(spec, str(e))
-        if not spec.force and is_finished(metrics, spec.config.config_hash(), spec.seed):
+        if not spec.force and is_finished_run(metrics, spec.config.config_hash(), spec.seed):
             log(f"{spec.label}: skipped, finished before ({metrics['status']})")
             return _outcome(spec, "skipped", metrics)
         log(f"{spec.label}: running -> {spec.run_dir / spec.notebook.name}")
         error = _execute_notebook(spec)
         metrics = _read_quietly(spec.run_dir)
         if error is not None and not _records_this_run_ending(metrics, spec):
-            ending = "interrupted" if error.startswith("KeyboardInterrupt") else "failed"
+            ending = INTERRUPTED if error.startswith("KeyboardInterrupt") else FAILED
             metrics = record_failure(spec, metrics, error, status=ending)
         return _outcome(spec, "ran", metrics, error=error)
     except OSError as e:  # the run folder itself misbehaves: this run fails, not the suite
@@ -273,11 +279,9 @@ def execute_run(spec: RunSpec, log: Callable[[str], None] = print) -> RunOutcome
         lock.release()
 
 
-def _records_this_run_ending(metrics: dict | None, spec: RunSpec) -> bool:
+def _records_this_run_ending(metrics: RunRecord | None, spec: RunSpec) -> bool:
     """metrics.json belongs to this config and seed and says how training ended."""
-    return bool(metrics) and metrics.get("status") != "running" \
-        and metrics.get("config_hash") == spec.config.config_hash() \
-        and metrics.get("seed") == spec.seed
+    return is_this_run(metrics, spec.config.config_hash(), spec.seed) and has_ended(metrics)
 
 
 def _execute_notebook(spec: RunSpec) -> str | None:
@@ -295,7 +299,7 @@ def _execute_notebook(spec: RunSpec) -> str | None:
     return None
 
 
-def _read_quietly(run_dir: Path) -> dict | None:
+def _read_quietly(run_dir: Path) -> RunRecord | None:
     try:
         return read_metrics(run_dir)
     except UserInputError:

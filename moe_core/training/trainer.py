@@ -3,7 +3,8 @@ LR schedules over optimizer updates, full-split evals, early stopping, checkpoin
 resume, and an atomically rewritten metrics.json after every eval.
 
 `train` is the whole run; `_setup` builds a `_Run` (model, optimizers, data on the device,
-state), `_micro_step` trains one micro-batch, `_after_eval` evaluates and records.
+state), `_train_steps` loops over micro-steps, `_micro_step` trains one micro-batch,
+`_after_eval` evaluates and records (the record's format: moe_core.record.metrics_json).
 """
 
 from __future__ import annotations
@@ -31,15 +32,20 @@ from moe_core.record.metrics_json import (
     EARLY_STOPPED,
     FAILED,
     INTERRUPTED,
-    METRICS_FILE,
     RUNNING,
+    EvalRecord,
+    RunFacts,
+    RunRecord,
     build_metrics,
     check_writable,
+    eval_record,
+    is_finished_run,
+    layer_routing,
     other_run,
     read_metrics,
-    write_json_atomic,
+    run_facts,
+    write_metrics,
 )
-from moe_core.record.metrics_json import is_finished as _is_finished
 from moe_core.training.checkpoint import (
     BEST_CHECKPOINT_FILE,
     CHECKPOINT_FILE,
@@ -71,13 +77,6 @@ def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor
     return torch.randperm(n, generator=gen)[b * batch_size:(b + 1) * batch_size]
 
 
-
-
-def is_finished(metrics: dict | None, cfg: RunConfig, seed: int) -> bool:
-    """A run with this config and seed ended normally (completed or early-stopped)."""
-    return _is_finished(metrics, cfg.config_hash(), seed)
-
-
 # ---------------------------------------------------------------- the run
 
 
@@ -90,7 +89,7 @@ class RunState:
     best_loss: float = float("inf")
     best_step: int = 0
     evals_without_improvement: int = 0
-    evals: list = field(default_factory=list)
+    evals: list[EvalRecord] = field(default_factory=list)
 
 
 @dataclass
@@ -128,7 +127,7 @@ class _Run:
     train_windows: torch.Tensor
     val_windows: torch.Tensor
     train_subset: torch.Tensor
-    meta: dict
+    meta: RunFacts
     state: RunState
     since: _SinceEval
 
@@ -136,12 +135,12 @@ class _Run:
     def tokens_per_step(self) -> int:
         return self.cfg.batch_size * self.cfg.seq_len
 
-    def write(self, status: str, **extra: Any) -> dict:
+    def write(self, status: str, **extra: Any) -> RunRecord:
         s = self.state
         metrics = build_metrics(self.cfg.to_dict(), self.meta, s.evals, s.elapsed_s, s.step,
                                 status, **extra)
         if self.run_dir is not None:
-            write_json_atomic(self.run_dir / METRICS_FILE, metrics)
+            write_metrics(self.run_dir, metrics)
         return metrics
 
     def checkpoint(self) -> None:
@@ -183,7 +182,7 @@ def train(
     resume: bool = True,
     force: bool = False,
     progress: bool = True,
-) -> dict:
+) -> RunRecord:
     """Train one run and return its metrics dict (also written to out_dir/metrics.json).
 
     A finished run with the same config hash and seed in out_dir is returned unchanged
@@ -203,24 +202,8 @@ def train(
     t_start = time.perf_counter() - run.state.elapsed_s
     bar = tqdm(total=cfg.max_steps, initial=run.state.step, disable=not progress,
                desc=f"{cfg.arm} s{seed}", unit="step", dynamic_ncols=True)
-    status = COMPLETED
     try:
-        with _StopRequest() as stop:
-            while run.state.step < cfg.max_steps:
-                if stop.requested:
-                    run.state.elapsed_s = time.perf_counter() - t_start
-                    run.checkpoint()  # between micro-steps: everything is consistent
-                    raise KeyboardInterrupt
-                _micro_step(run)
-                bar.update(1)
-                if run.state.step % cfg.eval_every and run.state.step < cfg.max_steps:
-                    continue
-                run.state.elapsed_s = time.perf_counter() - t_start
-                status = _after_eval(run, live, bar)
-                if status != RUNNING:
-                    break
-            else:
-                status = COMPLETED
+        status = _train_steps(run, live, bar, t_start)
     except BaseException as e:
         run.state.elapsed_s = time.perf_counter() - t_start
         # keep everything recorded so far; an interrupt leaves a resumable "interrupted" run
@@ -238,14 +221,36 @@ def train(
     return run.write(status)
 
 
-def _finished_here(run_dir: Path, cfg: RunConfig, seed: int, force: bool) -> dict | None:
+def _train_steps(run: _Run, live: LiveCurves | None, bar: Any, t_start: float) -> str:
+    """Micro-steps, with an eval every eval_every steps and at the last, until max_steps or
+    an eval ends the run; the status it ends with. Ctrl-C checkpoints at the next step
+    boundary and raises KeyboardInterrupt."""
+    cfg, state = run.cfg, run.state
+    with _StopRequest() as stop:
+        while state.step < cfg.max_steps:
+            if stop.requested:
+                state.elapsed_s = time.perf_counter() - t_start
+                run.checkpoint()  # between micro-steps: everything is consistent
+                raise KeyboardInterrupt
+            _micro_step(run)
+            bar.update(1)
+            if state.step % cfg.eval_every and state.step < cfg.max_steps:
+                continue
+            state.elapsed_s = time.perf_counter() - t_start
+            status = _after_eval(run, live, bar)
+            if status != RUNNING:
+                return status
+    return COMPLETED
+
+
+def _finished_here(run_dir: Path, cfg: RunConfig, seed: int, force: bool) -> RunRecord | None:
     """The metrics of this run when the folder holds it finished (and not force); a
     UserInputError when it holds another config's or seed's run (and not force)."""
     check_writable(run_dir)
     previous = read_metrics(run_dir)
     if force:
         return None
-    if is_finished(previous, cfg, seed):
+    if is_finished_run(previous, cfg.config_hash(), seed):
         return previous
     other = other_run(previous, cfg.config_hash(), seed)
     if other:
@@ -297,18 +302,18 @@ def _setup(cfg: RunConfig, seed: int, run_dir: Path | None, data: Any, resume: b
     n_subset = min(cfg.train_subset_sequences or len(data.val), len(data.train))
     train_subset = train_windows[
         torch.randperm(len(data.train), generator=subset_gen)[:n_subset].to(device)]
-    meta = {
-        "seed": seed,
-        "config": cfg.to_dict(),
-        "config_hash": cfg.config_hash(),
-        "environment": environment(device, dtype),
-        "data": {"fingerprint": data.fingerprint, "source": data.source, "stats": data.stats,
-                 "vocab_size": data.vocab_size},
-        "bayes_floor": data.bayes_floor,
-        "parameter_counts": model.parameter_counts(),
-        "run_dir": str(run_dir) if run_dir else None,
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    meta = run_facts(
+        seed=seed,
+        config=cfg.to_dict(),
+        config_hash=cfg.config_hash(),
+        environment=environment(device, dtype),
+        data={"fingerprint": data.fingerprint, "source": data.source, "stats": data.stats,
+              "vocab_size": data.vocab_size},
+        bayes_floor=data.bayes_floor,
+        parameter_counts=model.parameter_counts(),
+        run_dir=str(run_dir) if run_dir else None,
+        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
     return _Run(cfg, seed, run_dir, device, dtype, model, optimizers, scaler, train_windows,
                 data.val.to(device), train_subset, meta, state, _SinceEval.on(device, since))
 
@@ -379,7 +384,7 @@ def _divergence_message(cfg: RunConfig, step: int) -> str:
             "warmup_ratio, then run again")
 
 
-def _eval_record(run: _Run) -> dict:
+def _eval_record(run: _Run) -> EvalRecord:
     """The eval's record for metrics.json: losses on the val split (each sequence too) and
     the train subset, LR per group, routing statistics since the last eval."""
     from moe_core.analysis.routing import max_violation
@@ -389,48 +394,46 @@ def _eval_record(run: _Run) -> dict:
     for moe in model.moe_layers:
         stats = {k: v.cpu() for k, v in moe.read_stats().items()}
         load = stats["tokens_per_expert"]
-        routing.append({
-            "tokens_per_expert": load.tolist(),
-            "mean_router_prob": stats["mean_router_prob"].tolist(),
-            "router_entropy": stats["router_entropy"].item(),
-            "balance_loss": stats["balance_loss"].item(),
-            "z_loss": stats["z_loss"].item(),
-            "max_violation": float(max_violation(load.numpy())),
-            "coselection": stats["coselection"].tolist(),
-        })
+        routing.append(layer_routing(
+            tokens_per_expert=load.tolist(),
+            mean_router_prob=stats["mean_router_prob"].tolist(),
+            router_entropy=stats["router_entropy"].item(),
+            balance_loss=stats["balance_loss"].item(),
+            z_loss=stats["z_loss"].item(),
+            max_violation=float(max_violation(load.numpy())),
+            coselection=stats["coselection"].tolist(),
+        ))
     val = evaluate(model, run.val_windows, cfg.batch_size, run.device, run.dtype)
     sub = evaluate(model, run.train_subset, cfg.batch_size, run.device, run.dtype)
     updates = state.step // cfg.grad_accum_steps
     previous_elapsed = state.evals[-1]["elapsed_s"] if state.evals else 0.0
     previous_step = state.evals[-1]["step"] if state.evals else 0
     window_s = max(state.elapsed_s - previous_elapsed, 1e-9)
-    record = {
-        "step": state.step,
-        "optimizer_update": updates,
-        "tokens_seen": state.step * run.tokens_per_step,
-        "epochs_seen": state.step * cfg.batch_size / len(run.train_windows),
-        "elapsed_s": state.elapsed_s,
-        "tokens_per_s": (state.step - previous_step) * run.tokens_per_step / window_s,
-        "lr": {name: peak * lr_factor(updates, cfg) if updates else 0.0
-               for name, _, peak in run.optimizers},
+    return eval_record(
+        step=state.step,
+        optimizer_update=updates,
+        tokens_seen=state.step * run.tokens_per_step,
+        epochs_seen=state.step * cfg.batch_size / len(run.train_windows),
+        elapsed_s=state.elapsed_s,
+        tokens_per_s=(state.step - previous_step) * run.tokens_per_step / window_s,
+        lr={name: peak * lr_factor(updates, cfg) if updates else 0.0
+            for name, _, peak in run.optimizers},
         # the LR the scheduler holds for the next update: what the reference logged
-        "lr_next": {name: peak * lr_factor(updates + 1, cfg)
-                    for name, _, peak in run.optimizers},
-        "train_loss": float(since.ce / since.steps),
-        "aux_loss": float(since.aux / since.steps),
-        "grad_norm": float(since.grad_norm),
-        "val_loss": val["loss"],
-        "val_loss_se": val["loss_se"],
+        lr_next={name: peak * lr_factor(updates + 1, cfg) for name, _, peak in run.optimizers},
+        train_loss=float(since.ce / since.steps),
+        aux_loss=float(since.aux / since.steps),
+        grad_norm=float(since.grad_norm),
+        val_loss=val["loss"],
+        val_loss_se=val["loss_se"],
         # every val sequence's mean loss, in the split's order: runs on the same val split
         # (data.stats.val.windows_sha) are compared sequence by sequence, which removes the
-        # split's sampling error shared by both sides (moe_core.effects)
-        "val_loss_per_sequence": [round(v, 6) for v in val["per_sequence"].tolist()],
-        "val_accuracy": val["accuracy"],
-        "val_perplexity": val["perplexity"],
-        "train_subset_loss": sub["loss"],
-        "train_subset_accuracy": sub["accuracy"],
-        "routing": routing,
-    }
-    return record
+        # split's sampling error shared by both sides (moe_core.analysis.effects)
+        val_loss_per_sequence=[round(v, 6) for v in val["per_sequence"].tolist()],
+        val_accuracy=val["accuracy"],
+        val_perplexity=val["perplexity"],
+        train_subset_loss=sub["loss"],
+        train_subset_accuracy=sub["accuracy"],
+        routing=routing,
+    )
 
 
