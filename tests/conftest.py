@@ -4,10 +4,10 @@ import pytest
 import torch
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def data_cache(tmp_path_factory):
-    """One prepared-data cache per test module, seen by kernels and subprocesses through the
-    environment; nothing is written to the user's ~/.cache."""
+    """One prepared-data cache for the test session, seen by kernels and subprocesses through
+    the environment; nothing is written to the user's ~/.cache."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MOE_CORE_CACHE", str(tmp_path_factory.mktemp("cache")))
         yield

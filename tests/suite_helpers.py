@@ -74,3 +74,21 @@ def assert_never_trained_twice(out: Path, first: subprocess.Popen,
     for name in ("baseline", "short_run"):
         assert stdout.count(f"{name} seed0: running") == 1, stdout
         assert metrics(out / name / "seed0")["status"] == "completed"
+
+
+HOLD_LOCK = """
+import sys, time
+from moe_core.runs.runner import RunLock
+lock = RunLock(sys.argv[1])
+assert lock.acquire() is None
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def hold_lock(run_dir: Path) -> subprocess.Popen:
+    """Another process (another suite) holding the run's lock until it is killed."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run_dir)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder

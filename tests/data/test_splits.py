@@ -1,0 +1,132 @@
+"""Splits by document, windows, the cache and its fingerprint."""
+
+import numpy as np
+import pytest
+import torch
+
+from moe_core.config.run_config import build_config
+from moe_core.data import splits, synthetic
+from moe_core.errors import UserInputError
+
+WORDS = ("alpha beta gamma delta river stone cloud ember forest lantern quiet rapid silver "
+         "tiger violet window yellow zephyr amber basil cedar dune echo fable").split()
+
+
+def smoke(**overrides):
+    return build_config("baseline", "smoke", overrides=overrides)
+
+
+def local(path, **overrides):
+    values = {"data_source": "local", "data_path": str(path), "vocab_size": 300, "seq_len": 16,
+              "num_documents": 40}
+    return smoke(**{**values, **overrides})
+
+
+def test_split_keeps_the_first_documents_for_training_and_the_rest_for_validation():
+    train, val = splits.split_documents(list(range(20)), 0.1, "test")
+    assert train == list(range(18)) and val == [18, 19]
+
+
+def test_a_split_without_documents_is_a_user_error_naming_num_documents():
+    with pytest.raises(UserInputError, match="num_documents"):
+        splits.split_documents([1, 2, 3], 0.1, "test")
+
+
+def test_windows_overlap_by_one_token_and_drop_the_partial_tail():
+    windows = splits.cut_windows(np.arange(11), 3)
+    assert windows.dtype == torch.int64
+    assert windows.tolist() == [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]
+
+
+def test_each_document_is_followed_by_eos_in_the_stream():
+    assert splits.join_documents([[5, 6], [7]], eos_id=0).tolist() == [5, 6, 0, 7, 0]
+
+
+def test_windows_are_the_split_streams_of_the_generated_documents(tmp_path):
+    cfg = smoke(num_documents=60, val_fraction=0.1)
+    prepared = splits.prepare_data(cfg, tmp_path)
+    language = synthetic.synthetic_language(cfg)
+    docs = synthetic.generate_synthetic_documents(language, 60, cfg.data_seed)
+    for split, split_docs in (("train", docs[:54]), ("val", docs[54:])):
+        stream = splits.join_documents(split_docs, prepared.eos_id)
+        windows = getattr(prepared, split)
+        n = (len(stream) - 1) // cfg.seq_len
+        assert windows.shape == (n, cfg.seq_len + 1)
+        for i in range(n):
+            expected = stream[i * cfg.seq_len : (i + 1) * cfg.seq_len + 1]
+            assert windows[i].tolist() == expected.tolist()
+        # the last target of a window is the first input of the next
+        assert torch.equal(windows[:-1, -1], windows[1:, 0])
+        assert prepared.stats[split] == {"documents": len(split_docs), "sequences": n,
+                                         "tokens": len(stream),
+                                         "windows_sha": splits.windows_sha(windows)}
+
+
+def test_more_train_documents_leave_the_val_split_identical(tmp_path):
+    base = splits.prepare_data(smoke(num_documents=60), tmp_path)
+    fresh = splits.prepare_data(smoke(num_documents=60, train_documents_factor=5.0), tmp_path)
+    assert torch.equal(fresh.val, base.val) and fresh.bayes_floor == base.bayes_floor
+    assert fresh.stats["val"]["windows_sha"] == base.stats["val"]["windows_sha"]
+    assert fresh.stats["train"]["documents"] == 5 * base.stats["train"]["documents"] == 270
+    # the base train split comes first, then documents 60.. that no other run's val holds
+    assert torch.equal(fresh.train[: len(base.train) - 1], base.train[:-1])
+
+
+def test_more_train_documents_keep_the_val_tokens_of_a_local_corpus(tmp_path, corpora):
+    base = splits.prepare_data(local(corpora / "docs.jsonl", num_documents=20), tmp_path)
+    fresh = splits.prepare_data(local(corpora / "docs.jsonl", num_documents=20,
+                                    train_documents_factor=1.5), tmp_path)
+    # the BPE is trained on the base train split only, so the val windows do not move
+    assert torch.equal(fresh.val, base.val)
+    assert fresh.stats["train"]["documents"] == 27 and fresh.stats["val"]["documents"] == 2
+
+
+@pytest.mark.parametrize("factor, needed", [(1.0, 60), (20.0, 60 + 54 * 19)])
+def test_a_corpus_smaller_than_the_run_needs_is_an_error_naming_the_counts(
+        tmp_path, corpora, factor, needed):
+    cfg = local(corpora / "docs.jsonl", num_documents=60, train_documents_factor=factor)
+    with pytest.raises(UserInputError) as error:
+        splits.prepare_data(cfg, tmp_path)
+    message = str(error.value)
+    assert f"holds 48 non-empty documents but this run needs {needed}" in message
+    assert ("train_documents_factor" in message) == (factor > 1)
+
+
+def test_no_document_appears_in_both_splits(tmp_path):
+    cfg = smoke(num_documents=60)
+    prepared = splits.prepare_data(cfg, tmp_path)
+    train, val = prepared.stats["train"], prepared.stats["val"]
+    assert train["documents"] + val["documents"] == 60 and val["documents"] == 6
+    # the val stream starts a fresh document: its windows match no part of the train stream
+    train_stream = torch.cat([prepared.train[:, :-1].flatten(), prepared.train[-1:, -1]])
+    first_val = prepared.val[0]
+    matches = train_stream.unfold(0, len(first_val), 1).eq(first_val).all(dim=1)
+    assert not matches.any()
+
+
+def test_second_prepare_loads_from_the_cache_without_generating(tmp_path, monkeypatch):
+    first = splits.prepare_data(smoke(), tmp_path)
+    assert (tmp_path / "data" / first.fingerprint / "meta.json").is_file()
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the cached corpus was generated again")
+
+    monkeypatch.setattr(splits, "generate_synthetic_documents", fail)
+    second = splits.prepare_data(smoke(), tmp_path)
+    assert torch.equal(first.train, second.train) and torch.equal(first.val, second.val)
+    assert (second.stats, second.bayes_floor, second.source, second.vocab_size) == (
+        first.stats, first.bayes_floor, first.source, first.vocab_size)
+
+
+def test_fingerprint_follows_the_data_fields_only():
+    base = splits.data_fingerprint(smoke())
+    assert splits.data_fingerprint(smoke(dropout=0.3, lr=0.001)) == base
+    assert splits.data_fingerprint(smoke(seq_len=16)) != base
+    assert splits.data_fingerprint(smoke(data_seed=9)) != base
+
+
+def test_default_cache_dir_follows_moe_core_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("MOE_CORE_CACHE", str(tmp_path))
+    assert splits.default_cache_dir() == tmp_path
+    monkeypatch.delenv("MOE_CORE_CACHE")
+    assert splits.default_cache_dir().parts[-2:] == (".cache", "moe_core")

@@ -1,0 +1,86 @@
+"""The report's sentences from simulated studies whose answer is set."""
+
+import html
+
+import numpy as np
+import pytest
+
+from moe_core.analysis import calibration as cal
+from moe_core.analysis import verdicts as vd
+from moe_core.analysis.results import load_runs
+from moe_core.report import sections
+
+TINY = {"max_steps": 8}
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    """The built-in data's picture: fresh data and dropout remove the rise."""
+    arms = cal.study_arms()
+    truths = cal.study_like(arms, {"fresh_data@reference_lr": cal.Truth(rise=0.0),
+                                   "higher_dropout@reference_lr": cal.Truth(rise=0.0)})
+    results = cal.simulate_results(truths, 3, cal.Noise(), np.random.default_rng(0))
+    return sections.study_of(results)
+
+
+def test_the_answer_gives_where_it_rises_and_each_verdict_with_its_numbers(simulated):
+    text = html.unescape(sections.answer_markdown(simulated))  # names arrive escaped
+    assert text.startswith("## The answer")
+    assert "the control (baseline@reference_lr) rises" in text
+    assert "the control (baseline) does not rise beyond noise" in text
+    for name, verdict in (("overfitting", "supported"), ("the LR schedule", "supported"),
+                          ("load balancing", "not supported")):
+        assert f"| {name} | **{verdict}** |" in text
+    assert "fresh_data@reference_lr: rise changes -0.0" in text and "95% CI" in text
+    assert "removes the rise" in text and "the rise persists" in text
+    assert html.unescape(sections.one_sentence(simulated.analysis)).startswith(
+        "Judged against the control that rises (baseline@reference_lr): supported: "
+        "overfitting and the LR schedule; not supported: load balancing")
+
+
+def test_numbers_are_rounded_to_what_their_noise_supports():
+    assert sections.decimals_for(0.03) == 2 and sections.decimals_for(0.004) == 3
+    assert sections.number(4.08123, 0.03) == "4.08" and sections.number(-0.0712, 0.004, True) \
+        == "-0.071"
+
+
+def test_the_rise_figure_has_one_row_per_arm_grouped_by_condition_control_first(simulated):
+    rows = sections.rise_rows(simulated)
+    assert len(rows) == len(simulated.analysis.curves)
+    first = rows.groupby("condition_label", sort=False).head(1)
+    assert first["is_control"].all()
+    assert set(rows.loc[rows["rises"], "arm"]) >= {"baseline@reference_lr"}
+
+
+def test_no_leader_is_named_when_the_lowest_is_within_noise(simulated):
+    a = simulated.analysis
+    a.leader = {**a.leader, "named": False}
+    sentence = html.unescape(sections.leader_sentence(simulated))
+    assert sentence.startswith("No arm ends lowest beyond noise") and "would have been found" \
+        in sentence
+
+
+def test_interaction_compares_each_intervention_with_the_control_of_its_schedule(simulated):
+    table = sections.interaction_table(simulated).set_index("intervention")
+    labels = set(simulated.condition_labels.values())
+    assert labels <= set(table.columns)
+    assert table.loc["no_lb"].notna().all()  # no_lb ran under both schedules
+    assert table.loc["fresh_data", sections.NO_CONDITION_LABEL] == "not run"
+
+
+def test_each_intervention_is_drawn_in_a_colour_other_than_its_controls(simulated):
+    # the LR's intervention is the corrected schedule's `baseline`: the control's experiment
+    for name in ("the LR schedule", "overfitting", "load balancing"):
+        fig = sections.hypothesis_figure(simulated, name)
+        for ax in fig.axes:
+            if ax.lines:
+                control, intervention = (line.get_color() for line in ax.lines[:2])
+                assert control != intervention, (name, ax.get_title())
+
+
+def test_hypothesis_evidence_reads_the_rising_control_from_the_runs(run_dir):
+    study = sections.build([run_dir])
+    assert set(study.analysis.controls) == {"", "reference_lr"}
+    lines = sections.extra_evidence(study, vd.LOAD_BALANCING)
+    assert all("baseline" in line for line in lines)
+    assert len(load_runs(run_dir).runs) == 10
