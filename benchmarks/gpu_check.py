@@ -13,9 +13,10 @@ fails (exit status 1 if any failed):
 
 1. environment: the GPU, its compute capability, its bf16 peak (datasheet, dense) and the bf16
    matmul rate measured here (an 8192^3 product);
-2. tests: tests/test_cuda_sync.py (a training step under torch.cuda.set_sync_debug_mode("error")
-   for every precision and expert kernel), tests/test_cuda_kernels.py (each expert kernel against
-   the reference loop on the GPU), tests/test_model.py, tests/test_precision.py;
+2. tests: tests/training/test_trainer_on_cuda.py (a training step under
+   torch.cuda.set_sync_debug_mode("error") for every precision and expert kernel),
+   tests/model/test_experts_on_cuda.py (each expert kernel against the reference loop on the
+   GPU), tests/model/test_transformer.py, tests/training/test_device.py;
 3. training: the paper model (vocab 49,152, seq 512, batch 24 x accumulation 4, Muon + AdamW) on
    built-in synthetic data, --updates optimizer updates under fp16 (+ GradScaler, the
    reference's), bf16 and fp32 autocast: tokens/s, MFU against the bf16 peak, peak memory, the
@@ -66,8 +67,8 @@ from moe_core.training.optimizers import (
 )
 from moe_core.training.trainer import batch_indices
 
-TEST_FILES = ["tests/test_cuda_sync.py", "tests/test_cuda_kernels.py", "tests/test_model.py",
-              "tests/test_precision.py"]
+TEST_FILES = ["tests/training/test_trainer_on_cuda.py", "tests/model/test_experts_on_cuda.py",
+              "tests/model/test_transformer.py", "tests/training/test_device.py"]
 PRECISIONS = ["fp16", "bf16", "fp32"]
 # dense bf16 tensor-core peak, TFLOP/s, from NVIDIA's datasheets; the first name that is part of
 # torch.cuda.get_device_name() wins, so the more specific names come first
