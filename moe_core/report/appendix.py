@@ -179,8 +179,7 @@ def arms_table(study: Study) -> pd.DataFrame:
         rows.append({"arm": arm, "seeds": c.n_seeds,
                      "end loss (nats)": with_interval(end, signed=False),
                      "rise (nats)": with_interval(rise, signed=False),
-                     "rise Holm-Sidak p": "n/a" if rise.p_adjusted is None
-                     else f"{rise.p_adjusted:.3g}",
+                     "rise Holm-Sidak p": fx.format_p(rise.p_adjusted),
                      "rises": "yes" if rise.significant else "no",
                      "runs that inflect": inflect_count(study, arm),
                      "late LR (% of peak)": f"{100 * a.late_lr[arm]:.0f}"})
