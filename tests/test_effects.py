@@ -59,17 +59,23 @@ def test_leave_one_out_rise_measures_each_seed_where_the_others_are_lowest():
     assert rise.mean == pytest.approx(0.1 * (1 - 0.05 / 0.35), abs=0.02)
 
 
-def test_one_sample_adds_the_val_variance_to_the_se_but_takes_its_df_from_the_seeds():
+def test_one_sample_is_a_t_over_seeds_and_states_the_val_part_beside_it():
     per_seed, per_sequence = [0.1, 0.12, 0.08], np.linspace(-0.1, 0.3, 20)
     test = fx.one_sample(stat(per_seed, per_sequence))
     v_seed = np.var(per_seed, ddof=1) / 3
     v_val = np.var(per_sequence, ddof=1) / 20
-    assert test.se == pytest.approx(math.sqrt(v_seed + v_val))
-    assert test.df == 2  # 3 seeds; Welch-Satterthwaite over both parts would say ~16
-    assert test.p_value == pytest.approx(stats.t.sf(0.1 / test.se, 2))
-    seeds_only = fx.one_sample(stat(per_seed, per_sequence), new_text=False)
-    assert seeds_only.p_value == pytest.approx(stats.ttest_1samp(per_seed, 0, alternative=
-                                                                 "greater").pvalue)
+    reference = stats.ttest_1samp(per_seed, 0, alternative="greater")
+    assert (test.se, test.df, test.p_value) == pytest.approx((math.sqrt(v_seed), 2,
+                                                              reference.pvalue))
+    assert test.se_val == pytest.approx(math.sqrt(v_val)) and not test.val_in_test
+    half = stats.t.ppf(0.975, 2) * math.sqrt(v_seed + v_val)  # also over new val text
+    assert test.ci_text == pytest.approx((0.1 - half, 0.1 + half))
+    # a claim about new text too: the val part joins the SE, never the df (Welch-
+    # Satterthwaite over both parts would say ~16)
+    text = fx.one_sample(stat(per_seed, per_sequence), new_text=True)
+    assert text.val_in_test and text.se == pytest.approx(math.sqrt(v_seed + v_val))
+    assert text.df == 2 and text.p_value == pytest.approx(stats.t.sf(0.1 / text.se, 2))
+    assert (text.ci_low, text.ci_high) == pytest.approx(test.ci_text)
 
 
 def test_two_sample_without_sequences_is_welchs_t_test():
@@ -163,18 +169,25 @@ def test_val_sequences_never_add_degrees_of_freedom():
     a_seeds, b_seeds = correlated_seeds(rng, r=0.5, shift=0.5)
     a = stat(a_seeds, difficulty + 0.5 + rng.normal(0, 0.05, 112), "split", "a", (0, 1, 2, 3))
     b = stat(b_seeds, difficulty + rng.normal(0, 0.05, 112), "split", "b", (0, 1, 2, 3))
-    paired = fx.two_sample(a, b)
-    assert paired.paired_seeds and paired.paired_sequences and paired.df == 3
-    assert paired.se == pytest.approx(math.hypot(paired.se_seeds, paired.se_val))
-    welch = fx.two_sample(a, stat(b_seeds, b.per_sequence, "split", "b", (4, 5, 6, 7)))
+    for new_text in (False, True):
+        paired = fx.two_sample(a, b, new_text=new_text)
+        assert paired.paired_seeds and paired.paired_sequences and paired.df == 3
+        assert paired.se == pytest.approx(math.hypot(paired.se_seeds, paired.se_val)
+                                          if new_text else paired.se_seeds)
+        # an extreme contrast: the p-value is t on 3 df, printed as "< 0.001"
+        assert paired.p_value > 2 * stats.t.sf(paired.estimate / paired.se, 63)
+        assert fx.format_p(paired.p_value) == "< 0.001"
+    other_seeds = stat(b_seeds, b.per_sequence, "split", "b", (4, 5, 6, 7))
     welch_df = stats.ttest_ind(a_seeds, b_seeds, equal_var=False).df
-    assert not welch.paired_seeds and welch.df == pytest.approx(welch_df) and welch.df <= 6
-    # the t quantile of seed df is never below the one Satterthwaite over all parts gives
-    full = fx.satterthwaite([(welch.se_seeds ** 2, welch_df), (welch.se_val ** 2, 111)])[1]
-    assert welch.df <= full
-    # an extreme contrast: the p-value is t on 3 df, and printed as "< 0.001"
-    assert paired.p_value > 2 * stats.t.sf(paired.estimate / paired.se, 63)
-    assert fx.format_p(paired.p_value) == "< 0.001"
+    for b_other in (other_seeds, replace(other_seeds, val_sha="other split")):
+        welch = fx.two_sample(a, b_other)
+        assert not welch.paired_seeds and welch.df == pytest.approx(welch_df) and welch.df <= 6
+        # the seeds' t quantile is never below the one Satterthwaite over both parts gives
+        full = fx.satterthwaite([(welch.se_seeds ** 2, welch_df), (welch.se_val ** 2, 111)])
+        assert welch.df <= full[1]
+    # different val splits: their sampling error is in the test, and said
+    assert welch.val_in_test and welch.se == pytest.approx(full[0])
+    assert "different val splits" in welch.note
 
 
 def test_a_placebo_on_the_controls_seeds_changes_nothing_with_a_degenerate_interval():
