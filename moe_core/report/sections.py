@@ -140,6 +140,15 @@ def with_interval(test: fx.Test, signed: bool = True) -> str:
             f"{number(test.ci_high, test.se, True)})")
 
 
+def text_interval(test: fx.Test) -> str:
+    """The interval that also covers new val text (seed and val-set variances, the seeds'
+    df), rounded like the test's own."""
+    if test.ci_text is None:
+        return "n/a"
+    low, high = test.ci_text
+    return f"{number(low, test.se, True)} to {number(high, test.se, True)}"
+
+
 def inflect_count(study: Study, arm: str) -> str:
     runs = vd.counted_runs(study.results)
     part = runs[runs["group"] == arm]
@@ -300,8 +309,9 @@ def comparisons_table(study: Study, name: str | None = None) -> pd.DataFrame:
                      else "n/a" if t.ci_low is None else
                      f"{number(t.ci_low, t.se, True)} to {number(t.ci_high, t.se, True)}",
                      "Holm-Sidak p": fx.format_p(t.p_adjusted),
-                     "paired by seed": "yes" if t.paired_seeds else "no (Welch)",
+                     "seeds": "paired" if t.paired_seeds else "unpaired (Welch)",
                      "df (seeds)": "n/a" if t.df is None else f"{t.df:.2g}",
+                     "95% CI over new val text too": text_interval(t),
                      "could detect (nats)": number(t.detectable, t.se),
                      "control": c.control, "explanation": c.hypothesis,
                      "prediction": {-1: "lower rise", 1: "higher rise", 0: "none"}[c.predicted]
