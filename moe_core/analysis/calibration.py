@@ -11,7 +11,12 @@ wander is AR(1) over evals, one per run; sequence[s] is each val sequence's diff
 h[s] how much of the rise falls on it, both properties of the split shared by every run
 (paired comparisons remove the first and most of the second); drift[t, s] is a run's own
 slow AR(1) deviation per sequence, noise[t, s] white. The defaults are the sizes measured
-on the built-in data (cpu preset, two pilot studies; README, "Calibration").
+on the built-in data (cpu preset, two pilot studies; README, "Calibration"). Runs of one
+seed in different arms are drawn independently here, although real ones share their
+initialisation and batch order: the comparisons are still paired by seed (as the arms
+ran the same seeds), which is valid but costs degrees of freedom without the shared
+noise it removes from real runs: the power measured here is pairing's where runs of one
+seed do not correlate at all.
 
     python -m moe_core.analysis.calibration --studies 200     # the README's calibration table
 """

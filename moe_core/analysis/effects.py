@@ -1,16 +1,58 @@
 """Seed-level statistics: does an arm's val loss rise, and does an intervention change a
 number (the rise, the end loss) compared with its control, beyond noise.
 
-Two kinds of noise, each counted once:
-- training noise: a run's curve depends on its seed (initialisation, batch order) and
-  wanders. It is measured by the spread of a per-seed value over seeds, which contains
-  the wander whatever its correlation in time.
-- val-set noise: the val split is a sample of text. Runs on the same val split (the same
-  `windows_sha`) share that sample, so their difference is taken sequence by sequence
-  (paired), which removes the split's sampling error common to both; runs on different
-  splits add their errors.
-The two variances add, and Welch-Satterthwaite gives the degrees of freedom. Adding them
-counts the seed x sequence interaction twice, which errs towards "no effect".
+The unit of inference is the training run. The question every test answers is about
+training randomness: would other seeds (another initialisation, another batch order)
+show the same? So the degrees of freedom come from the seeds, never from the val
+sequences: four seeds per arm cannot support p = 1e-21, however many sequences each run
+is scored on.
+
+- One arm (does it rise): the per-seed values' mean, SE = sd / sqrt(n), df = n - 1.
+- Two arms that share their seeds (the same set of seeds, each once: runs with one seed
+  share initialisation and, on the same data, batch order) are **paired by seed**: the
+  difference seed by seed, SE = sd(difference) / sqrt(n), df = n - 1 (a paired t). Runs of
+  one seed are correlated (r = 0.95 between the rises of no_lb@reference_lr and its
+  control in the demo); Welch would count that shared noise twice, and a placebo arm,
+  bit-identical to its control, would get an interval of +-0.026 around an exact 0.
+  Pairing is decided by the design (which seeds ran), never by which test gives the
+  smaller p; it is valid whatever the correlation (it only costs degrees of freedom when
+  there is none). `seed_pairing` is the one place that decides it.
+- Two arms that do not share their seeds (different seeds, or a seed missing on one side)
+  are compared with Welch's t over seeds: SE^2 = s_a^2 / n_a + s_b^2 / n_b, with the
+  Welch-Satterthwaite df of those two seed variances only (when both are exactly zero,
+  min(n_a, n_b) - 1, the lower end of its range).
+- One seed (on a side): the run-to-run variation is unknown, so there is no test.
+
+Val-sequence noise is a second, stated component. The val split is a sample of text:
+another sample would give other numbers, and the claims the report decides on are about
+training on this split ("would another seed show the same?"), so the tests' SE is the
+seeds' alone. Every test also states the val-set part (`se_val`: the variance over
+sequences of the per-sequence value, averaged over seeds, / number of sequences; taken
+sequence by sequence when both arms were scored on the same val split, `val_pairing`) and
+the 95% interval that also covers new val text (`ci_text`: seed and val variances added,
+which counts the seed x sequence interaction twice and so errs wide). Two exceptions put
+the val part into the test itself: arms scored on different val splits (their difference
+holds the two splits' sampling error, which no seed spread contains), and a caller that
+asks for a claim about new text (`new_text=True`). Either way the df stay those of the
+seeds (n - 1, or Welch's). Why not Welch-Satterthwaite over both parts, as before: the
+val term, estimated from ~100 sequences, then supplies the df (63 from 4 seeds per arm in
+the demo), and the p-value of a claim about runs claims a precision four runs do not
+have. Why not the val term in every test with the seeds' df: it is estimated from ~100
+sequences, so reading it on 2-3 df inflates its t quantile 2-4 fold. In a simulated study
+with the built-in data's noise (the val part about 4x the seed part) that hid a removed
+rise (-0.075 nats: Holm p 0.09 with 3 seeds) and the LR schedule's effect with 4 (p 0.09),
+both found at p < 0.01 on the seeds' SE.
+
+Zero variance. A paired difference that is exactly 0 in every seed (and every sequence) -
+a placebo, a change that does not touch training, run on the control's seeds - is
+reported as a change of 0 with a degenerate interval [0, 0] (`Test.identical`), never as
+significant. Any other case where every noise source is exactly zero has no noise
+estimate and no test.
+
+p-values are t-based: with 4 seeds they rest on the per-seed values being roughly normal
+(a distribution-free test could not go below 2 / C(8, 4) = 0.029 for 4 vs 4, or
+2 / 2^4 = 0.125 for 4 paired seeds). They are printed with `format_p`, never finer than
+"< 0.001".
 
 The rise of one seed is measured at a place chosen by the other seeds (leave one out):
 the end window's mean minus the mean of the window where the other seeds' mean curve is
@@ -67,7 +109,9 @@ class ArmCurves:
 @dataclass(frozen=True)
 class ArmStatistic:
     """A per-seed value of one arm and, when known, its per-val-sequence values (the mean
-    over seeds of each sequence's value), for paired comparisons on the same val split."""
+    over seeds of each sequence's value), for paired comparisons on the same val split.
+    `seeds` names the seed of each per-seed value (empty or negative: unknown), for
+    pairing by seed."""
 
     arm: str
     name: str
@@ -76,6 +120,7 @@ class ArmStatistic:
     val_sha: str | None = None
     # where each seed's rise was measured from: (first step, last step) of its low window
     low_windows: tuple[tuple[int, int], ...] = ()
+    seeds: tuple[int, ...] = ()
 
     @property
     def mean(self) -> float:
@@ -86,10 +131,13 @@ class ArmStatistic:
 class Test:
     """An estimate with its standard error, degrees of freedom, p-value and 95% interval.
 
-    For two arms the estimate is first minus second; `paired` says whether the val-set
-    part was taken sequence by sequence. p is one-sided (> 0) or two-sided, per
-    `alternative`; None where there is no noise estimate (one seed and no per-sequence
-    losses, or every source of noise exactly zero).
+    For two arms the estimate is first minus second. `paired_seeds`: the difference was
+    taken seed by seed (paired t, df n - 1), else Welch over seeds; `paired_sequences`:
+    the val-set part was taken sequence by sequence (one val split); `val_in_test`: that
+    part is in `se` (else only in `se_val` and `ci_text`). df always come from the seeds.
+    p is one-sided (> 0) or two-sided, per `alternative`; None where there is no noise
+    estimate (one seed, or every source of noise exactly zero) and for `identical`
+    arms (a difference of exactly 0 in every seed: interval [0, 0], degenerate).
     """
 
     name: str
@@ -103,8 +151,13 @@ class Test:
     n: tuple[int, ...]
     se_seeds: float | None
     se_val: float | None
-    paired: bool = False
+    paired_seeds: bool = False
+    paired_sequences: bool = False
     note: str = ""
+    identical: bool = False
+    val_in_test: bool = False  # the val-set variance is part of se (else stated beside it)
+    # 95% interval that also covers new val text: seed and val-set variances, seeds' df
+    ci_text: tuple[float, float] | None = None
     p_adjusted: float | None = None
     significant: bool = False
     detectable: float | None = None  # smallest |difference| found 80% of the time
@@ -112,6 +165,19 @@ class Test:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def format_p(p: float | None) -> str:
+    """A p-value as the report prints it: "< 0.001" below 0.001 (t-based p-values from a
+    handful of seeds mean nothing finer), else two significant digits; "n/a" without one."""
+    if p is None or not math.isfinite(p):
+        return "n/a"
+    if p < 0.001:
+        return "< 0.001"
+    text = f"{p:.2g}"
+    if (float(text) < ALPHA) != (p < ALPHA):  # 0.0504 would read "0.05", on the wrong side
+        text = f"{p:.3g}"
+    return text
 
 
 # ---------------------------------------------------------------- per-seed statistics
@@ -140,7 +206,8 @@ def rise_statistic(curves: ArmCurves) -> ArmStatistic:
         per_sequence = np.mean(changes, axis=0)
     steps = curves.steps
     return ArmStatistic(curves.arm, "rise", per_seed, per_sequence, curves.val_sha,
-                        tuple((int(steps[lo]), int(steps[lo + window - 1])) for lo in lows))
+                        tuple((int(steps[lo]), int(steps[lo + window - 1])) for lo in lows),
+                        curves.seeds)
 
 
 def _window_change(sequences: np.ndarray, low: int, window: int) -> np.ndarray:
@@ -155,7 +222,7 @@ def end_statistic(curves: ArmCurves) -> ArmStatistic:
     if curves.per_sequence is not None:
         per_sequence = curves.per_sequence[:, -window:].mean(axis=(0, 1))
     return ArmStatistic(curves.arm, "end loss", curves.loss[:, -window:].mean(1), per_sequence,
-                        curves.val_sha)
+                        curves.val_sha, seeds=curves.seeds)
 
 
 def gap_growth_statistic(curves: ArmCurves) -> ArmStatistic | None:
@@ -167,7 +234,33 @@ def gap_growth_statistic(curves: ArmCurves) -> ArmStatistic | None:
     gap = window_means(curves.loss - curves.train_loss, window)
     lows = _leave_one_out_lows(window_means(curves.loss, window))
     return ArmStatistic(curves.arm, "gap growth",
-                        gap[:, -1] - gap[np.arange(curves.n_seeds), lows], None, curves.val_sha)
+                        gap[:, -1] - gap[np.arange(curves.n_seeds), lows], None, curves.val_sha,
+                        seeds=curves.seeds)
+
+
+# ---------------------------------------------------------------- pairing
+
+
+def seed_pairing(a: ArmStatistic, b: ArmStatistic) -> np.ndarray | None:
+    """The one definition of pairing by seed: a and b are paired when each names the seed
+    of every value, every seed once, and both ran the same set of seeds (which seeds ran is
+    the design; the data never decide). Returns, for each of a's values, the index of b's
+    value of the same seed; None when unpaired (then Welch over seeds)."""
+    if len(a.seeds) != a.per_seed.size or len(b.seeds) != b.per_seed.size:
+        return None
+    if min((*a.seeds, *b.seeds), default=-1) < 0 or len(set(a.seeds)) != len(a.seeds):
+        return None  # an unknown seed, or one seed twice
+    if set(a.seeds) != set(b.seeds) or len(b.seeds) != len(a.seeds):
+        return None
+    where = {seed: i for i, seed in enumerate(b.seeds)}
+    return np.array([where[seed] for seed in a.seeds])
+
+
+def val_pairing(a: ArmStatistic, b: ArmStatistic) -> bool:
+    """Paired by val sequence: both scored on the same val split (the same `val_sha`), with
+    per-sequence values of one shape."""
+    return bool(a.per_sequence is not None and b.per_sequence is not None and a.val_sha
+                and a.val_sha == b.val_sha and a.per_sequence.shape == b.per_sequence.shape)
 
 
 # ---------------------------------------------------------------- tests
@@ -181,6 +274,7 @@ def _seed_variance(values: np.ndarray) -> tuple[float, float] | None:
 
 
 def _val_variance(per_sequence: np.ndarray | None) -> tuple[float, float] | None:
+    """(variance of the mean over sequences, df); None without per-sequence values."""
     if per_sequence is None or per_sequence.size < 2:
         return None
     return float(per_sequence.var(ddof=1) / per_sequence.size), float(per_sequence.size - 1)
@@ -188,7 +282,8 @@ def _val_variance(per_sequence: np.ndarray | None) -> tuple[float, float] | None
 
 def satterthwaite(parts: Sequence[tuple[float, float] | None]) -> tuple[float | None,
                                                                         float | None]:
-    """(SE, df) of a sum of independent variance components (variance, df each)."""
+    """(SE, df) of a sum of independent variance components (variance, df each); Welch's
+    df for the two seed variances of two arms. df None when every component is zero."""
     parts = [p for p in parts if p is not None]
     total = sum(v for v, _ in parts)
     if not parts or total <= 0:
@@ -197,62 +292,115 @@ def satterthwaite(parts: Sequence[tuple[float, float] | None]) -> tuple[float | 
     return math.sqrt(total), total * total / denominator
 
 
-def _finish(name: str, estimate: float, se: float | None, df: float | None, alternative: str,
-            n: tuple[int, ...], se_seeds: float | None, se_val: float | None,
-            paired: bool = False, note: str = "") -> Test:
+def _finish(name: str, estimate: float, seeds: tuple[float, float] | None,
+            val: tuple[float, float] | None, alternative: str, n: tuple[int, ...],
+            paired_seeds: bool = False, paired_sequences: bool = False,
+            note: str = "", identical: bool = False, val_in_test: bool = False) -> Test:
+    """The test of `estimate` with the seeds' variance and df (seeds: (variance of the
+    estimate, df), None for one seed: no test), the val-set variance added to it when
+    `val_in_test`; the interval that also covers new val text always adds it."""
     from scipy import stats  # lazy: scipy costs seconds at import
 
-    if se is None or se == 0 or df is None:
-        why = ("one seed and no per-sequence losses: no noise estimate" if se is None
+    se_seeds, se_val = _root(seeds), _root(val)
+    df = None if seeds is None else seeds[1]
+    if identical:
+        return Test(name, 0.0, 0.0, df, None, 0.0, 0.0, alternative, n, 0.0, se_val,
+                    paired_seeds, paired_sequences,
+                    "exactly 0 in every seed (identical runs): a degenerate interval, no test",
+                    identical=True, val_in_test=val_in_test, ci_text=(0.0, 0.0))
+    variance = sum(part[0] for part in (seeds, val if val_in_test else None)
+                   if part is not None)
+    text = None
+    if seeds is not None and val is not None and seeds[0] + val[0] > 0:
+        half = float(stats.t.ppf(0.975, df)) * math.sqrt(seeds[0] + val[0])
+        text = (estimate - half, estimate + half)
+    if seeds is None or variance <= 0:
+        why = ("one seed: run-to-run variation unknown: no noise estimate" if seeds is None
                else "every noise source is exactly zero: no noise estimate")
-        return Test(name, estimate, se, df, None, None, None, alternative, n, se_seeds, se_val,
-                    paired, why)
+        se = None if seeds is None else math.sqrt(variance)
+        return Test(name, estimate, se, None, None, None, None, alternative, n, se_seeds,
+                    se_val, paired_seeds, paired_sequences,
+                    "; ".join(filter(None, (why, note))), val_in_test=val_in_test,
+                    ci_text=text)
+    se = math.sqrt(variance)
     t = estimate / se
     p = float(stats.t.sf(t, df)) if alternative == "greater" else float(2 * stats.t.sf(abs(t),
                                                                                        df))
     half = float(stats.t.ppf(0.975, df)) * se
     return Test(name, estimate, se, df, p, estimate - half, estimate + half, alternative, n,
-                se_seeds, se_val, paired, note)
+                se_seeds, se_val, paired_seeds, paired_sequences, note,
+                val_in_test=val_in_test, ci_text=text)
 
 
-def one_sample(stat: ArmStatistic, alternative: str = "greater") -> Test:
-    """Is the arm's mean value above zero? Seeds and val sequences both count as noise."""
-    seeds, val = _seed_variance(stat.per_seed), _val_variance(stat.per_sequence)
-    se, df = satterthwaite([seeds, val])
-    note = "" if seeds is not None else "one seed: run-to-run variation unknown"
-    return _finish(f"{stat.name} of {stat.arm}", stat.mean, se, df, alternative,
-                   (int(stat.per_seed.size),), _root(seeds), _root(val), note=note)
+def one_sample(stat: ArmStatistic, alternative: str = "greater",
+               new_text: bool = False) -> Test:
+    """Is the arm's mean value above zero? t over seeds (df n - 1) on this val split; with
+    `new_text`, the val-sequence sampling variance is added to the test's SE (never to its
+    df). The interval over new val text (`ci_text`) is computed either way."""
+    return _finish(f"{stat.name} of {stat.arm}", stat.mean, _seed_variance(stat.per_seed),
+                   _val_variance(stat.per_sequence), alternative, (int(stat.per_seed.size),),
+                   val_in_test=new_text)
 
 
 def scaled(stat: ArmStatistic, factor: float) -> ArmStatistic:
     """The statistic times a constant, per seed and per sequence (e.g. half a control's rise,
-    to test whether another arm keeps more than half of it)."""
+    to test whether another arm keeps more than half of it); seeds kept, for pairing."""
     return replace(stat, name=f"{factor:g} x {stat.name}", per_seed=stat.per_seed * factor,
                    per_sequence=None if stat.per_sequence is None
                    else stat.per_sequence * factor)
 
 
-def two_sample(a: ArmStatistic, b: ArmStatistic, alternative: str = "two-sided") -> Test:
-    """a minus b: Welch over seeds, plus the val-set part, paired by sequence when both
-    arms were scored on the same val split. alternative "greater": one-sided, a - b > 0."""
-    seeds = [_seed_variance(a.per_seed), _seed_variance(b.per_seed)]
-    paired = (a.per_sequence is not None and b.per_sequence is not None and a.val_sha
-              and a.val_sha == b.val_sha and a.per_sequence.shape == b.per_sequence.shape)
-    if paired:
-        val = [_val_variance(a.per_sequence - b.per_sequence)]
+def two_sample(a: ArmStatistic, b: ArmStatistic, alternative: str = "two-sided",
+               new_text: bool = False) -> Test:
+    """a minus b over seeds: paired t when the arms share their seeds (`seed_pairing`),
+    else Welch; df from the seeds only. The val-set variance (sequence by sequence when both
+    arms were scored on the same val split, `val_pairing`) enters the test's SE with
+    `new_text`, and always when the arms were scored on different val splits (their
+    difference then holds the splits' sampling error, which no seed spread contains).
+    alternative "greater": one-sided, a - b > 0."""
+    n = (int(a.per_seed.size), int(b.per_seed.size))
+    name = f"{a.name}: {a.arm} - {b.arm}"
+    order = seed_pairing(a, b)
+    by_sequence = val_pairing(a, b)
+    if by_sequence:
+        val = _val_variance(a.per_sequence - b.per_sequence)
     else:
-        val = [_val_variance(a.per_sequence), _val_variance(b.per_sequence)]
-    se, df = satterthwaite([*seeds, *val])
-    seed_part = satterthwaite(seeds)[0] if any(seeds) else None
-    val_part = satterthwaite(val)[0] if any(val) else None
+        val = _sum_of([_val_variance(a.per_sequence), _val_variance(b.per_sequence)])
+    same_split = by_sequence or (a.val_sha is not None and a.val_sha == b.val_sha)
     notes = []
-    if None in seeds:
-        notes.append("one seed on a side: run-to-run variation unknown there")
-    if not paired and a.per_sequence is not None and b.per_sequence is not None:
+    if not same_split and val is not None:
         notes.append("different val splits: their sampling errors add")
-    return _finish(f"{a.name}: {a.arm} - {b.arm}", a.mean - b.mean, se, df, alternative,
-                   (int(a.per_seed.size), int(b.per_seed.size)), seed_part, val_part,
-                   bool(paired), "; ".join(notes))
+    elif not same_split and a.val_sha and b.val_sha:
+        notes.append("different val splits and no per-sequence losses: the splits' sampling "
+                     "error is not counted")
+    val_in_test = new_text or (not same_split and val is not None)
+    if order is not None:
+        difference = a.per_seed - b.per_seed[order]
+        if difference.size >= 2 and not np.any(difference) and not (val and val[0] > 0):
+            return _finish(name, 0.0, _seed_variance(difference), val, alternative, n,
+                           True, by_sequence, identical=True, val_in_test=val_in_test)
+        return _finish(name, float(difference.mean()), _seed_variance(difference), val,
+                       alternative, n, True, by_sequence, "; ".join(notes),
+                       val_in_test=val_in_test)
+    return _finish(name, a.mean - b.mean, welch(a.per_seed, b.per_seed), val, alternative, n,
+                   False, by_sequence, "; ".join(notes), val_in_test=val_in_test)
+
+
+def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float] | None:
+    """(variance of mean(a) - mean(b), Welch-Satterthwaite df) from the two seed variances;
+    None when a side has one seed (its variation unknown). Both exactly zero: df
+    min(n_a, n_b) - 1, the lower end of the range Welch's df can take."""
+    parts = [_seed_variance(a), _seed_variance(b)]
+    if None in parts:
+        return None
+    variance, df = satterthwaite(parts)
+    return (variance or 0.0) ** 2, df if df is not None else float(min(a.size, b.size) - 1)
+
+
+def _sum_of(parts: Sequence[tuple[float, float] | None]) -> tuple[float, float] | None:
+    """The sum of the known variance components (their df are not used)."""
+    known = [p for p in parts if p is not None]
+    return (sum(v for v, _ in known), sum(d for _, d in known)) if known else None
 
 
 def _root(part: tuple[float, float] | None) -> float | None:

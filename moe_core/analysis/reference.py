@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from moe_core.analysis.effects import format_p
 from moe_core.analysis.inflection import INFLECTION, curve_rise, window_size
 from moe_core.analysis.results import REFERENCE, UNREADABLE, Results
 
@@ -141,7 +142,7 @@ def _facts(table: pd.DataFrame) -> list[str]:
                 f"The baseline {state}: its last {window} evals average {b['end_loss']:.4f} "
                 f"nats, {b['rise']:.4f} above its lowest window (from step "
                 f"{int(b['low_step'])}); a flat curve with the same wander rises that much "
-                f"with probability {b['rise_p']:.3f}.")
+                f"with probability {format_p(b['rise_p'])}.")
         bump = _end_bump(table, b["run_id"])
         if bump is not None:
             facts.append(bump)

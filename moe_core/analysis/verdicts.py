@@ -295,7 +295,8 @@ def _keeps_tests(members: list[Comparison], rise_stats: Mapping[str, fx.ArmStati
                  alpha: float) -> dict[tuple[str, str], fx.Test]:
     """For each intervention of one family that removes the cause: does it keep more than
     PERSISTS_SHARE of its control's rise? (arm rise - share x control rise > 0, one-sided,
-    with the control's own noise, paired by val sequence; Holm-Sidak over these tests)."""
+    with the control's own noise, paired by seed and by val sequence where the arms share them
+    (`effects.seed_pairing`); Holm-Sidak over these tests)."""
     removing = [(c.control, c.arm) for c in members if c.removes_cause]
     tests = [fx.two_sample(rise_stats[arm], fx.scaled(rise_stats[control], PERSISTS_SHARE),
                            alternative="greater") for control, arm in removing]
@@ -354,9 +355,10 @@ def _verdict(name: str, comparisons: list[Comparison], rising: tuple[str, ...],
 def _reason(c: Comparison) -> str:
     """One bullet: the intervention, the change of the rise with its interval, the outcome."""
     t = c.change
-    interval = ("" if t.ci_low is None
+    interval = (" (exactly 0 in every seed: identical runs, a degenerate interval)"
+                if t.identical else "" if t.ci_low is None
                 else f" (95% CI {t.ci_low:+.3f} to {t.ci_high:+.3f}, Holm p "
-                     f"{t.p_adjusted:.3g})")
+                     f"{fx.format_p(t.p_adjusted)})")
     text = f"{c.arm} vs {c.control}: rise {t.estimate:+.3f} nats{interval}"
     if c.outcome == AS_PREDICTED:
         text += ": removes the rise" if c.removes else ": reduces the rise" \
@@ -366,7 +368,7 @@ def _reason(c: Comparison) -> str:
     elif c.outcome == PERSISTS:
         text += (f": the rise persists ({c.arm} still rises by {c.arm_rise.estimate:.3f}, "
                  f"more than {PERSISTS_SHARE:.0%} of the control's: one-sided Holm p "
-                 f"{c.keeps.p_adjusted:.3g})")
+                 f"{fx.format_p(c.keeps.p_adjusted)})")
     elif c.outcome == NO_PREDICTION:
         text += f": no prediction ({c.prediction_basis})"
     else:
@@ -422,7 +424,8 @@ def comparisons_frame(analysis: StudyAnalysis) -> pd.DataFrame:
         "change": c.change.estimate, "se": c.change.se, "df": c.change.df,
         "ci_low": c.change.ci_low, "ci_high": c.change.ci_high, "p": c.change.p_value,
         "p_adjusted": c.change.p_adjusted, "significant": c.change.significant,
-        "detectable": c.change.detectable, "paired": c.change.paired,
+        "detectable": c.change.detectable, "paired_by_seed": c.change.paired_seeds,
+        "paired_by_sequence": c.change.paired_sequences, "identical": c.change.identical,
         "keeps_over_half": None if c.keeps is None else c.keeps.estimate,
         "keeps_over_half_p_adjusted": None if c.keeps is None else c.keeps.p_adjusted,
         "outcome": c.outcome}

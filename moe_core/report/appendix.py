@@ -26,6 +26,7 @@ from moe_core.report.sections import (
     comparisons_table,
     html_table,
     inflect_count,
+    text_interval,
     with_interval,
 )
 
@@ -44,10 +45,21 @@ def method_markdown(study: Study) -> str:
         "- **Per seed, without selection bias.** Each seed's rise is measured at the window "
         "where the *other* seeds' mean curve is lowest (leave one out), so its own noise does "
         "not choose where it is measured.",
-        f"- **Noise.** Seed-to-seed spread ({', '.join(map(str, seeds))} seeds per arm) plus "
-        "the val-set sampling error. Runs scored on the same val split are compared "
-        "sequence by sequence (paired), which removes the split's shared error; "
-        "Welch-Satterthwaite degrees of freedom.",
+        f"- **The unit is the training run** ({', '.join(map(str, seeds))} seeds per arm). "
+        "Every test asks whether other seeds would show the same, so its standard error "
+        "and degrees of freedom come from the seeds: one arm, a t over its seeds (df n - 1); "
+        "two arms that ran the same seeds (same initialisation and batch order), the "
+        "difference seed by seed (paired t, df n - 1); arms on different seeds, Welch's t "
+        "over the two seed variances. Pairing follows from which seeds ran, never from the "
+        "result. A difference of exactly 0 in every seed (identical runs, a placebo) is "
+        "reported as 0 with a degenerate interval and no test.",
+        "- **Val text, a second component.** The val split is a sample of text; its "
+        "sampling error (from the per-sequence losses, sequence by sequence where two arms "
+        "share the split) is stated beside each test as the interval over new val text "
+        "too (seed and val variances added, the seeds' df). It enters a test itself only "
+        "where two arms were scored on different splits. It never adds degrees of freedom: "
+        "p-values are t-based on the seeds' df and printed no finer than < 0.001 (with 4 "
+        "seeds a distribution-free test could not go below 0.029 for 4 vs 4, 0.125 paired).",
         f"- **Tests and correction.** Does a control rise: one-sided t, Holm-Sidak over the "
         f"controls (the interventions' own rises are a second family). Does an intervention "
         f"change the rise of a control: two-sided t, Holm-Sidak "
@@ -64,6 +76,7 @@ def method_markdown(study: Study) -> str:
         "- **A run inflects** (per-run label, descriptive) when its rise exceeds what flat "
         "curves with its own correlated wander reach (parametric AR(1) bootstrap, p < 0.05) "
         "and its per-sequence val noise.",
+        _limits_bullet(study),
     ]
     calibration = calibration_table()
     if calibration is not None:
@@ -71,6 +84,25 @@ def method_markdown(study: Study) -> str:
                   "same pipeline; measured outside this study's runs, "
                   f"{calibration['command']}):", "", calibration["markdown"]]
     return "\n".join(lines)
+
+
+def _limits_bullet(study: Study) -> str:
+    """What the verdicts claim and what they do not, with this study's own counts."""
+    a = study.analysis
+    shapes = [c.per_sequence.shape[2] for c in (a.curves.values() if a else [])
+              if c.per_sequence is not None]
+    split = f"{shapes[0]} val sequences" if shapes else "its val split"
+    return ("- **What a verdict claims.** Training randomness on this val split "
+            f"({split}): another seed, scored on the same text, would show the same. For "
+            "text in general read the interval over new val text too (wider; it counts the "
+            "seed-by-sequence interaction twice, so it errs wide). Each explanation's family "
+            "is held at the stated alpha; across the three families the chance of some false "
+            "effect is higher (the calibration's study-wide row). The t-tests assume per-seed "
+            "values roughly normal, which a handful of seeds cannot check. A change beyond "
+            "noise can still be small beside the control's rise: read its size. A cause is "
+            "judged only where the control's rise passed its test; for a control that barely "
+            "passes, that selection raises the chance of a false reduction, and the "
+            "calibration does not yet measure it.")
 
 
 def calibration_table() -> dict | None:
@@ -179,8 +211,8 @@ def arms_table(study: Study) -> pd.DataFrame:
         rows.append({"arm": arm, "seeds": c.n_seeds,
                      "end loss (nats)": with_interval(end, signed=False),
                      "rise (nats)": with_interval(rise, signed=False),
-                     "rise Holm-Sidak p": "n/a" if rise.p_adjusted is None
-                     else f"{rise.p_adjusted:.3g}",
+                     "rise Holm-Sidak p": fx.format_p(rise.p_adjusted),
+                     "rise 95% CI over new val text too": text_interval(rise),
                      "rises": "yes" if rise.significant else "no",
                      "runs that inflect": inflect_count(study, arm),
                      "late LR (% of peak)": f"{100 * a.late_lr[arm]:.0f}"})

@@ -129,6 +129,8 @@ def number(value: float | None, se: float | None = None, signed: bool = False) -
 def with_interval(test: fx.Test, signed: bool = True) -> str:
     """`-0.075 (95% CI -0.139 to -0.011)`, rounded to what the SE supports."""
     text = number(test.estimate, test.se, signed)
+    if test.identical:
+        return "0 (identical in every seed: a degenerate interval, no test)"
     if test.ci_low is None and test.se == 0 and test.estimate == 0 and test.name.startswith(
             "rise"):
         return "0 (its last window is its lowest in every seed: it never turned up)"
@@ -136,6 +138,15 @@ def with_interval(test: fx.Test, signed: bool = True) -> str:
         return f"{text} (no noise estimate)"
     return (f"{text} (95% CI {number(test.ci_low, test.se, True)} to "
             f"{number(test.ci_high, test.se, True)})")
+
+
+def text_interval(test: fx.Test) -> str:
+    """The interval that also covers new val text (seed and val-set variances, the seeds'
+    df), rounded like the test's own."""
+    if test.ci_text is None:
+        return "n/a"
+    low, high = test.ci_text
+    return f"{number(low, test.se, True)} to {number(high, test.se, True)}"
 
 
 def inflect_count(study: Study, arm: str) -> str:
@@ -296,9 +307,13 @@ def comparisons_table(study: Study, name: str | None = None) -> pd.DataFrame:
         t = c.change
         rows.append({"intervention": c.arm, "outcome": _outcome_words(c),
                      "change of rise (nats)": number(t.estimate, t.se, True),
-                     "95% CI": "n/a" if t.ci_low is None else
+                     "95% CI": "0 to 0 (identical in every seed)" if t.identical
+                     else "n/a" if t.ci_low is None else
                      f"{number(t.ci_low, t.se, True)} to {number(t.ci_high, t.se, True)}",
-                     "Holm-Sidak p": "n/a" if t.p_adjusted is None else f"{t.p_adjusted:.3g}",
+                     "Holm-Sidak p": fx.format_p(t.p_adjusted),
+                     "seeds": "paired" if t.paired_seeds else "unpaired (Welch)",
+                     "df (seeds)": "n/a" if t.df is None else f"{t.df:.2g}",
+                     "95% CI over new val text too": text_interval(t),
                      "could detect (nats)": number(t.detectable, t.se),
                      "control": c.control, "explanation": c.hypothesis,
                      "prediction": {-1: "lower rise", 1: "higher rise", 0: "none"}[c.predicted]
@@ -376,7 +391,7 @@ def leader_sentence(study: Study) -> str:
         return (f"Lowest end loss: {esc.md(lead['lowest'])} ({lowest} nats), "
                 f"{number(-t.estimate, t.se)} below the runner-up {esc.md(lead['runner_up'])} "
                 f"(95% CI {number(-t.ci_high, t.se)} to {number(-t.ci_low, t.se)}; Holm-Sidak "
-                f"p {t.p_adjusted:.3g}).")
+                f"p {fx.format_p(t.p_adjusted)}).")
     detect = "" if t.detectable is None else \
         f"; a difference of about {number(t.detectable, t.se)} nats would have been found"
     return (f"No arm ends lowest beyond noise: {esc.md(lead['lowest'])} and "

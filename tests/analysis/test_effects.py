@@ -1,7 +1,10 @@
-"""Seed-level statistics on values whose answer is known: the leave-one-out rise, Welch over
-seeds plus the (paired) val-set part, the correction, and what a test could detect."""
+"""Seed-level statistics on values whose answer is known: the leave-one-out rise, the run as
+the unit (df from seeds, paired by seed where arms share seeds, else Welch) plus the
+(paired) val-set part, placebos, the correction, printed p-values, and what a test could
+detect."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -29,9 +32,10 @@ def curves(rng, seeds=3, rise=0.0, sequences=None, sd=0.006, phi=0.9, arm="arm")
                         val_sha="split" if sequences is not None else None)
 
 
-def stat(per_seed, per_sequence=None, sha=None, arm="a"):
+def stat(per_seed, per_sequence=None, sha=None, arm="a", seeds=()):
     return fx.ArmStatistic(arm, "x", np.asarray(per_seed, float),
-                           None if per_sequence is None else np.asarray(per_sequence, float), sha)
+                           None if per_sequence is None else np.asarray(per_sequence, float), sha,
+                           seeds=tuple(seeds))
 
 
 def test_leave_one_out_rise_is_unbiased_on_flat_curves_where_the_own_lowest_window_is_not():
@@ -55,14 +59,23 @@ def test_leave_one_out_rise_measures_each_seed_where_the_others_are_lowest():
     assert rise.mean == pytest.approx(0.1 * (1 - 0.05 / 0.35), abs=0.02)
 
 
-def test_one_sample_adds_seed_and_val_variances_with_satterthwaite_df():
+def test_one_sample_is_a_t_over_seeds_and_states_the_val_part_beside_it():
     per_seed, per_sequence = [0.1, 0.12, 0.08], np.linspace(-0.1, 0.3, 20)
     test = fx.one_sample(stat(per_seed, per_sequence))
     v_seed = np.var(per_seed, ddof=1) / 3
     v_val = np.var(per_sequence, ddof=1) / 20
-    assert test.se == pytest.approx(math.sqrt(v_seed + v_val))
-    assert test.df == pytest.approx((v_seed + v_val) ** 2 / (v_seed**2 / 2 + v_val**2 / 19))
-    assert test.p_value == pytest.approx(stats.t.sf(0.1 / test.se, test.df))
+    reference = stats.ttest_1samp(per_seed, 0, alternative="greater")
+    assert (test.se, test.df, test.p_value) == pytest.approx((math.sqrt(v_seed), 2,
+                                                              reference.pvalue))
+    assert test.se_val == pytest.approx(math.sqrt(v_val)) and not test.val_in_test
+    half = stats.t.ppf(0.975, 2) * math.sqrt(v_seed + v_val)  # also over new val text
+    assert test.ci_text == pytest.approx((0.1 - half, 0.1 + half))
+    # a claim about new text too: the val part joins the SE, never the df (Welch-
+    # Satterthwaite over both parts would say ~16)
+    text = fx.one_sample(stat(per_seed, per_sequence), new_text=True)
+    assert text.val_in_test and text.se == pytest.approx(math.sqrt(v_seed + v_val))
+    assert text.df == 2 and text.p_value == pytest.approx(stats.t.sf(0.1 / text.se, 2))
+    assert (text.ci_low, text.ci_high) == pytest.approx(test.ci_text)
 
 
 def test_two_sample_without_sequences_is_welchs_t_test():
@@ -81,7 +94,7 @@ def test_pairing_on_one_val_split_removes_the_shared_sequence_difficulty():
     b = stat([3.95, 3.96], difficulty + rng.normal(0, 0.01, 40), "split", "b")
     paired = fx.two_sample(a, b)
     unpaired = fx.two_sample(a, stat(b.per_seed, b.per_sequence, "other split", "b"))
-    assert paired.paired and not unpaired.paired
+    assert paired.paired_sequences and not unpaired.paired_sequences
     assert paired.se_val < 0.01 < unpaired.se_val
     assert "different val splits" in unpaired.note
 
@@ -112,3 +125,101 @@ def test_detectable_difference_is_found_with_the_stated_power():
     estimates = mdd + se * rng.standard_t(df, 20000)
     found = np.mean(np.abs(estimates / se) > stats.t.ppf(1 - alpha / 2, df))
     assert found == pytest.approx(fx.POWER, abs=0.04)
+
+
+def correlated_seeds(rng, n=4, r=0.95, shift=0.0):
+    """Per-seed values of two arms whose runs of one seed correlate by r (shared seed)."""
+    shared = rng.normal(0, 0.01, n)
+    own = rng.normal(0, 0.01 * math.sqrt((1 - r) / r), (2, n))
+    return 0.06 + shared + own[0] + shift, 0.06 + shared + own[1]
+
+
+def test_arms_that_share_their_seeds_are_compared_seed_by_seed_with_n_minus_1_df():
+    rng = np.random.default_rng(4)
+    a, b = correlated_seeds(rng, shift=0.004)
+    paired = fx.two_sample(stat(a, seeds=(0, 1, 2, 3)), stat(b, arm="b", seeds=(0, 1, 2, 3)))
+    welch = fx.two_sample(stat(a), stat(b, arm="b"))  # seeds unknown: not paired
+    reference = stats.ttest_rel(a, b)
+    assert paired.paired_seeds and not welch.paired_seeds
+    assert paired.se == pytest.approx(np.std(a - b, ddof=1) / 2)
+    assert (paired.df, paired.p_value) == pytest.approx((3, reference.pvalue))
+    # the shared seed noise cancels: the paired SE is a fraction of Welch's
+    assert paired.se < 0.5 * welch.se
+    assert welch.p_value == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def test_pairing_matches_seeds_whatever_their_order_and_needs_the_same_seeds():
+    a, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.1, 2.05, 3.2, 4.1])
+    order = [2, 0, 3, 1]
+    shuffled = stat(b[order], arm="b", seeds=order)
+    test = fx.two_sample(stat(a, seeds=(0, 1, 2, 3)), shuffled)
+    assert test.paired_seeds and test.estimate == pytest.approx(np.mean(a - b))
+    assert test.p_value == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    for seeds in ((0, 1, 2, 5), (0, 1, 2, 2), (0, 1, 2, -1)):  # other seeds, twice, unknown
+        assert fx.seed_pairing(stat(a, seeds=(0, 1, 2, 3)), stat(b, seeds=seeds)) is None
+    missing = fx.two_sample(stat(a, seeds=(0, 1, 2, 3)), stat(b[:3], seeds=(0, 1, 2)))
+    assert not missing.paired_seeds
+    assert missing.p_value == pytest.approx(stats.ttest_ind(a, b[:3], equal_var=False).pvalue)
+
+
+def test_val_sequences_never_add_degrees_of_freedom():
+    """The issue's case: 4 seeds per arm, 112 val sequences each; df came out at 63."""
+    rng = np.random.default_rng(5)
+    difficulty = rng.normal(0, 0.5, 112)
+    a_seeds, b_seeds = correlated_seeds(rng, r=0.5, shift=0.5)
+    a = stat(a_seeds, difficulty + 0.5 + rng.normal(0, 0.05, 112), "split", "a", (0, 1, 2, 3))
+    b = stat(b_seeds, difficulty + rng.normal(0, 0.05, 112), "split", "b", (0, 1, 2, 3))
+    for new_text in (False, True):
+        paired = fx.two_sample(a, b, new_text=new_text)
+        assert paired.paired_seeds and paired.paired_sequences and paired.df == 3
+        assert paired.se == pytest.approx(math.hypot(paired.se_seeds, paired.se_val)
+                                          if new_text else paired.se_seeds)
+        # an extreme contrast: the p-value is t on 3 df, printed as "< 0.001"
+        assert paired.p_value > 2 * stats.t.sf(paired.estimate / paired.se, 63)
+        assert fx.format_p(paired.p_value) == "< 0.001"
+    other_seeds = stat(b_seeds, b.per_sequence, "split", "b", (4, 5, 6, 7))
+    welch_df = stats.ttest_ind(a_seeds, b_seeds, equal_var=False).df
+    for b_other in (other_seeds, replace(other_seeds, val_sha="other split")):
+        welch = fx.two_sample(a, b_other)
+        assert not welch.paired_seeds and welch.df == pytest.approx(welch_df) and welch.df <= 6
+        # the seeds' t quantile is never below the one Satterthwaite over both parts gives
+        full = fx.satterthwaite([(welch.se_seeds ** 2, welch_df), (welch.se_val ** 2, 111)])
+        assert welch.df <= full[1]
+    # different val splits: their sampling error is in the test, and said
+    assert welch.val_in_test and welch.se == pytest.approx(full[0])
+    assert "different val splits" in welch.note
+
+
+def test_a_placebo_on_the_controls_seeds_changes_nothing_with_a_degenerate_interval():
+    rng = np.random.default_rng(6)
+    control = stat(rng.normal(0.06, 0.01, 4), rng.normal(0.06, 0.3, 112), "split", "control",
+                   (0, 1, 2, 3))
+    placebo = fx.ArmStatistic("placebo", "x", control.per_seed[::-1].copy(),
+                              control.per_sequence.copy(), "split", seeds=(3, 2, 1, 0))
+    for alternative in ("two-sided", "greater"):
+        test = fx.two_sample(placebo, control, alternative=alternative)
+        assert test.identical and test.estimate == 0 and (test.ci_low, test.ci_high) == (0, 0)
+        assert test.p_value is None and "identical" in test.note
+    [corrected] = fx.correct([test])
+    assert not corrected.significant and corrected.p_adjusted is None
+    # on other seeds the same values are two samples of noise, not a placebo
+    other = fx.two_sample(replace(placebo, seeds=(4, 5, 6, 7)), control)
+    assert not other.identical and other.ci_low < 0 < other.ci_high
+
+
+def test_one_seed_on_a_side_has_no_test():
+    test = fx.two_sample(stat([0.1], np.ones(10), "s"), stat([0.0, 0.01, 0.02], np.ones(10),
+                                                              "s"))
+    assert test.p_value is None and test.ci_low is None and "one seed" in test.note
+
+
+def test_p_values_are_printed_to_two_digits_and_never_below_one_in_a_thousand():
+    assert [fx.format_p(p) for p in (1.69e-21, 5.43e-05, 0.000999, 0.001, 0.02857, 0.05,
+                                     0.1234, 0.9, 1.0, None)] == [
+        "< 0.001", "< 0.001", "< 0.001", "0.001", "0.029", "0.05", "0.12", "0.9", "1", "n/a"]
+
+
+def test_a_p_value_that_two_digits_would_round_across_alpha_keeps_a_third():
+    # "0.05" is then always not significant (p >= alpha), as 0.0504 is
+    assert fx.format_p(0.0496) == "0.0496" and fx.format_p(0.0504) == "0.05"
+    assert fx.format_p(0.0549) == "0.055" and fx.format_p(0.0449) == "0.045"

@@ -2,9 +2,11 @@
 `study` suite, curves drawn per val sequence (moe_core.calibration), the real analysis."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from moe_core.analysis import calibration as cal
+from moe_core.analysis import effects as fx
 from moe_core.analysis import verdicts as vd
 from moe_core.config.run_config import build_config
 
@@ -70,10 +72,15 @@ def test_a_persisting_rise_is_a_corrected_one_sided_test_that_counts_the_control
     for c in removing:
         keeps = c.keeps
         assert keeps.alternative == "greater" and keeps.p_adjusted >= keeps.p_value
-        # arm rise - half the control's rise, with both arms' seed noise in its SE
+        # arm rise - half the control's rise, with both arms' seed noise in its SE: the
+        # arms share their seeds, so seed by seed (a paired t on n - 1 df)
         assert keeps.estimate == pytest.approx(c.arm_rise.estimate - 0.5 * (
             c.arm_rise.estimate - c.change.estimate))
-        assert keeps.se > c.arm_rise.se_seeds
+        mine, control = (fx.rise_statistic(a.curves[arm]) for arm in (c.arm, c.control))
+        assert mine.seeds == control.seeds == (0, 1, 2)
+        each = mine.per_seed - 0.5 * control.per_seed
+        assert keeps.paired_seeds and keeps.df == 2
+        assert keeps.se == pytest.approx(np.std(each, ddof=1) / np.sqrt(3))
     # a weaker loss does not remove the cause: nothing to test
     assert comparison(a, "lower_lb_weight@reference_lr").keeps is None
 
@@ -142,3 +149,31 @@ def test_keys_that_span_two_explanations_test_neither():
     assert vd.hypothesis_of(keys) == vd.OTHER
     assert vd.hypothesis_of(("dropout",)) == vd.OVERFITTING
     assert vd.hypothesis_of(("router_z_loss_weight",)) == vd.ROUTER_Z
+
+
+def test_a_placebo_on_the_controls_seeds_reports_no_change_with_a_degenerate_interval():
+    """A config change that does not touch training, run on the control's seeds, gives
+    bit-identical runs: its change of the rise is exactly 0, never significant."""
+    results = cal.simulate_results(cal.study_like(ARMS), 3, cal.Noise(),
+                                   np.random.default_rng(7))
+    control = results.runs["group"] == CONTROL
+    placebo = "no_lb@reference_lr"  # its runs replaced by copies of the control's
+    runs = results.runs[results.runs["group"] != placebo]
+    copies = results.runs[control].assign(
+        group=placebo, arm=placebo, experiment="no_lb",
+        run_id=lambda d: d["run_id"].str.replace(CONTROL, placebo))
+    evals = results.evals[~results.evals["run_id"].str.startswith(placebo + "/")]
+    copied = results.evals[results.evals["run_id"].str.startswith(CONTROL + "/")].assign(
+        run_id=lambda d: d["run_id"].str.replace(CONTROL, placebo))
+    sequences = {r: v for r, v in results.val_sequences.items() if not r.startswith(placebo)}
+    sequences.update({r.replace(CONTROL, placebo): v for r, v in results.val_sequences.items()
+                      if r.startswith(CONTROL + "/")})
+    configs = {**results.configs, **{r.replace(CONTROL, placebo): results.configs[
+        r.replace(CONTROL, placebo)] for r in copies["run_id"].str.replace(placebo, CONTROL)}}
+    a = vd.analyse(type(results)(pd.concat([runs, copies]), pd.concat([evals, copied]),
+                                 val_sequences=sequences, configs=configs))
+    change = comparison(a, placebo).change
+    assert change.identical and change.estimate == 0 and (change.ci_low, change.ci_high) \
+        == (0, 0)
+    assert change.p_value is None and not change.significant
+    assert comparison(a, placebo).outcome == vd.NO_CHANGE

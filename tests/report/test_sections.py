@@ -1,14 +1,17 @@
 """The report's sentences from simulated studies whose answer is set."""
 
+import dataclasses
 import html
+import re
 
 import numpy as np
 import pytest
 
 from moe_core.analysis import calibration as cal
+from moe_core.analysis import effects as fx
 from moe_core.analysis import verdicts as vd
 from moe_core.analysis.results import load_runs
-from moe_core.report import sections
+from moe_core.report import appendix, sections
 
 TINY = {"max_steps": 8}
 
@@ -84,3 +87,30 @@ def test_hypothesis_evidence_reads_the_rising_control_from_the_runs(run_dir):
     lines = sections.extra_evidence(study, vd.LOAD_BALANCING)
     assert all("baseline" in line for line in lines)
     assert len(load_runs(run_dir).runs) == 10
+
+
+def test_p_values_are_printed_with_two_digits_never_below_one_in_a_thousand(simulated):
+    a = simulated.analysis
+    printed = [html.unescape(sections.answer_markdown(simulated)),
+               html.unescape(sections.leader_sentence(simulated)),
+               *[reason for v in a.verdicts.values() for reason in v.reasons],
+               sections.comparisons_table(simulated).to_csv(),
+               appendix.arms_table(simulated).to_csv()]
+    assert not any(re.search(r"\d[eE][-+]?\d", text) for text in printed)
+    table = sections.comparisons_table(simulated)
+    two_digits = re.compile(r"< 0\.001|n/a|1|0\.0*[1-9]\d?")
+    for column in ("Holm-Sidak p",):
+        assert all(two_digits.fullmatch(p) for p in table[column]), list(table[column])
+    assert all(two_digits.fullmatch(p) for p in appendix.arms_table(simulated)[
+        "rise Holm-Sidak p"])
+    # 3 seeds in every arm: each comparison seed by seed, on 2 df
+    assert set(table["seeds"]) == {"paired"} and set(table["df (seeds)"]) == {"2"}
+
+
+def test_a_placebo_prints_a_change_of_exactly_zero(simulated):
+    a = simulated.analysis
+    rises = {arm: fx.rise_statistic(c) for arm, c in a.curves.items()}
+    control = rises["baseline@reference_lr"]
+    placebo = fx.two_sample(dataclasses.replace(control, arm="placebo"), control)
+    assert sections.with_interval(placebo) == \
+        "0 (identical in every seed: a degenerate interval, no test)"
