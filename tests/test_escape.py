@@ -114,6 +114,7 @@ def hostile_report(tmp_path_factory) -> tuple[Path, str]:
     return out, out.read_text()
 
 
+@pytest.mark.slow
 def test_the_hostile_report_has_no_tag_or_attribute_made_from_a_name(hostile_report):
     _, page = hostile_report
     tags = parse(page)
@@ -121,6 +122,7 @@ def test_the_hostile_report_has_no_tag_or_attribute_made_from_a_name(hostile_rep
     assert [t for t, _ in tags.tags].count("img") >= 3  # the figures are still there
 
 
+@pytest.mark.slow
 def test_every_hostile_name_is_shown_literally(hostile_report):
     _, page = hostile_report
     text = "".join(parse(page).text)
@@ -131,6 +133,7 @@ def test_every_hostile_name_is_shown_literally(hostile_report):
     assert "\u202e" not in text and "\u200b" not in text
 
 
+@pytest.mark.slow
 def test_every_markdown_output_of_the_executed_report_is_escaped(hostile_report):
     # the notebook itself is shared too (papermill's output, JupyterLab): the same walk over
     # each Markdown output as a Markdown renderer turns it into HTML
@@ -143,6 +146,7 @@ def test_every_markdown_output_of_the_executed_report_is_escaped(hostile_report)
         assert unsafe(parse(markdown2html_mistune(markdown))) == []
 
 
+@pytest.mark.slow
 def test_the_page_declares_a_policy_that_runs_no_script_and_loads_nothing(hostile_report):
     _, page = hostile_report
     policies = [attrs.get("content") for tag, attrs in parse(page).tags
@@ -153,6 +157,7 @@ def test_the_page_declares_a_policy_that_runs_no_script_and_loads_nothing(hostil
     assert "<script" not in page.lower()
 
 
+@pytest.mark.slow
 def test_the_csv_tables_quote_formulas(hostile_report):
     path, _ = hostile_report
     runs_csv = (tables_folder(path) / "runs.csv").read_text()

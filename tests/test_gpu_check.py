@@ -27,6 +27,7 @@ def dry_run(tmp_path_factory):
     return _gpu_check_module().main(["--dry-run", "--out", str(out)]), out
 
 
+@pytest.mark.slow
 def test_dry_run_passes_every_stage_and_writes_one_json_and_one_table(dry_run):
     status, out = dry_run
     result = json.loads((out / "gpu_check.json").read_text())

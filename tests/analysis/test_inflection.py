@@ -54,6 +54,7 @@ def test_a_curve_that_keeps_falling_does_not_inflect():
     assert found.onset_step is None
 
 
+@pytest.mark.slow
 def test_flat_curves_with_correlated_wander_rarely_inflect_though_final_minus_best_grows():
     rng = np.random.default_rng(3)
     found = [fl.curve_rise(STEPS, decay() + wander(rng)) for _ in range(150)]

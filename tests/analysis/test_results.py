@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from moe_core import paths
 from moe_core.analysis.results import EVAL_COLUMNS, RUN_COLUMNS, ArmGroup, load_runs
 from moe_core.analysis.summary import results_table
 from moe_core.config.run_config import build_config
 from moe_core.training.trainer import train
 
-REFERENCE_DIR = Path(__file__).parents[2] / "shared/reference/exp8_original"
+REFERENCE_DIR = paths.CHECKOUT.parent / "shared" / "reference" / "exp8_original"
 REFERENCE_EXPERIMENTS = {"baseline", "early_stopping", "constant_lr", "lower_lb_weight", "no_lb",
                          "higher_dropout", "linear_decay", "slower_min_lr", "short_run",
                          "seed_run"}

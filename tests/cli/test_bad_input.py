@@ -144,6 +144,7 @@ def test_a_data_path_that_does_not_exist_fails_the_suite_before_any_run(capsys, 
     assert_user_error(code, err, f"data_path = '{missing}'", "does not exist")
 
 
+@pytest.mark.slow
 def test_an_empty_corpus_is_named_and_no_run_starts_training(capsys, tmp_path):
     corpus = tmp_path / "empty.txt"
     corpus.write_text("\n   \n\n")
@@ -180,6 +181,7 @@ def trained(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content, complaint", [
     ('{"status": "compl', "not valid JSON"),  # as a full disk or a crash mid-copy leaves it
     ("", "not valid JSON"),  # an empty file: a copy that never started
@@ -378,6 +380,7 @@ def test_parameter_count_is_the_count_of_the_model_built():
         assert cfg.parameter_count == sum(p.numel() for p in MoEModel(cfg).parameters())
 
 
+@pytest.mark.slow
 def test_non_finite_losses_in_a_metrics_json_are_read_and_shown_not_dropped(
         trained, tmp_path, capsys):
     out = tmp_path / "runs"
@@ -393,6 +396,7 @@ def test_non_finite_losses_in_a_metrics_json_are_read_and_shown_not_dropped(
     assert "inf" in row and "completed" in row
 
 
+@pytest.mark.slow
 def test_a_run_folder_in_a_symlink_loop_is_not_followed_forever(trained, tmp_path, capsys):
     out = tmp_path / "runs"
     shutil.copytree(trained, out)
@@ -403,6 +407,7 @@ def test_a_run_folder_in_a_symlink_loop_is_not_followed_forever(trained, tmp_pat
     assert [line.split()[0] for line in stdout.splitlines()[1:]] == ["baseline", "short_run"]
 
 
+@pytest.mark.slow
 def test_folders_with_spaces_and_non_ascii_names_run_and_report(tmp_path, capsys,
                                                                  monkeypatch):
     out = tmp_path / "my runs" / "ünï cödé ✓"
@@ -416,6 +421,7 @@ def test_folders_with_spaces_and_non_ascii_names_run_and_report(tmp_path, capsys
     assert stdout.strip() == str(written) and written.is_file()
 
 
+@pytest.mark.slow
 def test_report_writes_relative_to_the_current_folder_by_default(tmp_path, capsys,
                                                                  monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -441,6 +447,7 @@ def wait_until_a_kernel_runs(process: subprocess.Popen, timeout_s: float = 120) 
     time.sleep(2)
 
 
+@pytest.mark.slow
 def test_an_interrupted_report_leaves_the_earlier_report_as_it_was(trained, tmp_path):
     html = tmp_path / "report.html"
     html.write_text("the earlier report")

@@ -6,6 +6,7 @@ from suite_helpers import (
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["csv", "json", "parquet"])
 def test_export_writes_the_run_arm_and_comparison_tables_with_their_noise(
         finished_suite, capsys, tmp_path, fmt):

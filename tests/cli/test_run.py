@@ -69,6 +69,7 @@ def test_a_run_locked_by_another_suite_is_busy_not_failed_and_not_executed(capsy
     assert not (out / "baseline" / "seed0" / NOTEBOOK).exists()
 
 
+@pytest.mark.slow
 def test_run_creates_each_run_folder_with_executed_notebook_and_finished_metrics(
         finished_suite):
     out, code = finished_suite
@@ -85,6 +86,7 @@ def test_run_creates_each_run_folder_with_executed_notebook_and_finished_metrics
     assert metrics(out / "short_run" / "seed0")["actual_steps"] == 4  # 60% of 8 steps
 
 
+@pytest.mark.slow
 def test_parallel_runs_get_a_share_of_the_cores(finished_suite):
     out, _ = finished_suite
     for name in ("baseline", "short_run"):
@@ -92,6 +94,7 @@ def test_parallel_runs_get_a_share_of_the_cores(finished_suite):
         assert env["cpu_threads"] == runner.threads_per_run(2)
 
 
+@pytest.mark.slow
 def test_second_identical_run_skips_finished_runs_without_reexecuting(finished_suite, capsys):
     out, _ = finished_suite
     notebooks = [out / n / "seed0" / NOTEBOOK for n in ("baseline", "short_run")]
@@ -103,6 +106,7 @@ def test_second_identical_run_skips_finished_runs_without_reexecuting(finished_s
     assert [p.stat().st_mtime_ns for p in notebooks] == before
 
 
+@pytest.mark.slow
 def test_run_renders_the_report_of_its_folder_unless_no_report(finished_suite, capsys,
                                                                monkeypatch, tmp_path):
     out, _ = finished_suite

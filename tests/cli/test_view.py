@@ -1,10 +1,12 @@
 """`moe-suite view`: the results table in the terminal."""
 
+import pytest
 from suite_helpers import (
     suite_cli,
 )
 
 
+@pytest.mark.slow
 def test_view_prints_the_results_table(finished_suite, capsys):
     out, _ = finished_suite
     code, stdout, _ = suite_cli(capsys, "view", "--out", out)

@@ -1,14 +1,14 @@
 """The LR schedule over optimizer updates, and the reference's micro-step horizon."""
 
 import json
-from pathlib import Path
 
 import pytest
 
+from moe_core import paths
 from moe_core.config.run_config import build_config
 from moe_core.config.schedule import lr_factor
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "exp8_original"
+REFERENCE = paths.CHECKOUT.parent / "shared" / "reference" / "exp8_original"
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "linear_decay", "constant", "step"])

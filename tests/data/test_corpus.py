@@ -117,6 +117,7 @@ def test_hub_fails_at_once_when_offline_and_points_to_local(tmp_path, monkeypatc
     assert time.monotonic() - start < 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("endpoint", ["refuses", "never_answers"])
 def test_hub_fails_within_seconds_when_the_endpoint_is_unreachable(tmp_path, monkeypatch,
                                                                     endpoint):

@@ -24,6 +24,7 @@ def small_cfg(**changes):
     return dataclasses.replace(build_config("baseline", "smoke"), **changes)
 
 
+@pytest.mark.slow
 def test_paper_model_has_the_reference_parameter_counts():
     cfg = build_config("baseline", "paper")
     counts = MoEModel(cfg).parameter_counts()
@@ -143,6 +144,7 @@ def test_grouped_mm_only_where_torch_runs_it_without_reading_offsets_on_the_host
     assert expert_kernel(torch.device("cuda"), dtype) == "padded_bmm"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("kernel", "dtype"), [("padded_bmm", torch.float16),
                                                ("grouped_mm", torch.bfloat16)])
 def test_gpu_expert_paths_trace_into_one_graph_with_no_value_read_on_the_host(kernel, dtype):
@@ -181,6 +183,7 @@ def test_rope_rotates_in_fp32_and_rounds_once_to_the_input_dtype():
     assert torch.equal(out, apply_rope(x.float(), cos, sin).bfloat16())
 
 
+@pytest.mark.slow
 def test_cpu_expert_kernel_gradients_with_dropout_and_an_empty_expert_pass_gradcheck():
     torch.manual_seed(0)
     d, f = 5, 7

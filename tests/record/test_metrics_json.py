@@ -152,6 +152,7 @@ def test_a_file_that_is_not_a_json_object_is_a_value_error(tmp_path, content, co
         mj.parse_metrics(tmp_path / "metrics.json")
 
 
+@pytest.mark.slow
 def test_the_record_and_the_analysis_that_reads_it_never_import_torch():
     code = ("import sys, moe_core.record.metrics_json, moe_core.analysis.results, "
             "moe_core.analysis.summary, moe_core.analysis.verdicts; "

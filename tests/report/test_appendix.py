@@ -2,13 +2,13 @@
 
 import html
 import re
-from pathlib import Path
 
 import pytest
 
+from moe_core import paths
 from moe_core.report import appendix, sections
 
-REFERENCE_DIR = Path(__file__).parents[2] / "shared/reference/exp8_original"
+REFERENCE_DIR = paths.CHECKOUT.parent / "shared" / "reference" / "exp8_original"
 
 
 TINY = {"max_steps": 8}
@@ -27,6 +27,7 @@ def test_the_reference_files_alone_are_still_analysed(tmp_path):
     assert sections.answer_markdown(study).endswith("nothing to answer yet.")
 
 
+@pytest.mark.slow
 def test_provenance_names_the_data_of_each_arm(run_dir):
     study = sections.build([run_dir])
     data_line = next(line for line in html.unescape(appendix.provenance_markdown(study))

@@ -6,10 +6,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from moe_core import paths
 from moe_core.report import render
 from moe_core.report.render import tables_folder
 
-REFERENCE_DIR = Path(__file__).parents[2] / "shared/reference/exp8_original"
+REFERENCE_DIR = paths.CHECKOUT.parent / "shared" / "reference" / "exp8_original"
 
 
 TINY = {"max_steps": 8}
@@ -31,6 +32,7 @@ def rendered(run_dir, tmp_path_factory) -> tuple[Path, str]:
     return out, out.read_text()
 
 
+@pytest.mark.slow
 def test_the_report_opens_with_the_answer_and_has_every_section(rendered):
     _, html = rendered
     assert "<title>Smoke report</title>" in html
@@ -44,6 +46,7 @@ def test_the_report_opens_with_the_answer_and_has_every_section(rendered):
         assert arm in html
 
 
+@pytest.mark.slow
 def test_the_report_embeds_its_figures_and_fetches_nothing(rendered):
     _, html = rendered
     # the rise figure, the LR and balancing panels, routing; two more of the reference's
@@ -53,6 +56,7 @@ def test_the_report_embeds_its_figures_and_fetches_nothing(rendered):
     assert not re.search(r'<link[^>]*\shref="http', html)
 
 
+@pytest.mark.slow
 def test_the_report_hides_the_code(rendered):
     _, html = rendered
     for code in ("report.build(", "report.show(", "notebook.report_folders"):
@@ -60,12 +64,14 @@ def test_the_report_hides_the_code(rendered):
     assert '<div class="jp-CodeMirrorEditor' not in html and 'class="highlight' not in html
 
 
+@pytest.mark.slow
 def test_runs_that_did_not_finish_are_listed_and_not_counted(rendered):
     _, html = rendered
     assert "Runs not counted" in html
     assert "constant_lr/seed0 (diverged)" in html and "(unreadable)" in html
 
 
+@pytest.mark.slow
 def test_every_appendix_table_is_also_a_csv_beside_the_report(rendered):
     out, html = rendered
     folder = tables_folder(out)
@@ -74,6 +80,7 @@ def test_every_appendix_table_is_also_a_csv_beside_the_report(rendered):
     assert "data:text/csv;base64," in html and "<details>" in html
 
 
+@pytest.mark.slow
 @needs_reference
 def test_the_reference_section_derives_its_facts_from_the_files_and_labels_priors(rendered):
     _, html = rendered
@@ -86,6 +93,7 @@ def test_the_reference_section_derives_its_facts_from_the_files_and_labels_prior
         "recorded files")[1].split("Known only")[0])  # no experiment is ranked
 
 
+@pytest.mark.slow
 def test_failing_report_notebook_raises_naming_the_notebook_and_cell(tmp_path):
     notebook = nbformat.v4.new_notebook()
     parameters = nbformat.v4.new_code_cell("run_dirs = []\nreference_dirs = []")

@@ -15,11 +15,12 @@ import pytest
 import torch
 
 from moe_core import escape as esc
+from moe_core import paths
 from moe_core.config.run_config import build_config
 from moe_core.report import render
 from moe_core.training.trainer import train
 
-REPO = Path(__file__).parents[1]
+REPO = paths.CHECKOUT
 SCREENSHOTS = REPO / "reports" / "screenshots"
 REFERENCE_DIR = REPO.parent / "shared" / "reference" / "exp8_original"
 EXPERIMENTS = ("baseline", "no_lb", "constant_lr", "higher_dropout")
@@ -94,14 +95,17 @@ def page(request, browser, report_html):
     context.close()
 
 
+@pytest.mark.slow
 def test_report_loads_without_console_errors(page):
     assert page.console_errors == []
 
 
+@pytest.mark.slow
 def test_report_fetches_nothing_outside_its_file(page):
     assert page.outside_requests == []
 
 
+@pytest.mark.slow
 def test_every_figure_decodes_and_is_visible(page):
     figures = page.eval_on_selector_all("img", """imgs => imgs.map(img => {
         const box = img.getBoundingClientRect(), style = getComputedStyle(img);
@@ -116,6 +120,7 @@ def test_every_figure_decodes_and_is_visible(page):
         assert figure["width"] > 0 and figure["height"] > 0, figure
 
 
+@pytest.mark.slow
 def test_tables_fit_or_scroll_inside_the_page(page):
     # a table wider than the window scrolls in its own box; the page itself never scrolls
     # sideways (a phone reader would lose the text column)
@@ -136,6 +141,7 @@ def test_tables_fit_or_scroll_inside_the_page(page):
             assert table["scrolls"] and table["right"] <= layout["window"] + 1, table
 
 
+@pytest.mark.slow
 def test_report_has_its_title_and_a_conclusion(page):
     assert page.locator("h1").count() == 1 and page.locator("h1").inner_text().strip()
     headings = page.eval_on_selector_all("h2, h3", "hs => hs.map(h => h.innerText)")
@@ -144,6 +150,7 @@ def test_report_has_its_title_and_a_conclusion(page):
     assert len(headings) >= 4
 
 
+@pytest.mark.slow
 def test_report_shows_no_code(page):
     code = page.locator(".jp-CodeCell .jp-InputArea, .jp-CodeMirrorEditor, .highlight, "
                         ".jp-InputPrompt, .jp-OutputPrompt")
@@ -181,16 +188,19 @@ def hostile_page(browser, tmp_path_factory):
     context.close()
 
 
+@pytest.mark.slow
 def test_a_hostile_report_opens_no_dialog_and_logs_no_error(hostile_page):
     assert hostile_page.dialogs == []
     assert hostile_page.console_errors == []
 
 
+@pytest.mark.slow
 def test_a_hostile_report_requests_nothing_but_its_own_file(hostile_page):
     assert [url for url in hostile_page.requests if not url.startswith("file:")] == []
     assert len([url for url in hostile_page.requests if url.startswith("file:")]) == 1
 
 
+@pytest.mark.slow
 def test_a_hostile_report_shows_every_name_literally_with_invisible_characters_named(
         hostile_page):
     text = hostile_page.inner_text("body")
@@ -200,6 +210,7 @@ def test_a_hostile_report_shows_every_name_literally_with_invisible_characters_n
     assert hostile_page.locator("a[href^='javascript:'], script, iframe").count() == 0
 
 
+@pytest.mark.slow
 def test_a_hostile_report_keeps_its_layout(hostile_page):
     layout = hostile_page.evaluate("""() => ({page: document.documentElement.scrollWidth,
         window: innerWidth, h1: document.querySelectorAll('h1').length,

@@ -81,6 +81,7 @@ def test_each_intervention_is_drawn_in_a_colour_other_than_its_controls(simulate
                 assert control != intervention, (name, ax.get_title())
 
 
+@pytest.mark.slow
 def test_hypothesis_evidence_reads_the_rising_control_from_the_runs(run_dir):
     study = sections.build([run_dir])
     assert set(study.analysis.controls) == {"", "reference_lr"}

@@ -74,6 +74,7 @@ def report_child_malloc_trim(spec: runner.RunSpec) -> runner.RunOutcome:
 # ---------------------------------------------------------------- the executor
 
 
+@pytest.mark.slow
 def test_a_runs_kernel_does_not_inherit_the_nannys_malloc_trim_threshold(tmp_path):
     # glibc then returns freed tensor memory at once and faults it in again: 80 s vs 48 s
     executor = DaskExecutor(workers=1, progress=False)
@@ -83,6 +84,7 @@ def test_a_runs_kernel_does_not_inherit_the_nannys_malloc_trim_threshold(tmp_pat
     assert outcome.error == "None"
 
 
+@pytest.mark.slow
 def test_a_task_that_raises_fails_only_its_run(tmp_path):
     executor = DaskExecutor(workers=2, progress=False)
     outcomes = {o.experiment: o for o in executor.map(
@@ -116,6 +118,7 @@ def test_a_run_whose_worker_dies_once_is_retried_on_another_worker(tmp_path):
     assert any(f"up to {LOST_WORKER_RETRIES} time(s)" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_local_workers_are_single_threaded_and_each_sees_only_its_gpu(tmp_path):
     executor = DaskExecutor(workers=2, gpus=["3", "5"], progress=False)
     assert executor.threads_per_run == max(1, runner.cpu_cores() // 2)
@@ -128,6 +131,7 @@ def test_local_workers_are_single_threaded_and_each_sees_only_its_gpu(tmp_path):
     assert list(threads.values()) == [1, 1]
 
 
+@pytest.mark.slow
 def test_an_existing_scheduler_runs_the_tasks_on_its_workers(tmp_path):
     from distributed import LocalCluster
 
@@ -140,6 +144,7 @@ def test_an_existing_scheduler_runs_the_tasks_on_its_workers(tmp_path):
     assert len(pids) == 1 and pids != {float(os.getpid())}
 
 
+@pytest.mark.slow
 def test_an_unreachable_scheduler_is_a_user_error_naming_the_address(tmp_path):
     executor = DaskExecutor(scheduler="tcp://127.0.0.1:9", connect_timeout_s=2, progress=False)
     with pytest.raises(UserInputError, match=r"--scheduler tcp://127\.0\.0\.1:9: no Dask "

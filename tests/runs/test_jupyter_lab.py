@@ -18,7 +18,9 @@ import websocket
 from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 
-REPO = Path(__file__).parents[1]
+from moe_core import paths
+
+REPO = paths.CHECKOUT
 TRAIN_NOTEBOOK = "notebooks/train_experiment.ipynb"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
@@ -106,6 +108,7 @@ class KernelChannel:
         self.ws.close()
 
 
+@pytest.mark.slow
 def test_jupyter_lab_serves_the_lab_ui_with_this_environments_kernel(lab):
     url, token = lab
     page = requests.get(f"{url}/lab", params={"token": token}, timeout=30)

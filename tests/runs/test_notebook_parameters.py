@@ -21,7 +21,7 @@ from moe_core.errors import UserInputError
 from moe_core.runs import notebook_parameters
 from moe_core.training.trainer import train
 
-NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
+NOTEBOOKS = paths.NOTEBOOKS_DIR
 TRAIN_NOTEBOOK = NOTEBOOKS / "train_experiment.ipynb"
 REPORT_NOTEBOOK = NOTEBOOKS / "inflection_report.ipynb"
 
@@ -183,6 +183,7 @@ def test_stock_papermill_trains_with_p_text_a_yaml_file_and_y_text(tmp_path):
     assert "IProgress" not in done.stderr and "HBox(" not in done.stderr + done.stdout
 
 
+@pytest.mark.slow
 def test_stock_papermill_shows_a_wrong_parameter_in_one_line(tmp_path):
     # the other parameters' messages are those of the functions tested above
     done = papermill(TRAIN_NOTEBOOK, tmp_path / "out.ipynb", "-p", "preset", "smoke",

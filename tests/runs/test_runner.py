@@ -41,6 +41,7 @@ def test_a_live_lock_makes_the_run_busy_until_released(tmp_path):
     second.release()
 
 
+@pytest.mark.slow
 def test_the_lock_of_a_killed_process_is_free_at_once(tmp_path):
     holder = hold_lock(tmp_path)
     busy = runner.RunLock(tmp_path).acquire()

@@ -15,6 +15,7 @@ def smoke(experiment="baseline", **overrides):
     return build_config(experiment, "smoke", overrides)
 
 
+@pytest.mark.slow
 def test_checkpoint_from_another_config_is_not_resumed(tmp_path):
     cfg = smoke()
     train(cfg, seed=0, out_dir=tmp_path, progress=False)

@@ -4,12 +4,12 @@ reference's metrics."""
 import dataclasses
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from moe_core import paths
 from moe_core.config.run_config import build_config
 from moe_core.data.splits import prepare_data
 from moe_core.errors import UserInputError
@@ -17,7 +17,7 @@ from moe_core.record.metrics_json import EvalRecord, LayerRouting, read_metrics
 from moe_core.training.checkpoint import CHECKPOINT_FILE
 from moe_core.training.trainer import train
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "exp8_original"
+REFERENCE = paths.CHECKOUT.parent / "shared" / "reference" / "exp8_original"
 
 
 def smoke(experiment="baseline", **overrides):
@@ -29,6 +29,7 @@ def history(metrics):
             for r in metrics["evals"]]
 
 
+@pytest.mark.slow
 def test_same_seed_gives_an_identical_history(tmp_path):
     cfg = smoke()
     a = train(cfg, seed=3, out_dir=tmp_path / "a", progress=False)
@@ -38,6 +39,7 @@ def test_same_seed_gives_an_identical_history(tmp_path):
     assert history(a) != history(c)
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
     cfg = smoke(checkpoint_every_evals=2)
     full = train(cfg, seed=1, out_dir=tmp_path / "full", progress=False)
@@ -69,6 +71,7 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
     assert history(resumed) == history(full)
 
 
+@pytest.mark.slow
 def test_resume_mid_accumulation_restores_pending_gradients(tmp_path):
     # eval (and checkpoint) every 3 micro-steps with accumulation 2: every other
     # checkpoint falls between two micro-batches of one update
@@ -95,6 +98,7 @@ def test_resume_mid_accumulation_restores_pending_gradients(tmp_path):
     assert history(resumed) == history(full)
 
 
+@pytest.mark.slow
 def test_forced_nan_stops_the_run_as_diverged_keeping_what_was_recorded(tmp_path):
     cfg = smoke(fault_nan_at_step=10)
     metrics = train(cfg, seed=0, out_dir=tmp_path, progress=False)
@@ -114,6 +118,7 @@ def test_early_stopping_stops_after_patience_evals_without_improvement(tmp_path)
     assert metrics["actual_steps"] < cfg.max_steps
 
 
+@pytest.mark.slow
 def test_finished_run_is_not_trained_again_unless_forced(tmp_path):
     cfg = smoke()
     first = train(cfg, seed=0, out_dir=tmp_path, progress=False)
@@ -123,6 +128,7 @@ def test_finished_run_is_not_trained_again_unless_forced(tmp_path):
     assert forced["finished_at"] >= first["finished_at"] and forced["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_metrics_are_a_superset_of_the_reference_format(tmp_path):
     metrics = train(smoke(), seed=0, out_dir=tmp_path, progress=False)
     reference_path = REFERENCE / "baseline" / "metrics.json"
@@ -153,6 +159,7 @@ def test_metrics_are_a_superset_of_the_reference_format(tmp_path):
     assert metrics["data"]["stats"]["train"]["sequences"] > 0
 
 
+@pytest.mark.slow
 def test_tokens_and_epochs_seen_count_micro_batches(tmp_path):
     cfg = smoke()
     metrics = train(cfg, seed=0, out_dir=tmp_path, progress=False)
@@ -163,6 +170,7 @@ def test_tokens_and_epochs_seen_count_micro_batches(tmp_path):
     assert last["optimizer_update"] == cfg.max_steps // cfg.grad_accum_steps
 
 
+@pytest.mark.slow
 def test_trained_smoke_model_val_loss_is_not_below_the_bayes_floor(tmp_path):
     cfg = smoke(max_steps=60, dropout=0.0)
     metrics = train(cfg, seed=0, out_dir=tmp_path, progress=False)
@@ -204,6 +212,7 @@ def test_train_split_smaller_than_a_batch_is_a_clear_error(tmp_path):
         train(cfg, seed=0, out_dir=tmp_path, progress=False)
 
 
+@pytest.mark.slow
 def test_a_folder_holding_another_configs_run_is_refused_unless_forced(tmp_path):
     first = train(smoke(), seed=0, out_dir=tmp_path, progress=False)
     with pytest.raises(UserInputError, match=r"holds a run of another config or seed "
@@ -216,6 +225,7 @@ def test_a_folder_holding_another_configs_run_is_refused_unless_forced(tmp_path)
     assert forced["config"]["lr"] == 0.02
 
 
+@pytest.mark.slow
 def test_each_eval_records_every_val_sequence_loss_in_split_order(tmp_path):
     recorded = train(smoke(), seed=0, out_dir=tmp_path, progress=False)
     n_val = recorded["data"]["stats"]["val"]["sequences"]
@@ -241,6 +251,7 @@ except KeyboardInterrupt:
 """
 
 
+@pytest.mark.slow
 def test_ctrl_c_writes_a_checkpoint_at_once_and_the_resumed_run_matches_an_uninterrupted_one(
         tmp_path):
     import signal
