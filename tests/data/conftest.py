@@ -7,9 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-WORDS = ("alpha beta gamma delta river stone cloud ember forest lantern quiet rapid silver "
-         "tiger violet window yellow zephyr amber basil cedar dune echo fable").split()
+from corpus_helpers import WORDS
 
 
 @pytest.fixture(scope="session")

@@ -7,23 +7,10 @@ import time
 import numpy as np
 import pytest
 import torch
+from corpus_helpers import local, smoke
 
-from moe_core.config.run_config import build_config
 from moe_core.data import corpus, splits
 from moe_core.errors import UserInputError
-
-WORDS = ("alpha beta gamma delta river stone cloud ember forest lantern quiet rapid silver "
-         "tiger violet window yellow zephyr amber basil cedar dune echo fable").split()
-
-
-def smoke(**overrides):
-    return build_config("baseline", "smoke", overrides=overrides)
-
-
-def local(path, **overrides):
-    values = {"data_source": "local", "data_path": str(path), "vocab_size": 300, "seq_len": 16,
-              "num_documents": 40}
-    return smoke(**{**values, **overrides})
 
 
 @pytest.mark.parametrize("name", ["paragraphs.txt", "docs.jsonl", "docs.parquet"])
