@@ -4,7 +4,6 @@ one by one, then a whole report rendered from hostile runs and walked tag by tag
 import html
 import re
 from html.parser import HTMLParser
-from pathlib import Path
 
 import hostile
 import nbformat
@@ -12,7 +11,7 @@ import pytest
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
 from moe_core import escape as esc
-from moe_core.report import render, sections
+from moe_core.report import sections
 from moe_core.report.render import CONTENT_SECURITY_POLICY, tables_folder
 
 SAFE_LINK = re.compile(r"^(#|data:text/csv;base64,)")
@@ -102,16 +101,6 @@ def test_a_condition_name_from_a_run_is_never_read_as_a_path():
 
 
 # ---------------------------------------------------------------- a whole report
-
-
-@pytest.fixture(scope="module")
-def hostile_report(tmp_path_factory) -> tuple[Path, str]:
-    root = tmp_path_factory.mktemp("hostile")
-    runs, references = hostile.make_hostile_runs(root)
-    out = root / "report" / "report.html"
-    render.render_report([runs], [references / name for name in hostile.FOLDER_NAMES],
-                         out_html=out, keep_notebook=True)
-    return out, out.read_text()
 
 
 @pytest.mark.slow

@@ -164,14 +164,12 @@ def test_report_shows_no_code(page):
 
 
 @pytest.fixture(scope="module")
-def hostile_page(browser, tmp_path_factory):
+def hostile_page(browser, hostile_report):
     """The report of runs whose folder names and metrics fields hold scripts, event handlers,
-    javascript: and Markdown links, a 10,000-character name, RTL and zero-width characters;
-    loaded at the phone width, where a long name would most easily break the layout."""
-    root = tmp_path_factory.mktemp("hostile")
-    runs, references = hostile.make_hostile_runs(root)
-    html = render.render_report([runs], [references / n for n in hostile.FOLDER_NAMES],
-                                out_html=root / "report.html")
+    javascript: and Markdown links, a 10,000-character name, RTL and zero-width characters
+    (tests/conftest.py); loaded at the phone width, where a long name would most easily break
+    the layout."""
+    html, _ = hostile_report
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
                                   offline=True)
     view = context.new_page()
