@@ -23,6 +23,9 @@ from moe_core.errors import UserInputError
 STYLE = "whitegrid"
 SEED_BAND = "sd"  # seaborn errorbar over seeds: mean line, +- one standard deviation
 ZOOM_FROM_FRACTION = 0.7
+# the smallest half-width of the expert-load scale: a balanced run is drawn pale, not as noise
+# stretched to full colour
+LOAD_SCALE_FLOOR = 0.02
 
 
 def _figure(nrows: int = 1, ncols: int = 1, width: float = 7.0, height: float = 4.0,
@@ -236,23 +239,28 @@ def val_loss_overlay(evals: pd.DataFrame, runs: pd.DataFrame | None = None,
 
 def expert_load_heatmaps(routing: pd.DataFrame,
                          experiments: Sequence[str] = ("baseline", "no_lb")) -> Figure:
-    """Each expert's share of tokens over training, per layer (rows) and experiment
-    (columns), averaged over seeds; 1/E everywhere is perfect balance."""
+    """Each expert's share of tokens over training minus 1/E (perfect balance), per layer
+    (rows) and experiment (columns), averaged over seeds, on a diverging scale centred at 0:
+    shares near 1/E on a 0-to-max scale would all look alike."""
     present = [e for e in experiments if len(routing) and (routing["experiment"] == e).any()]
     if not present:
-        return _message_figure(f"no routing recorded for {', '.join(map(esc.label, experiments))}")
+        names = ", ".join(map(esc.label, experiments))
+        return _message_figure(f"no routing recorded for {names}")
     layers = int(routing["layer"].max()) + 1
     fig, axes = _figure(layers, len(present), width=4.2, height=1.9)
     num_experts = int(routing["expert"].max()) + 1
+    shown = routing[routing["experiment"].isin(present)]
+    # one symmetric scale for every panel, so colours compare across layers and arms
+    reach = max(LOAD_SCALE_FLOOR, float((shown["load_share"] - 1 / num_experts).abs().max()))
     for col, experiment in enumerate(present):
-        part = routing[routing["experiment"] == experiment]
+        part = shown[shown["experiment"] == experiment]
         for layer in range(layers):
             ax = axes[layer, col]
             grid = part[part["layer"] == layer].pivot_table(
                 index="expert", columns="step", values="load_share", aggfunc="mean")
             # about five step labels: one per eval column is unreadable at 100 evals
-            sns.heatmap(grid, ax=ax, cmap="mako", vmin=0, vmax=min(1.0, 3.0 / num_experts),
-                        cbar_kws={"label": "load share"},
+            sns.heatmap(grid - 1 / num_experts, ax=ax, cmap="vlag", center=0, vmin=-reach,
+                        vmax=reach, cbar_kws={"label": f"share - 1/{num_experts}"},
                         xticklabels=max(1, grid.shape[1] // 5))
             ax.set(title=f"{esc.label(experiment)}, layer {layer}", xlabel="step",
                    ylabel="expert")

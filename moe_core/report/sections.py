@@ -456,8 +456,9 @@ def routing_section(study: Study) -> list:
     note = ("Dead or collapsed experts at the end: " + "; ".join(warnings) + "." if warnings
             else "No expert is dead or collapsed (under 1/(4E) of the tokens) at the end of "
             "these runs.")
-    return [markdown("### Routing: each expert's share of tokens over training\n\n1/E is "
-                     "perfect balance; the control beside the run without a balancing loss. "
+    return [markdown("### Routing: each expert's share of tokens over training\n\nEach "
+                     "expert's share minus 1/E (perfect balance): red above it, blue below, "
+                     "white balanced; the control beside the run without a balancing loss. "
                      + note),
             figures.expert_load_heatmaps(shown, experiments=tuple(arms))]
 
