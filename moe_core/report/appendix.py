@@ -18,7 +18,7 @@ from moe_core import escape as esc
 from moe_core.analysis import effects as fx
 from moe_core.analysis.results import OURS
 from moe_core.paths import CALIBRATION_TABLE, PACKAGE_DIR
-from moe_core.record.metrics_json import FINISHED
+from moe_core.record.metrics_json import is_finished_status
 from moe_core.report import figures
 from moe_core.report.render import TABLES_ENV
 from moe_core.report.sections import (
@@ -122,7 +122,7 @@ def calibration_table() -> dict | None:
 def provenance_markdown(study: Study) -> str:
     """Commit, presets, seeds, data, machine, date and compute time of the runs."""
     runs = study.results.runs
-    ours = runs[(runs["source"] == OURS) & runs["status"].isin(FINISHED)]
+    ours = runs[(runs["source"] == OURS) & runs["status"].map(is_finished_status)]
     envs = [study.results.environments.get(r, {}) for r in ours["run_id"]]
     data: dict[str, tuple[str, list[str]]] = {}  # fingerprint -> source, arm of each run
     for arm, e in zip(ours["group"], envs, strict=True):
@@ -146,7 +146,7 @@ def provenance_markdown(study: Study) -> str:
              "- Machines: " + ("; ".join(f"{esc.md(name)}, torch {esc.md(torch)}"
                                          for name, torch in machines
                                          if name) or "n/a") + "."]
-    dropped = runs[~runs["status"].isin(FINISHED)]
+    dropped = runs[~runs["status"].map(is_finished_status)]
     if len(dropped):
         lines.append(f"- Not counted: {len(dropped)} run(s) "
                      + ", ".join(f"{esc.md(r)} ({esc.md(s)})" for r, s in zip(dropped["run_id"],
@@ -250,7 +250,7 @@ def appendix(study: Study) -> Any:
 
 def problems_markdown(study: Study) -> str | None:
     runs = study.results.runs
-    bad = runs[~runs["status"].isin(FINISHED)]
+    bad = runs[~runs["status"].map(is_finished_status)]
     if bad.empty:
         return None
     lines = ["**Runs not counted** (failed, interrupted, unreadable or duplicate copies):", ""]
