@@ -303,6 +303,7 @@ def _finish(name: str, estimate: float, seeds: tuple[float, float] | None,
 
     se_seeds, se_val = _root(seeds), _root(val)
     df = None if seeds is None else seeds[1]
+    quantile = None if df is None else float(stats.t.ppf(0.975, df))  # of the 95% intervals
     if identical:
         return Test(name, 0.0, 0.0, df, None, 0.0, 0.0, alternative, n, 0.0, se_val,
                     paired_seeds, paired_sequences,
@@ -312,7 +313,7 @@ def _finish(name: str, estimate: float, seeds: tuple[float, float] | None,
                    if part is not None)
     text = None
     if seeds is not None and val is not None and seeds[0] + val[0] > 0:
-        half = float(stats.t.ppf(0.975, df)) * math.sqrt(seeds[0] + val[0])
+        half = quantile * math.sqrt(seeds[0] + val[0])
         text = (estimate - half, estimate + half)
     if seeds is None or variance <= 0:
         why = ("one seed: run-to-run variation unknown: no noise estimate" if seeds is None
@@ -326,7 +327,7 @@ def _finish(name: str, estimate: float, seeds: tuple[float, float] | None,
     t = estimate / se
     p = float(stats.t.sf(t, df)) if alternative == "greater" else float(2 * stats.t.sf(abs(t),
                                                                                        df))
-    half = float(stats.t.ppf(0.975, df)) * se
+    half = quantile * se
     return Test(name, estimate, se, df, p, estimate - half, estimate + half, alternative, n,
                 se_seeds, se_val, paired_seeds, paired_sequences, note,
                 val_in_test=val_in_test, ci_text=text)
@@ -393,8 +394,8 @@ def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float] | None:
     parts = [_seed_variance(a), _seed_variance(b)]
     if None in parts:
         return None
-    variance, df = satterthwaite(parts)
-    return (variance or 0.0) ** 2, df if df is not None else float(min(a.size, b.size) - 1)
+    se, df = satterthwaite(parts)
+    return (se or 0.0) ** 2, df if df is not None else float(min(a.size, b.size) - 1)
 
 
 def _sum_of(parts: Sequence[tuple[float, float] | None]) -> tuple[float, float] | None:
