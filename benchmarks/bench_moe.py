@@ -409,7 +409,9 @@ def today() -> types.SimpleNamespace:
     import moe_core.training.optimizers
     import moe_core.training.trainer
 
-    return types.SimpleNamespace(model=moe_core.model, optim=moe_core.optim, train=moe_core.train)
+    return types.SimpleNamespace(model=moe_core.model.transformer,
+                                 optim=moe_core.training.optimizers,
+                                 train=moe_core.training.trainer)
 
 
 def cpu_run_parts(impl: types.SimpleNamespace, cfg: RunConfig, data) -> dict:

@@ -36,8 +36,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 # what the training notebook's first code cell imports
-NOTEBOOK_IMPORTS = ("from moe_core import notebook, plots; from moe_core.results import "
-                    "load_runs; from moe_core.train import train")
+NOTEBOOK_IMPORTS = ("from moe_core.runs import notebook_parameters; "
+                    "from moe_core.report import figures; "
+                    "from moe_core.analysis.results import load_runs; "
+                    "from moe_core.training.trainer import train")
 
 
 def children_cpu_s() -> float:

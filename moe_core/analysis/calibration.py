@@ -1,5 +1,6 @@
 """The report's error rates, measured: studies simulated with a known truth go through the
-same verdict pipeline as real runs (`moe_core.verdicts.analyse`, `moe_core.inflection`).
+same verdict pipeline as real runs (`moe_core.analysis.verdicts.analyse`,
+`moe_core.analysis.inflection`).
 
 A simulated run is the study's real config (preset `cpu`, the `study` suite's arms, their
 real LR schedules) with val curves drawn per sequence:

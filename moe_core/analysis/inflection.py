@@ -10,7 +10,7 @@ of pure correlated noise with the same length and wander (a parametric bootstrap
 selection of the lowest window is part of the null distribution.
 
 One curve cannot tell slow wander from a trend: these per-run labels describe runs. Whether
-an experiment rises is decided over seeds (`moe_core.effects`).
+an experiment rises is decided over seeds (`moe_core.analysis.effects`).
 """
 
 from __future__ import annotations

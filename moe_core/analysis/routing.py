@@ -2,7 +2,8 @@
 serve the same tokens, and which experts are dead or collapsed.
 
 Pure functions on arrays (numpy or torch); no file I/O and no plotting. The verdicts on the
-inflection live in `moe_core.inflection`, `moe_core.effects` and `moe_core.verdicts`.
+inflection live in `moe_core.analysis.inflection`, `moe_core.analysis.effects` and
+`moe_core.analysis.verdicts`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What every command checks the same way: folders the user named, `--set` overrides."""
+"""What every command checks the same way: the folders the user named."""
 
 from __future__ import annotations
 

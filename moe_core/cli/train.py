@@ -6,13 +6,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from moe_core.config.run_config import build_config, parse_override, split_arm
+from moe_core.config.catalog import parse_overrides
+from moe_core.config.run_config import build_config, split_arm
 from moe_core.errors import UserInputError
 from moe_core.record.metrics_json import is_finished
-
-
-def _overrides(pairs: list[str] | None) -> dict:
-    return dict(parse_override(p) for p in pairs or [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         experiment, condition = split_arm(args.experiment)
-        cfg = build_config(experiment, args.preset, _overrides(args.overrides),
+        cfg = build_config(experiment, args.preset, parse_overrides(args.overrides or []),
                            condition=condition or args.condition)
         out = args.out or f"runs/single/{cfg.arm}/seed{args.seed}"
         metrics = train(cfg, seed=args.seed, out_dir=out, force=args.force,

@@ -258,7 +258,7 @@ def _check_keys(values: dict, source: str) -> None:
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise ConfigError(
                 f"{source}: unknown key '{key}'{hint} "
-                f"(see moe_core/config.py RunConfig for the allowed keys)"
+                f"(see RunConfig in moe_core/config/run_config.py for the allowed keys)"
             )
 
 

@@ -1,7 +1,7 @@
 """The experts' MLPs and the kernels that run them: a fused loop on the CPU, grouped_mm on
 Hopper/Blackwell in bf16, a padded batched matmul on every other accelerator.
 
-The MoE layer (moe_core.model.MoE) hands Experts the routed tokens sorted by expert.
+The MoE layer (moe_core.model.transformer.MoE) hands Experts the routed tokens sorted by expert.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Figures of one run or many, from the tidy tables of `moe_core.results`.
+"""Figures of one run or many, from the tidy tables of `moe_core.analysis.results`.
 
 Each function draws one figure and returns it; nothing is shown or saved here. Figures
 are built with `matplotlib.figure.Figure`, not pyplot, so no backend is chosen or changed:
@@ -348,7 +348,7 @@ def control_vs_interventions(curves: dict, control: str, interventions: Sequence
     """Small multiples: the control's val loss (mean over seeds, band = lowest to highest
     seed) beside each intervention's, from `from_fraction` of training on.
 
-    curves: arm -> moe_core.effects.ArmCurves.
+    curves: arm -> moe_core.analysis.effects.ArmCurves.
     """
     shown = [arm for arm in interventions if arm in curves]
     if control not in curves or not shown:

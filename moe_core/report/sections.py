@@ -1,5 +1,6 @@
 """The inflection report's content: every sentence, table and figure, computed from the
-runs by `moe_core.verdicts` (ours) and `moe_core.reference` (the reference's files).
+runs by `moe_core.analysis.verdicts` (ours) and `moe_core.analysis.reference` (the
+reference's files).
 
 The notebook (`notebooks/inflection_report.ipynb`) calls one function per section; the
 order is the reader's: the answer first, then the evidence per explanation, the method,

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from moe_core.runs.runner import RunOutcome, RunSpec
 
 # This module is preloaded into every local worker as it starts (see dask_setup), so it imports
-# moe_core.suite, and with it torch, only where a function needs it.
+# moe_core.runs.suite, and with it torch, only where a function needs it.
 
 CONNECT_TIMEOUT_S = 30.0
 LOST_WORKER_RETRIES = 2  # a run is started again this often when its worker dies

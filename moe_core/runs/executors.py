@@ -1,6 +1,6 @@
 """Executors run `execute_run` over a suite's specs: the local one (threads driving
-kernels on this machine) and, in moe_core.cluster, Dask; `make_executor` picks one from the
-command line's words.
+kernels on this machine) and, in moe_core.runs.dask_executor, Dask; `make_executor` picks
+one from the command line's words.
 """
 
 from __future__ import annotations

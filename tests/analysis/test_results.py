@@ -1,4 +1,5 @@
-"""Specification of moe_core.results: every metrics.json, ours or the reference's, as tables."""
+"""Specification of moe_core.analysis.results: every metrics.json, ours or the reference's,
+as tables."""
 
 import json
 import math

@@ -1,5 +1,5 @@
 """The verdict pipeline on simulated studies whose answer is set: the real configs of the
-`study` suite, curves drawn per val sequence (moe_core.calibration), the real analysis."""
+`study` suite, curves drawn per val sequence (moe_core.analysis.calibration), the real analysis."""
 
 import numpy as np
 import pandas as pd

@@ -1,4 +1,5 @@
-"""moe_core.optim.Muon: torch's Muon with the Newton-Schulz iteration in a chosen precision."""
+"""moe_core.training.optimizers.Muon: torch's Muon with the Newton-Schulz iteration in a
+chosen precision."""
 
 import dataclasses
 

@@ -1,5 +1,5 @@
-"""Specification of moe_core.live: each run writes its evals as TensorBoard scalars while it
-trains, read back here with TensorBoard's own reader."""
+"""Specification of moe_core.training.tensorboard_log: each run writes its evals as
+TensorBoard scalars while it trains, read back here with TensorBoard's own reader."""
 
 import json
 from pathlib import Path
