@@ -5,8 +5,15 @@ same verdict pipeline as real runs (`moe_core.analysis.verdicts.analyse`,
 A simulated run is the study's real config (preset `cpu`, the `study` suite's arms, their
 real LR schedules) with val curves drawn per sequence:
 
-    loss[t, s] = decay(t) + rise * (1 + h[s]) * ramp(t) + level + seed offset + wander(t)
+    loss[t, s] = decay(p) + rise * (1 + h[s]) * ramp(p) + level + seed offset + wander(t)
                  + sequence[s] + drift[t, s] + noise[t, s]
+    train[t]   = decay(q) - FIT_GAIN * q ** 1.2 + level + seed offset + noise'[t]
+
+p = speed x t is the arm's progress (t the fraction of training done): an arm with speed
+below 1 is the control's curve stretched in time (it only fits more slowly); q = fit_speed
+x t is the progress of its train-subset fit (speed unless set), so an arm can generalise on
+the control's time course while fitting its train split more slowly. ramp(p) starts at the
+onset (1 - rise_fraction + delay) and grows by 1 per rise_fraction of progress.
 
 wander is AR(1) over evals, one per run; sequence[s] is each val sequence's difficulty and
 h[s] how much of the rise falls on it, both properties of the split shared by every run
@@ -65,11 +72,20 @@ class Noise:
 @dataclass(frozen=True)
 class Truth:
     """One arm's true curve: how much it rises over its last `rise_fraction` of training,
-    and a shift of its whole level."""
+    a shift of its whole level, how fast it progresses (`speed`: 0.6 reaches at the end
+    what the control reaches at 60% of training; `fit_speed`: its train-subset fit alone,
+    default `speed`) and how much later in progress its rise starts (`delay`)."""
 
     rise: float = 0.0
     level: float = 0.0
     rise_fraction: float = 0.35
+    speed: float = 1.0
+    fit_speed: float | None = None
+    delay: float = 0.0
+
+
+FIT_GAIN = 2.0  # how far the train-subset loss falls below the val decay by the end (nats)
+TRAIN_NOISE_SD = 0.01  # white noise of the train-subset loss per eval (37 sequences)
 
 
 def study_arms(suite: str = "study") -> list[str]:
@@ -87,21 +103,27 @@ def simulate_results(truths: Mapping[str, Truth], seeds: int = 3, noise: Noise =
     difficulty = rng.normal(0.0, noise.sequence_sd, n_seq)
     spread = 1.0 + rng.normal(0.0, noise.rise_spread, n_seq)
     fraction = np.arange(1, n + 1) / n
-    decay = 4.0 + 2.0 * np.exp(-fraction / 0.12)
     runs, evals, sequences, configs = [], [], {}, {}
     for arm, truth in truths.items():
         experiment, condition = split_arm(arm)
         cfg, steps, lr = _arm_setup(arm, preset, n)
-        ramp = np.clip((fraction - (1 - truth.rise_fraction)) / truth.rise_fraction, 0, 1)
-        mean = (decay + truth.level)[:, None] + truth.rise * ramp[:, None] * spread[None, :]
+        progress = truth.speed * fraction
+        fit_progress = (truth.fit_speed or truth.speed) * fraction
+        onset = 1 - truth.rise_fraction + truth.delay
+        ramp = np.clip((progress - onset) / truth.rise_fraction, 0, None)
+        mean = (_decay(progress) + truth.level)[:, None] \
+            + truth.rise * ramp[:, None] * spread[None, :]
+        train_mean = _decay(fit_progress) - FIT_GAIN * fit_progress ** 1.2 + truth.level
         for seed in range(seeds):
             run_id = f"{arm}/seed{seed}"
+            offset = rng.normal(0.0, noise.seed_level_sd)
             wander = ar1_curves(n, noise.wander_sd, noise.wander_phi, 1, rng)[0]
             drift = ar1_curves(n, noise.drift_sd, noise.wander_phi, n_seq, rng).T
             per_sequence = (mean + difficulty[None, :] + drift
-                            + (rng.normal(0.0, noise.seed_level_sd) + wander)[:, None]
+                            + (offset + wander)[:, None]
                             + rng.normal(0.0, noise.noise_sd, (n, n_seq)))
             val = per_sequence.mean(1)
+            train = train_mean + offset + rng.normal(0.0, TRAIN_NOISE_SD, n)
             sequences[run_id] = per_sequence
             configs[run_id] = cfg.to_dict()
             runs.append({"run_id": run_id, "experiment": experiment, "condition": condition,
@@ -114,9 +136,14 @@ def simulate_results(truths: Mapping[str, Truth], seeds: int = 3, noise: Noise =
             evals.append(pd.DataFrame({
                 "run_id": run_id, "experiment": experiment, "condition": condition, "arm": arm,
                 "seed": seed, "source": OURS, "step": steps, "fraction": fraction,
-                "val_loss": val, "lr": lr, "train_subset_loss": val - 0.5 - fraction}))
+                "val_loss": val, "lr": lr, "train_subset_loss": train}))
     return Results(pd.DataFrame(runs), pd.concat(evals, ignore_index=True),
                    val_sequences=sequences, configs=configs)
+
+
+def _decay(progress: np.ndarray) -> np.ndarray:
+    """The val loss every arm falls along before any rise (nats)."""
+    return 4.0 + 2.0 * np.exp(-progress / 0.12)
 
 
 @functools.cache
@@ -190,7 +217,7 @@ def per_run_false_inflections(studies: int, noise: Noise, seed: int = 0) -> floa
     rng = np.random.default_rng(seed)
     fraction = np.arange(1, noise.n_evals + 1) / noise.n_evals
     steps = np.arange(1, noise.n_evals + 1) * 4
-    decay = 4.0 + 2.0 * np.exp(-fraction / 0.12)
+    decay = _decay(fraction)
     hits = 0
     for _ in range(studies):
         wander = ar1_curves(noise.n_evals, noise.wander_sd, noise.wander_phi, 1, rng)[0]

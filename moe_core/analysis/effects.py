@@ -183,7 +183,7 @@ def format_p(p: float | None) -> str:
 # ---------------------------------------------------------------- per-seed statistics
 
 
-def _leave_one_out_lows(means: np.ndarray) -> np.ndarray:
+def leave_one_out_lows(means: np.ndarray) -> np.ndarray:
     """For each seed, the window index where the other seeds' mean curve is lowest (its own
     lowest window when it is the only seed). means: (seeds, windows)."""
     if means.shape[0] == 1:
@@ -197,7 +197,7 @@ def rise_statistic(curves: ArmCurves) -> ArmStatistic:
     lowest; per sequence likewise (mean over seeds)."""
     window = curves.window
     means = window_means(curves.loss, window)
-    lows = _leave_one_out_lows(means)
+    lows = leave_one_out_lows(means)
     per_seed = means[:, -1] - means[np.arange(curves.n_seeds), lows]
     per_sequence = None
     if curves.per_sequence is not None:
@@ -232,7 +232,7 @@ def gap_growth_statistic(curves: ArmCurves) -> ArmStatistic | None:
         return None
     window = curves.window
     gap = window_means(curves.loss - curves.train_loss, window)
-    lows = _leave_one_out_lows(window_means(curves.loss, window))
+    lows = leave_one_out_lows(window_means(curves.loss, window))
     return ArmStatistic(curves.arm, "gap growth",
                         gap[:, -1] - gap[np.arange(curves.n_seeds), lows], None, curves.val_sha,
                         seeds=curves.seeds)

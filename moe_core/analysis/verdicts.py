@@ -16,6 +16,14 @@ Rules, each with its reason:
   (less repetition or more dropout: lower; less balancing pressure: lower; a lower LR
   late in training, measured from the runs' LR traces: lower). The interventions of one
   explanation, against every control, are one family, corrected (Holm-Sidak) at ALPHA.
+- An intervention is compared with its control at matched progress (`progress`): the
+  rise between the control's onset fit and the furthest fit both reached (train-subset
+  loss), seed by seed. An intervention that only slows fitting lies on the control's
+  curve there. An arm that has not fitted as far as the control had when it turned, and
+  does not rise itself, is censored: "undetermined: needs a longer run", with the run
+  length that would reach the control's end fit; never "removes the rise". So is an arm
+  whose matched fit comes before the control had risen beyond noise. An arm that rises
+  before reaching the control's onset fit is compared at equal steps.
 - An intervention that moves the rise as predicted supports the explanation; against the
   prediction, it counts against it; a rise that persists (the intervention still rises
   and its change excludes removing half of the control's rise) counts against it too.
@@ -33,6 +41,8 @@ import numpy as np
 import pandas as pd
 
 from moe_core.analysis import effects as fx
+from moe_core.analysis.inflection import window_means
+from moe_core.analysis.progress import MatchedProgress, matched_progress
 from moe_core.analysis.results import COSMETIC_KEYS, OURS, Results
 from moe_core.errors import UserInputError
 from moe_core.record.metrics_json import is_finished_status
@@ -68,6 +78,7 @@ SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
 MIXED = "mixed"
 INCONCLUSIVE = "inconclusive"
+UNDETERMINED = "undetermined"  # the deciding arms never reached the control's onset: run longer
 UNTESTED = "untested"  # no control rises: nothing to explain
 
 AS_PREDICTED = "as predicted"
@@ -75,6 +86,10 @@ AGAINST = "against the prediction"
 PERSISTS = "the rise persists"
 NO_CHANGE = "no detected change"
 NO_PREDICTION = "no prediction"
+CENSORED = "undetermined: needs a longer run"  # no rise yet, and not as far as the control's onset
+
+MATCHED_FIT = "matched fit"  # what a comparison's decisive test compares
+EQUAL_STEPS = "equal steps"
 
 
 @dataclass(frozen=True)
@@ -98,6 +113,14 @@ class Comparison:
     # for an intervention that removes the cause: arm rise - PERSISTS_SHARE x control rise
     # > 0, one-sided, Holm-Sidak within the explanation's family (None otherwise)
     keeps: fx.Test | None = None
+    # what `change` compares: MATCHED_FIT, EQUAL_STEPS, or "" when nothing was tested
+    # (censored: `change` is then the uncorrected change at equal steps, for the record)
+    basis: str = ""
+    progress: MatchedProgress | None = None
+    # the control's rise between its onset fit and the matched fit (one-sided, uncorrected)
+    control_at_match: fx.Test | None = None
+    at_equal_steps: fx.Test | None = None  # the change at equal steps, uncorrected
+    censored_because: str = ""
 
 
 @dataclass(frozen=True)
@@ -258,6 +281,7 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
     # one family per explanation: its interventions against every control (the rising one
     # decides; the others show the interaction), corrected together
     candidates: list[Comparison] = []  # each change test before its family's correction
+    decisive: dict[tuple[str, str], tuple[fx.ArmStatistic, fx.ArmStatistic]] = {}
     for control in controls.values():
         for arm in curves:
             if arm == control or groups[arm].variant:
@@ -268,17 +292,26 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
                 continue
             predicted, basis, removes_cause = predicted_direction(
                 family, keys, configs[arm], configs[control], exposure[arm], exposure[control])
-            candidates.append(Comparison(
-                control, arm, family, keys, predicted, basis, removes_cause,
-                change=fx.two_sample(rise_stats[arm], rise_stats[control]),
-                arm_rise=rise_tests[arm]))
+            at_steps = fx.two_sample(rise_stats[arm], rise_stats[control])
+            comparison = Comparison(control, arm, family, keys, predicted, basis,
+                                    removes_cause, change=at_steps, arm_rise=rise_tests[arm],
+                                    at_equal_steps=at_steps)
+            comparison, pair = _decide_basis(comparison, curves, rise_stats, alpha,
+                                             rising=control in rising)
+            if pair is not None:
+                decisive[(control, arm)] = pair
+                comparison = replace(comparison, change=fx.two_sample(*pair))
+            candidates.append(comparison)
     comparisons = []
     for family in dict.fromkeys(c.hypothesis for c in candidates):
         members = [c for c in candidates if c.hypothesis == family]
-        corrected = fx.correct([c.change for c in members], alpha)
-        keeps = _keeps_tests(members, rise_stats, alpha)
-        comparisons += [_judge(replace(c, change=test, keeps=keeps.get((c.control, c.arm))))
-                        for c, test in zip(members, corrected, strict=True)]
+        tested = [c for c in members if c.basis]
+        corrected = dict(zip(((c.control, c.arm) for c in tested),
+                             fx.correct([c.change for c in tested], alpha), strict=True))
+        keeps = _keeps_tests(tested, decisive, alpha)
+        comparisons += [_judge(replace(c, change=corrected[(c.control, c.arm)],
+                                       keeps=keeps.get((c.control, c.arm))))
+                        if c.basis else c for c in members]
     verdicts = {name: _verdict(name, [c for c in comparisons if c.hypothesis == name
                                       and c.control in rising], rising, controls)
                 for name in HYPOTHESES}
@@ -291,15 +324,77 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
                          late_lr, leader(curves, alpha), gap)
 
 
-def _keeps_tests(members: list[Comparison], rise_stats: Mapping[str, fx.ArmStatistic],
+def _decide_basis(c: Comparison, curves: Mapping[str, fx.ArmCurves],
+                  rise_stats: Mapping[str, fx.ArmStatistic], alpha: float, rising: bool
+                  ) -> tuple[Comparison, tuple[fx.ArmStatistic, fx.ArmStatistic] | None]:
+    """What the comparison is decided on: the rises at matched fit when the arm reached the
+    control's onset fit and the control had risen beyond noise by the fit both reached; the
+    rises at equal steps when the arm rises before reaching that fit; else nothing (the
+    comparison is censored, with the reason). Against a control that does not rise (no
+    verdict rests on it; it shows whether an intervention matters under either condition):
+    at matched fit when the arm reached its onset, else at equal steps."""
+    progress = matched_progress(curves[c.arm], curves[c.control])
+    c = replace(c, progress=progress)
+    if not rising:
+        if progress is not None and progress.arm_rise is not None \
+                and progress.control_rise is not None:
+            return replace(c, basis=MATCHED_FIT), (progress.arm_rise, progress.control_rise)
+        return replace(c, basis=EQUAL_STEPS), (rise_stats[c.arm], rise_stats[c.control])
+    if progress is not None and progress.reached:
+        if progress.arm_rise is None or progress.control_rise is None:
+            return replace(c, outcome=CENSORED, censored_because=(
+                "a seed's fit does not reach the onset fit within its evals")), None
+        gate = fx.one_sample(progress.control_rise)
+        c = replace(c, control_at_match=gate)
+        if gate.p_value is None or gate.p_value >= alpha:
+            return replace(c, outcome=CENSORED, censored_because=(
+                f"at the fit both reached (train-subset loss {progress.matched_fit:.2f}) the "
+                f"control had risen only {gate.estimate:+.3f} nats from its onset, not beyond "
+                f"noise (one-sided p {fx.format_p(gate.p_value)})")), None
+        return replace(c, basis=MATCHED_FIT), (progress.arm_rise, progress.control_rise)
+    if c.arm_rise.significant:
+        return replace(c, basis=EQUAL_STEPS), (rise_stats[c.arm], rise_stats[c.control])
+    return replace(c, outcome=CENSORED, censored_because=_censoring(c, curves[c.arm],
+                                                                    progress)), None
+
+
+def _censoring(c: Comparison, curves: fx.ArmCurves, progress: MatchedProgress | None) -> str:
+    """Why an arm that does not rise cannot be said to remove the rise."""
+    means = window_means(curves.loss.mean(0), curves.window)
+    turned = ("its val loss still falling (its lowest window is its last)"
+              if int(np.argmin(means)) == means.size - 1
+              else f"its rise {c.arm_rise.estimate:+.3f} within noise")
+    head = f"no rise within {int(curves.steps[-1])} steps ({turned})"
+    if progress is None:
+        return head + ("; no train-subset loss recorded, so whether it fitted as far as the "
+                       "control had when it turned is unknown")
+    needed = ("its train-subset loss is not falling at its end, so no run length can be "
+              "read from it" if progress.steps_needed is None
+              else f"at its end-of-run fitting rate a run of about "
+                   f"{round_steps(progress.steps_needed)} steps would reach the control's end "
+                   f"fit ({progress.control_end_fit:.2f})")
+    return (f"{head}, but it fitted its train subset only to {progress.arm_end_fit:.2f} "
+            f"(mean over seeds) where the control turned at {progress.onset_fit:.2f}: "
+            f"{progress.seeds_reached} of {progress.n_seeds} seeds reached the control's "
+            f"onset fit; {needed}")
+
+
+def round_steps(steps: float) -> int:
+    """A run length as a researcher would set it: up to the next 50 steps."""
+    return int(50 * math.ceil(steps / 50))
+
+
+def _keeps_tests(members: list[Comparison],
+                 decisive: Mapping[tuple[str, str], tuple[fx.ArmStatistic, fx.ArmStatistic]],
                  alpha: float) -> dict[tuple[str, str], fx.Test]:
-    """For each intervention of one family that removes the cause: does it keep more than
-    PERSISTS_SHARE of its control's rise? (arm rise - share x control rise > 0, one-sided,
-    with the control's own noise, paired by seed and by val sequence where the arms share them
+    """For each tested intervention of one family that removes the cause: does it keep more
+    than PERSISTS_SHARE of its control's rise, on the comparison's own basis (matched fit or
+    equal steps)? (arm rise - share x control rise > 0, one-sided, with the control's own
+    noise, paired by seed and by val sequence where the arms share them
     (`effects.seed_pairing`); Holm-Sidak over these tests)."""
     removing = [(c.control, c.arm) for c in members if c.removes_cause]
-    tests = [fx.two_sample(rise_stats[arm], fx.scaled(rise_stats[control], PERSISTS_SHARE),
-                           alternative="greater") for control, arm in removing]
+    tests = [fx.two_sample(decisive[key][0], fx.scaled(decisive[key][1], PERSISTS_SHARE),
+                           alternative="greater") for key in removing]
     return dict(zip(removing, fx.correct(tests, alpha), strict=True))
 
 
@@ -344,6 +439,8 @@ def _verdict(name: str, comparisons: list[Comparison], rising: tuple[str, ...],
             per_control.append(SUPPORTED)
         elif outcomes & {AGAINST, PERSISTS}:
             per_control.append(NOT_SUPPORTED)
+        elif CENSORED in outcomes:
+            per_control.append(UNDETERMINED)
         elif mine:
             per_control.append(INCONCLUSIVE)
     decided = set(per_control)
@@ -353,21 +450,38 @@ def _verdict(name: str, comparisons: list[Comparison], rising: tuple[str, ...],
 
 
 def _reason(c: Comparison) -> str:
-    """One bullet: the intervention, the change of the rise with its interval, the outcome."""
+    """One bullet: the intervention, the change of the rise with its interval and what it
+    compares, the outcome."""
     t = c.change
+    if c.outcome == CENSORED:
+        steps = c.at_equal_steps
+        at_steps = "" if steps is None or steps.ci_low is None else (
+            f" At equal steps its rise differs by {steps.estimate:+.3f} nats (95% CI "
+            f"{steps.ci_low:+.3f} to {steps.ci_high:+.3f}, uncorrected), which slower "
+            "fitting alone could produce.")
+        return f"{c.arm} vs {c.control}: {CENSORED}: {c.censored_because}.{at_steps}"
     interval = (" (exactly 0 in every seed: identical runs, a degenerate interval)"
                 if t.identical else "" if t.ci_low is None
                 else f" (95% CI {t.ci_low:+.3f} to {t.ci_high:+.3f}, Holm p "
                      f"{fx.format_p(t.p_adjusted)})")
-    text = f"{c.arm} vs {c.control}: rise {t.estimate:+.3f} nats{interval}"
+    where = (f" at matched fit (from the control's onset fit {c.progress.onset_fit:.2f} to "
+             f"{c.progress.matched_fit:.2f}, train-subset loss)"
+             if c.basis == MATCHED_FIT and c.progress is not None
+             else " at equal steps (it rises before reaching the control's onset fit)"
+             if c.basis == EQUAL_STEPS else "")
+    text = f"{c.arm} vs {c.control}: rise{where} {t.estimate:+.3f} nats{interval}"
     if c.outcome == AS_PREDICTED:
         text += ": removes the rise" if c.removes else ": reduces the rise" \
             if c.predicted < 0 else ": raises the rise, as predicted"
     elif c.outcome == AGAINST:
         text += ": moves against the prediction"
     elif c.outcome == PERSISTS:
-        text += (f": the rise persists ({c.arm} still rises by {c.arm_rise.estimate:.3f}, "
-                 f"more than {PERSISTS_SHARE:.0%} of the control's: one-sided Holm p "
+        mine, theirs = ((c.progress.arm_rise.mean, c.progress.control_rise.mean)
+                        if c.basis == MATCHED_FIT and c.progress is not None
+                        and c.progress.arm_rise is not None and c.progress.control_rise
+                        is not None else (c.arm_rise.estimate, c.arm_rise.estimate - t.estimate))
+        text += (f": the rise persists ({c.arm} rises by {mine:.3f} where the control rises by "
+                 f"{theirs:.3f}: it keeps more than {PERSISTS_SHARE:.0%} of it, one-sided Holm p "
                  f"{fx.format_p(c.keeps.p_adjusted)})")
     elif c.outcome == NO_PREDICTION:
         text += f": no prediction ({c.prediction_basis})"

@@ -378,3 +378,55 @@ def control_vs_interventions(curves: dict, control: str, interventions: Sequence
     fig.suptitle(f"{labels[control]} (black) against each intervention; bands: "
                  f"lowest to highest of {base.n_seeds} seeds", x=0.01, ha="left", fontsize=10)
     return fig
+
+
+def generalisation_curves(curves: dict, control: str, arms: Sequence[str],
+                          colors: dict[str, str], onset_fit: float,
+                          censored: Sequence[str] = ()) -> Figure:
+    """Val loss against train-subset loss (mean over seeds of window means), the control in
+    black with its onset fit marked: an intervention that only slows fitting lies on the
+    control's curve, one that changes generalisation lies off it. Left: every arm; right:
+    the control's neighbourhood, where its rise happens. Censored arms (no rise, not as far
+    as the onset) end in an open circle.
+
+    curves: arm -> moe_core.analysis.effects.ArmCurves with train_loss.
+    """
+    from moe_core.analysis.inflection import window_means
+
+    shown = [a for a in [control, *arms] if a in curves and curves[a].train_loss is not None
+             and np.all(np.isfinite(curves[a].train_loss))]
+    if control not in shown:
+        return _message_figure("the control has no train-subset loss: no progress to match")
+    fig, axes = _figure(1, 2, width=4.6, height=3.6)
+    paths = {}
+    for arm in shown:
+        c = curves[arm]
+        paths[arm] = (window_means(c.train_loss, c.window).mean(0),
+                      window_means(c.loss, c.window).mean(0))
+    fit, val = paths[control]
+    low = float(val.min())
+    for ax, zoom in zip(axes[0], (False, True), strict=True):
+        for arm in shown:
+            x, y = paths[arm]
+            color = CONTROL_COLOR if arm == control else colors.get(arm, "#1f6fb4")
+            ax.plot(x, y, color=color, linewidth=2.2 if arm == control else 1.6,
+                    label=esc.label(arm) + (" (control)" if arm == control else ""))
+            ax.plot(x[-1], y[-1], "o", color=color, markersize=6,
+                    markerfacecolor="white" if arm in censored else color,
+                    markeredgewidth=1.6)
+        ax.axvline(onset_fit, color=CONTROL_COLOR, linestyle="--", linewidth=1)
+        ax.invert_xaxis()  # more fit to the right
+        ax.set_xlabel("train-subset loss (nats): fitting progress ->")
+        if zoom:
+            ax.set_xlim(onset_fit + 0.6, float(fit.min()) - 0.05)
+            ax.set_ylim(low - 0.04, float(val[-1]) + 0.04)
+            ax.set_title("near the control's onset (dashed)", fontsize=10, loc="left")
+        else:
+            ax.set_ylabel("val loss (nats)")
+            ax.set_title("every arm", fontsize=10, loc="left")
+    axes[0, 0].legend(frameon=False, fontsize=7.5, loc="upper left")
+    fig.suptitle("The generalisation curve: val loss against how far each arm has fitted its "
+                 "train subset (mean over seeds).\nDashed: the control's fit at its onset. "
+                 "Open circle: no rise and not yet as far as the onset (censored).",
+                 x=0.01, ha="left", fontsize=10)
+    return fig

@@ -42,7 +42,9 @@ PREDICTIONS = {
                      "more dropout."),
     vd.LR_SCHEDULE: ("If the LR is still too high late in training, schedules that are lower "
                      "in the last quarter of training (measured from each run's LR trace) "
-                     "should rise less, and higher ones more."),
+                     "should rise less, and higher ones more, at the same fitting progress: "
+                     "a lower LR also fits more slowly, and an arm that only fits more "
+                     "slowly reaches the rise later without changing it."),
     vd.LOAD_BALANCING: ("If the balancing pressure on the router causes the rise, removing "
                         "the balancing loss (no_lb, or bias-based balancing without a loss) "
                         "or weakening it should shrink the rise."),
@@ -200,11 +202,30 @@ def _deciding(verdict: vd.HypothesisVerdict) -> str:
     decisive = [c for c in verdict.comparisons if c.outcome in (vd.AS_PREDICTED, vd.AGAINST,
                                                                   vd.PERSISTS)]
     shown = (decisive or list(verdict.comparisons))[:3]
-    return "; ".join(f"{esc.md(c.arm)}: rise changes {with_interval(c.change)} nats, "
-                     f"{_outcome_words(c)}" for c in shown)
+    return "; ".join(_deciding_one(c) for c in shown)
+
+
+def _deciding_one(c: vd.Comparison) -> str:
+    """One comparison in the answer's table: what it compares, the change, the outcome."""
+    p = c.progress
+    if c.outcome == vd.CENSORED:
+        if p is not None and not p.reached:
+            return (f"{esc.md(c.arm)}: no rise in {p.steps} steps, but it fitted only to "
+                    f"{p.arm_end_fit:.2f} (the control turned at {p.onset_fit:.2f}): "
+                    f"{_outcome_words(c)}")
+        return f"{esc.md(c.arm)}: {_outcome_words(c)}"
+    where = "at matched fit" if c.basis == vd.MATCHED_FIT else "at equal steps"
+    return (f"{esc.md(c.arm)}: rise {where} changes {with_interval(c.change)} nats, "
+            f"{_outcome_words(c)}")
 
 
 def _outcome_words(c: vd.Comparison) -> str:
+    if c.outcome == vd.CENSORED:
+        p = c.progress
+        if p is not None and not p.reached and p.steps_needed is not None:
+            return (f"undetermined: needs a run of about {vd.round_steps(p.steps_needed)} "
+                    "steps")
+        return "undetermined: needs a longer run"
     if c.outcome == vd.AS_PREDICTED:
         if c.predicted < 0:
             return "removes the rise" if c.removes else "reduces the rise"
@@ -227,7 +248,8 @@ def one_sentence(a: vd.StudyAnalysis) -> str:
         return ("No control rises beyond noise, so there is no rise to explain and no "
                 "explanation was tested.")
     words = {vd.SUPPORTED: "supported", vd.NOT_SUPPORTED: "not supported",
-             vd.MIXED: "mixed", vd.INCONCLUSIVE: "inconclusive", vd.UNTESTED: "untested"}
+             vd.MIXED: "mixed", vd.INCONCLUSIVE: "inconclusive", vd.UNTESTED: "untested",
+             vd.UNDETERMINED: "undetermined (the deciding arms need longer runs)"}
     parts = [f"{words[v]}: {_listing(names)}" for v, names in by_verdict.items()]
     controls = ", ".join(esc.md(c) for c in a.rising_controls)
     return (f"Judged against the control that rises ({controls}): " + "; ".join(parts) + ".")
@@ -268,6 +290,129 @@ def answer_figure(study: Study):
                              "window is its last (still falling at the end).")
 
 
+# ---------------------------------------------------------------- matched progress
+
+
+def progress_markdown(study: Study) -> str:
+    """Whether the arms without a rise got as far as the control had when it turned: the
+    onset fit, who reached it, who is censored, and the changes at matched fit."""
+    a = study.analysis
+    control = a.rising_controls[0]
+    mine = [c for c in a.comparisons if c.control == control and c.progress is not None]
+    lines = ["## Removed, or not reached yet?", ""]
+    if not mine:
+        return "\n".join(lines + ["No intervention has a train-subset loss to match progress "
+                                   "on."])
+    p = mine[0].progress
+    lines.append(
+        f"The control ({esc.md(control)}) turned when it had fitted its train subset to a "
+        f"loss of {p.onset_fit:.2f} nats (mean over seeds, at the window where the other "
+        f"seeds are lowest) and ended at {p.control_end_fit:.2f}. An intervention is "
+        "compared with it at the same fit, not at the same step: one that only slows "
+        "fitting lies on the control's curve in the figure and turns later.")
+    censored = [c for c in mine if c.outcome == vd.CENSORED]
+    matched = [c for c in mine if c.basis == vd.MATCHED_FIT]
+    if censored:
+        lines += ["", "**Censored (undetermined):** " + "; ".join(
+            f"{esc.md(c.arm)} ({_censored_words(c)})" for c in censored) + "."]
+    if matched:
+        lines += ["", "**At matched fit:** " + "; ".join(
+            f"{esc.md(c.arm)}: from fit {c.progress.onset_fit:.2f} to "
+            f"{c.progress.matched_fit:.2f} it rises {c.progress.arm_rise.mean:+.3f} where the "
+            f"control rises {c.progress.control_rise.mean:+.3f}, a change of "
+            f"{with_interval(c.change)} nats (Holm p {fx.format_p(c.change.p_adjusted)}), "
+            f"{_outcome_words(c)}" for c in matched) + "."]
+    return "\n".join(lines)
+
+
+def _censored_words(c: vd.Comparison) -> str:
+    p = c.progress
+    if p.reached:
+        return "reached the onset fit, but " + esc.md(c.censored_because)
+    return (f"no rise in {p.steps} steps; fitted to {p.arm_end_fit:.2f}, "
+            f"{p.seeds_reached} of {p.n_seeds} seeds at the onset fit; "
+            + ("its fit is not improving at the end" if p.steps_needed is None else
+               f"about {vd.round_steps(p.steps_needed)} steps at its end-of-run fitting rate "
+               "would reach the control's end fit"))
+
+
+def onset_table(study: Study) -> pd.DataFrame:
+    """The time-to-event view: per arm, the seeds that turned (per-run label) and when;
+    seeds that never turned are censored at their run's length."""
+    a = study.analysis
+    control = a.rising_controls[0]
+    progress = {c.arm: c.progress for c in a.comparisons
+                if c.control == control and c.progress is not None}
+    any_progress = next(iter(progress.values()))
+    runs = vd.counted_runs(study.results)
+    rows = []
+    for arm in [control, *progress]:
+        part = runs[runs["group"] == arm]
+        last = int(a.curves[arm].steps[-1])
+        turned = part["inflection"] == INFLECTION if "inflection" in part else \
+            pd.Series(False, index=part.index)
+        onsets = part.loc[turned, "onset_step"].astype(float).to_numpy() \
+            if "onset_step" in part else np.empty(0)
+        cells = sorted(f"{int(v)}" for v in onsets) + [f"> {last}"] * int((~turned).sum())
+        interval = ""
+        if onsets.size == len(part) >= 2:
+            from scipy import stats
+
+            half = stats.t.ppf(0.975, onsets.size - 1) * onsets.std(ddof=1) \
+                / math.sqrt(onsets.size)
+            interval = f"{onsets.mean():.0f} ({onsets.mean() - half:.0f} to " \
+                f"{onsets.mean() + half:.0f})"
+        p = progress.get(arm)
+        rows.append({
+            "arm": arm + (" (control)" if arm == control else ""),
+            "seeds turned by the end": f"{int(turned.sum())} of {len(part)}",
+            "onset step per seed (> N: censored)": ", ".join(cells),
+            "mean onset (95% CI)": interval or "n/a (not every seed turned)",
+            "train-subset loss at the end": f"{p.arm_end_fit:.2f}" if p is not None
+            else f"{any_progress.control_end_fit:.2f}",
+            "seeds at the control's onset fit": "all (it defines it)" if arm == control
+            else f"{p.seeds_reached} of {p.n_seeds}",
+            "run length to the control's end fit": "" if arm == control or p is None
+            else "reached" if p.arm_end_fit <= p.control_end_fit
+            else "no trend to extrapolate" if p.steps_needed is None
+            else f"about {vd.round_steps(p.steps_needed)} steps"})
+    return pd.DataFrame(rows)
+
+
+def progress_section(study: Study) -> list:
+    """Matched progress, on the report's second screen: the text, the generalisation-curve
+    figure and the time-to-event table."""
+    a = study.analysis
+    if a is None or not a.rising_controls:
+        return []
+    control = a.rising_controls[0]
+    mine = [c for c in a.comparisons if c.control == control and c.progress is not None]
+    if not mine:
+        return [markdown(progress_markdown(study))]
+    colors = _arm_colors(study, [c.arm for c in mine])
+    figure = figures.generalisation_curves(
+        a.curves, control, [c.arm for c in mine], colors, mine[0].progress.onset_fit,
+        censored=[c.arm for c in mine if c.outcome == vd.CENSORED])
+    return [markdown(progress_markdown(study)), figure,
+            html_table(onset_table(study), "When each seed turned (per-run label: "
+                       "its window rise beyond its own noise). Seeds that never turned are "
+                       "censored at their run's length, not counted as removing the rise.")]
+
+
+def _arm_colors(study: Study, arms: Sequence[str]) -> dict[str, str]:
+    """Each arm's colour: its experiment's, or a free shade of its explanation's family
+    for the control's own experiment under another condition (never the control's black)."""
+    a = study.analysis
+    groups = study.results.groups
+    family = {c.arm: c.hypothesis for c in a.comparisons}
+    colors = {arm: study.colors.get(groups[arm].experiment) for arm in a.curves}
+    for arm in arms:
+        if colors.get(arm) in (None, figures.CONTROL_COLOR):
+            colors[arm] = figures.free_shade(family.get(arm, vd.OTHER),
+                                             [colors[other] for other in arms if other != arm])
+    return colors
+
+
 # ---------------------------------------------------------------- one explanation
 
 
@@ -287,14 +432,7 @@ def hypothesis_figure(study: Study, name: str):
     arms = [c.arm for c in a.comparisons if c.hypothesis == name and c.control == control]
     if not arms:
         return None
-    groups = study.results.groups
-    colors = {arm: study.colors.get(groups[arm].experiment) for arm in a.curves}
-    for arm in arms:  # the control's own experiment under another condition (the LR's
-        # intervention is `baseline`): a colour of the explanation, never the control's black
-        if colors.get(arm) in (None, figures.CONTROL_COLOR):
-            colors[arm] = figures.free_shade(name, [colors[other] for other in arms
-                                                  if other != arm])
-    return figures.control_vs_interventions(a.curves, control, arms, colors)
+    return figures.control_vs_interventions(a.curves, control, arms, _arm_colors(study, arms))
 
 
 def comparisons_table(study: Study, name: str | None = None) -> pd.DataFrame:
@@ -307,11 +445,13 @@ def comparisons_table(study: Study, name: str | None = None) -> pd.DataFrame:
             continue  # a section shows the comparisons that decide it; the appendix all
         t = c.change
         rows.append({"intervention": c.arm, "outcome": _outcome_words(c),
+                     "compared at": c.basis or "not compared (censored); at equal steps:",
                      "change of rise (nats)": number(t.estimate, t.se, True),
                      "95% CI": "0 to 0 (identical in every seed)" if t.identical
                      else "n/a" if t.ci_low is None else
                      f"{number(t.ci_low, t.se, True)} to {number(t.ci_high, t.se, True)}",
-                     "Holm-Sidak p": fx.format_p(t.p_adjusted),
+                     "Holm-Sidak p": fx.format_p(t.p_adjusted) if c.basis
+                     else "not tested",
                      "seeds": "paired" if t.paired_seeds else "unpaired (Welch)",
                      "df (seeds)": "n/a" if t.df is None else f"{t.df:.2g}",
                      "95% CI over new val text too": text_interval(t),

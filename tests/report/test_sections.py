@@ -22,7 +22,7 @@ def simulated():
     arms = cal.study_arms()
     truths = cal.study_like(arms, {"fresh_data@reference_lr": cal.Truth(rise=0.0),
                                    "higher_dropout@reference_lr": cal.Truth(rise=0.0)})
-    results = cal.simulate_results(truths, 3, cal.Noise(), np.random.default_rng(0))
+    results = cal.simulate_results(truths, 4, cal.Noise(), np.random.default_rng(0))
     return sections.study_of(results)
 
 
@@ -34,7 +34,9 @@ def test_the_answer_gives_where_it_rises_and_each_verdict_with_its_numbers(simul
     for name, verdict in (("overfitting", "supported"), ("the LR schedule", "supported"),
                           ("load balancing", "not supported")):
         assert f"| {name} | **{verdict}** |" in text
-    assert "fresh_data@reference_lr: rise changes -0.0" in text and "95% CI" in text
+    # these arms fit as fast as the control: compared at matched fit
+    assert "fresh_data@reference_lr: rise at matched fit changes -0.0" in text \
+        and "95% CI" in text
     assert "removes the rise" in text and "the rise persists" in text
     assert html.unescape(sections.one_sentence(simulated.analysis)).startswith(
         "Judged against the control that rises (baseline@reference_lr): supported: "
@@ -99,13 +101,13 @@ def test_p_values_are_printed_with_two_digits_never_below_one_in_a_thousand(simu
                appendix.arms_table(simulated).to_csv()]
     assert not any(re.search(r"\d[eE][-+]?\d", text) for text in printed)
     table = sections.comparisons_table(simulated)
-    two_digits = re.compile(r"< 0\.001|n/a|1|0\.0*[1-9]\d?")
+    two_digits = re.compile(r"< 0\.001|n/a|not tested|1|0\.0*[1-9]\d?")
     for column in ("Holm-Sidak p",):
         assert all(two_digits.fullmatch(p) for p in table[column]), list(table[column])
     assert all(two_digits.fullmatch(p) for p in appendix.arms_table(simulated)[
         "rise Holm-Sidak p"])
-    # 3 seeds in every arm: each comparison seed by seed, on 2 df
-    assert set(table["seeds"]) == {"paired"} and set(table["df (seeds)"]) == {"2"}
+    # 4 seeds in every arm: each comparison seed by seed, on 3 df
+    assert set(table["seeds"]) == {"paired"} and set(table["df (seeds)"]) == {"3"}
 
 
 def test_a_placebo_prints_a_change_of_exactly_zero(simulated):
