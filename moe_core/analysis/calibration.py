@@ -211,6 +211,18 @@ def found(arm: str, hypothesis: str) -> Callable[[vd.StudyAnalysis], dict]:
     return measure
 
 
+def removal_claims(arms: Sequence[str], hypothesis: str
+                   ) -> Callable[[vd.StudyAnalysis], dict]:
+    """Was any of these arms said to remove or reduce the control's rise, and was the
+    explanation supported?"""
+    def measure(analysis: vd.StudyAnalysis) -> dict[str, bool]:
+        hits = [c for c in analysis.comparisons if c.arm in arms and c.control == CONTROL]
+        return {"removes or reduces called": any(c.outcome == vd.AS_PREDICTED and
+                                                 c.predicted < 0 for c in hits),
+                "supported": analysis.verdicts[hypothesis].verdict == vd.SUPPORTED}
+    return measure
+
+
 def per_run_false_inflections(studies: int, noise: Noise, seed: int = 0) -> float:
     """Share of flat (no trend after a decay) runs with correlated wander labelled
     "inflection" by the single-curve test."""
@@ -278,6 +290,19 @@ def calibration_table(studies: int = 200, seeds: int = 4, noise: Noise = Noise()
         "supported <= 0.05, not supported high",
         run_scenario(study_like(arms), found(fresh, vd.OVERFITTING), studies, seeds, noise,
                      seed=5))
+    # removed or only delayed (issue 22): the overfitting arms never rise within the run, but
+    # only because they progress more slowly; "removes" must not be called
+    overfitting_arms = (fresh, "higher_dropout@reference_lr")
+    for scenario, truth in (
+            ("slows fitting: fresh data and dropout are the control stretched in time "
+             "(speed 0.6: the rise would come after the end)", Truth(rise=0.1, speed=0.6)),
+            ("delayed: the rise comes after the run's end, the train fit slowed to 0.6, the "
+             "val loss as the control's until then", Truth(rise=0.1, delay=0.5, fit_speed=0.6)),
+            ("slows fitting, past the onset (speed 0.8): on the control's curve",
+             Truth(rise=0.1, speed=0.8))):
+        add(scenario, "<= 0.05", run_scenario(
+            study_like(arms, {arm: truth for arm in overfitting_arms}),
+            removal_claims(overfitting_arms, vd.OVERFITTING), studies, seeds, noise, seed=9))
     add("one flat run with correlated wander (per-run label)", "descriptive: reported",
         {"labelled inflection": per_run_false_inflections(studies * 5, noise, seed=6)})
     strong = replace(noise, wander_phi=0.95)

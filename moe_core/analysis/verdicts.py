@@ -361,7 +361,7 @@ def _decide_basis(c: Comparison, curves: Mapping[str, fx.ArmCurves],
 def _censoring(c: Comparison, curves: fx.ArmCurves, progress: MatchedProgress | None) -> str:
     """Why an arm that does not rise cannot be said to remove the rise."""
     means = window_means(curves.loss.mean(0), curves.window)
-    turned = ("its val loss still falling (its lowest window is its last)"
+    turned = ("its val loss still falling: its lowest window is its last"
               if int(np.argmin(means)) == means.size - 1
               else f"its rise {c.arm_rise.estimate:+.3f} within noise")
     head = f"no rise within {int(curves.steps[-1])} steps ({turned})"

@@ -424,7 +424,9 @@ def generalisation_curves(curves: dict, control: str, arms: Sequence[str],
         else:
             ax.set_ylabel("val loss (nats)")
             ax.set_title("every arm", fontsize=10, loc="left")
-    axes[0, 0].legend(frameon=False, fontsize=7.5, loc="upper left")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)),
+               frameon=False, fontsize=8)
     fig.suptitle("The generalisation curve: val loss against how far each arm has fitted its "
                  "train subset (mean over seeds).\nDashed: the control's fit at its onset. "
                  "Open circle: no rise and not yet as far as the onset (censored).",

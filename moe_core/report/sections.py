@@ -176,7 +176,41 @@ def answer_markdown(study: Study) -> str:
         verdict = a.verdicts[name]
         lines.append(f"| {name} | **{verdict.verdict}** | {_deciding(verdict)} |")
     lines += ["", "**In one sentence.** " + one_sentence(a)]
+    progress = progress_summary(a)
+    if progress:
+        lines += ["", "**Rise and fitting progress.** " + progress]
     return "\n".join(lines)
+
+
+def progress_summary(a: vd.StudyAnalysis) -> str:
+    """Which arms got as far as the rising control's onset fit, and which of them rise:
+    the pattern the verdicts have to be read against."""
+    if not a.rising_controls:
+        return ""
+    control = a.rising_controls[0]
+    mine = [c for c in a.comparisons if c.control == control and c.progress is not None]
+    if not mine:
+        return ""
+    reached = [c for c in mine if c.progress.reached]
+    short = [c for c in mine if not c.progress.reached]
+    rising = [c for c in reached if c.arm_rise.significant]
+    parts = [f"The control turned at a train-subset loss of {mine[0].progress.onset_fit:.2f}. "
+             f"Of the {len(reached)} intervention(s) that fitted at least that far by their "
+             f"end, {len(rising)} rise beyond noise"
+             + (f" ({_listing([esc.md(c.arm) for c in rising])})" if rising else "") + "."]
+    if short:
+        still = [c for c in short if not c.arm_rise.significant]
+        parts.append(f"Of the {len(short)} that stopped short "
+                     f"({_listing([f'{esc.md(c.arm)} at {c.progress.arm_end_fit:.2f}' for c in short])}), "
+                     f"{len(short) - len(still)} rise: a run that has not reached the point "
+                     "where the control turned cannot show whether it would.")
+    kept = [c for c in reached if c.basis == vd.MATCHED_FIT and c.outcome == vd.PERSISTS
+            and c.hypothesis == vd.LR_SCHEDULE]
+    if kept:
+        parts.append(f"{_listing([esc.md(c.arm) for c in kept])}, with a lower late LR, "
+                     "rise(s) as the control does between the same fits: there the LR schedule "
+                     "changes when the rise comes (through the speed of fitting), not whether.")
+    return " ".join(parts)
 
 
 def _where_it_rises(study: Study) -> list[str]:

@@ -183,3 +183,37 @@ def test_a_placebo_on_the_controls_seeds_reports_no_change_with_a_degenerate_int
     # no change is claimed either way (an identical copy keeps all of the rise: "persists"
     # is true of it)
     assert comparison(a, placebo).outcome in (vd.NO_CHANGE, vd.PERSISTS)
+
+
+@pytest.mark.parametrize("truth", [cal.Truth(rise=0.1, speed=0.6),
+                                   cal.Truth(rise=0.1, delay=0.5, fit_speed=0.6)],
+                         ids=["slows fitting", "delayed"])
+def test_an_arm_that_has_not_reached_the_controls_onset_is_censored_never_a_removal(truth):
+    """The control stretched in time (its rise would come after the end), or a rise delayed
+    past the end with a slower fit: at equal steps both look like a removed rise."""
+    overfitting = ("fresh_data@reference_lr", "higher_dropout@reference_lr")
+    a = analyse(cal.study_like(ARMS, {arm: truth for arm in overfitting}), seeds=4)
+    for arm in overfitting:
+        c = comparison(a, arm)
+        assert c.outcome == vd.CENSORED and not c.removes and c.basis == ""
+        assert not c.progress.reached and c.progress.seeds_reached == 0
+        assert c.at_equal_steps.estimate < -0.05  # what the step-matched view would call removal
+        # at its end-of-run fitting rate it reaches the control's end fit after ~1/0.6 of the
+        # run (the rate is extrapolated from the last quarter, so only roughly)
+        assert 500 < c.progress.steps_needed < 900
+        reason = vd._reason(c)
+        assert "needs a longer run" in reason and "steps would reach" in reason
+    assert a.verdicts[vd.OVERFITTING].verdict == vd.UNDETERMINED
+
+
+def test_a_slower_arm_past_the_onset_is_judged_at_matched_fit_and_not_called_a_removal():
+    """Speed 0.8: past the control's onset fit by the end, on the control's curve, so it
+    rises less by the end (at equal steps) but not at matched fit."""
+    slower = cal.Truth(rise=0.1, speed=0.8)
+    overfitting = ("fresh_data@reference_lr", "higher_dropout@reference_lr")
+    a = analyse(cal.study_like(ARMS, {arm: slower for arm in overfitting}), seeds=4)
+    for arm in overfitting:
+        c = comparison(a, arm)
+        assert c.basis == vd.MATCHED_FIT and c.progress.reached
+        assert c.outcome != vd.AS_PREDICTED
+        assert c.progress.matched_fit > c.progress.control_end_fit + 0.1
