@@ -9,18 +9,28 @@ curve is then censored, not removed: nothing says it would not turn later.
 So an intervention is compared with its control at matched progress, on the
 generalisation curve (val loss against train-subset loss):
 
-- the onset fit: for each control seed, its train-subset loss (window mean) at the window
-  where the *other* seeds' mean val loss is lowest (leave one out, as the rise itself is
-  measured in `effects.rise_statistic`, so a seed's own noise does not pick its onset);
-- an arm has *reached* the onset when each of its seeds, by its last window, has fitted
-  at least that far (train-subset loss at or below the onset fit of the control's seed of
-  the same number, or their mean where the control lacks that seed);
+- the onset fit: the mean over the control's seeds of each seed's train-subset loss
+  (window mean) at the window where the *other* seeds' mean val loss is lowest (leave one
+  out, as the rise itself is measured in `effects.rise_statistic`). One threshold for every
+  run: per-seed onsets scatter by ~0.07 nats of fit on the demo's runs, because the val
+  loss is flat around its low point;
+- an arm has *reached* the onset when its mean end-window train-subset loss is at or below
+  the onset fit (and each of its runs gets there within its evals);
 - the *matched fit* of a seed pair is the furthest fit both runs reached (the higher of
   their two end-window train losses); the *rise at matched fit* of a run is its val loss
   where it first reaches the matched fit minus its val loss where it first reaches the
   onset fit (window means). For the control that is how much it had risen by then; an
   intervention that only slows fitting lies on the control's curve and rises as much
-  between the same two fits; one that changes generalisation rises less (or more).
+  between the same two fits; one that changes generalisation rises less (or more). This
+  is the effect *not* carried by the speed of fitting (matching on fit conditions on it):
+  the change at equal steps, which includes it, is reported beside it;
+- the *span*: how much of the control's fit range after its onset (onset fit to end fit)
+  the matched fit covers. Fixed in advance and read from fits only, never from val
+  losses: a comparison over less than MIN_SPAN_SHARE of it would compare the first stretch
+  after the onset, where the control has risen little;
+- the *level at the arm's fit*: the arm's end-window val loss minus the control's val loss
+  where the control first fitted as far (per seed pair): near 0 for an arm that only fits
+  more slowly (on the control's curve), below 0 for one that generalises better.
 
 Train-subset loss is measured on each arm's own train subset: with fresh data (a train
 split 20x larger, seen about once) it stays near the val loss, so such an arm reaches the
@@ -30,8 +40,9 @@ cannot show whether memorising is what turns the curve.
 
 `steps_needed` extrapolates the arm's fit at its end-of-run fitting rate (a straight line
 through the mean train-subset loss over the last quarter of its evals) to the control's end
-fit, where the control's rise was measured: the run length that would decide. A rough
-figure: a longer run under the same schedule shape applies a different LR.
+fit, where the control's rise was measured. Fitting slows as it goes (on the demo's runs
+the rate halves from one quarter to the next), so it is a lower bound: "at least". A
+longer run under the same schedule shape also applies a different LR.
 """
 
 from __future__ import annotations
@@ -45,6 +56,8 @@ from moe_core.analysis.effects import ArmCurves, ArmStatistic, leave_one_out_low
 from moe_core.analysis.inflection import window_means
 
 RATE_FRACTION = 0.25  # the end-of-run fitting rate: a line through the last quarter of evals
+# the matched fit must cover at least this share of the control's fit range after its onset
+MIN_SPAN_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -54,20 +67,41 @@ class MatchedProgress:
     arm: str
     control: str
     onset_fit: float  # the control's train-subset loss at its onset, mean over its seeds
+    onset_fit_sd: float  # the spread of its seeds' onset fits
     control_end_fit: float  # end-window train-subset loss, mean over seeds
     arm_end_fit: float
-    seeds_reached: int  # the arm's seeds that fitted at least to the onset fit
+    seeds_reached: int  # the arm's seeds whose end fit is at or past the onset fit
     n_seeds: int
     matched_fit: float  # mean over the arm's seeds of the furthest fit both runs reached
     steps: int  # the arm's last common eval step
-    steps_needed: float | None  # run length to reach the control's end fit (None: no trend)
+    steps_needed: float | None  # at least this run length reaches the control's end fit
     # val loss at the matched fit minus at the onset fit, per seed (None unless reached)
     arm_rise: ArmStatistic | None = None
     control_rise: ArmStatistic | None = None
+    # the arm's end val loss minus the control's at the same fit, and the control's
+    # statistic of the same name (zero), for a paired test (None when the control never
+    # fitted so little, or the arm fitted further than the control)
+    level: tuple[ArmStatistic, ArmStatistic] | None = None
 
     @property
     def reached(self) -> bool:
-        return self.seeds_reached == self.n_seeds > 0
+        return self.arm_end_fit <= self.onset_fit + 1e-12
+
+    @property
+    def span_share(self) -> float:
+        """The share of the control's fit range after its onset that the matched fit
+        covers (can exceed 1 when the arm fitted further than the control)."""
+        whole = self.onset_fit - self.control_end_fit
+        return (self.onset_fit - self.matched_fit) / whole if whole > 0 else float("nan")
+
+    @property
+    def span_covered(self) -> bool:
+        return self.span_share >= MIN_SPAN_SHARE
+
+    @property
+    def fit_for_span(self) -> float:
+        """The fit an arm must reach for its comparison to cover MIN_SPAN_SHARE."""
+        return self.onset_fit - MIN_SPAN_SHARE * (self.onset_fit - self.control_end_fit)
 
 
 def fit_windows(curves: ArmCurves) -> np.ndarray | None:
@@ -95,9 +129,9 @@ def first_reaching(fit: np.ndarray, target: float) -> int | None:
 
 
 def steps_to_fit(curves: ArmCurves, target: float) -> float | None:
-    """The step at which the arm's mean train-subset loss would reach `target`, on a
-    straight line through its last quarter of evals; None when it is not falling there.
-    Already there: the step where it first did."""
+    """At least this step, for the arm's mean train-subset loss to reach `target`: a
+    straight line through its last quarter of evals (fitting slows, so the line reaches it
+    early); None when it is not falling there. Already there: the step where it first did."""
     fit = fit_windows(curves)
     if fit is None:
         return None
@@ -122,6 +156,12 @@ def _rise_between(curves: ArmCurves, fit: np.ndarray, seed_index: int, onset: fl
         return None
     end = first_reaching(fit[seed_index], max(matched, float(fit[seed_index].min())))
     end = start if end is None or end < start else end
+    return _val_change(curves, seed_index, start, end)
+
+
+def _val_change(curves: ArmCurves, seed_index: int, start: int, end: int
+                ) -> tuple[float, np.ndarray | None]:
+    """Window-mean val loss at window `end` minus at window `start`, and per sequence."""
     means = window_means(curves.loss[seed_index], curves.window)
     sequences = None
     if curves.per_sequence is not None:
@@ -131,47 +171,79 @@ def _rise_between(curves: ArmCurves, fit: np.ndarray, seed_index: int, onset: fl
     return float(means[end] - means[start]), sequences
 
 
-def _statistic(curves: ArmCurves, fit: np.ndarray, onsets: list[float], matched: list[float]
-               ) -> ArmStatistic | None:
-    values, sequences = [], []
-    for i in range(curves.n_seeds):
-        found = _rise_between(curves, fit, i, onsets[i], matched[i])
-        if found is None:
-            return None
-        values.append(found[0])
-        sequences.append(found[1])
+def _statistic(curves: ArmCurves, name: str, values: list, sequences: list) -> ArmStatistic:
     per_sequence = None if any(s is None for s in sequences) else np.mean(sequences, axis=0)
-    return ArmStatistic(curves.arm, "rise at matched fit", np.asarray(values), per_sequence,
+    return ArmStatistic(curves.arm, name, np.asarray(values, dtype=float), per_sequence,
                         curves.val_sha, seeds=curves.seeds)
+
+
+def _rises(curves: ArmCurves, fit: np.ndarray, onset: float, matched: list[float]
+           ) -> ArmStatistic | None:
+    found = [_rise_between(curves, fit, i, onset, matched[i]) for i in range(curves.n_seeds)]
+    if any(f is None for f in found):
+        return None
+    return _statistic(curves, "rise at matched fit", [f[0] for f in found],
+                      [f[1] for f in found])
+
+
+def _level(arm: ArmCurves, arm_fit: np.ndarray, control: ArmCurves, control_fit: np.ndarray
+           ) -> tuple[ArmStatistic, ArmStatistic] | None:
+    """Per seed pair (the control's seed of the same number, else its seeds' mean): the
+    arm's end val loss minus the control's val loss where the control first fitted as far
+    as the arm's end; paired against zeros on the control's seeds, so the test is a one-
+    sample t on these differences when the seeds pair. None when the pairs do not match."""
+    if set(arm.seeds) != set(control.seeds):
+        return None
+    where = {s: i for i, s in enumerate(control.seeds)}
+    control_means = window_means(control.loss, control.window)
+    arm_means = window_means(arm.loss, arm.window)
+    values, sequences = [], []
+    for i, seed in enumerate(arm.seeds):
+        j = where[seed]
+        at = first_reaching(control_fit[j], float(arm_fit[i, -1]))
+        if at is None or arm_fit[i, -1] < control_fit[j, -1]:
+            return None  # the arm fitted further than the control ever did
+        values.append(float(arm_means[i, -1] - control_means[j, at]))
+        if arm.per_sequence is not None and control.per_sequence is not None \
+                and arm.per_sequence.shape[2] == control.per_sequence.shape[2]:
+            w = arm.window
+            sequences.append(arm.per_sequence[i, -w:].mean(0)
+                             - control.per_sequence[j, at:at + w].mean(0))
+        else:
+            sequences.append(None)
+    difference = _statistic(arm, "val loss at the arm's fit", values, sequences)
+    zero = ArmStatistic(control.arm, "val loss at the arm's fit", np.zeros(len(values)),
+                        None if difference.per_sequence is None
+                        else np.zeros_like(difference.per_sequence),
+                        difference.val_sha, seeds=arm.seeds)
+    return difference, zero
 
 
 def matched_progress(arm: ArmCurves, control: ArmCurves) -> MatchedProgress | None:
     """The arm against the control at matched fit; None when either has no train-subset
     loss (progress unknown)."""
-    arm_fit, control_fit, onset = fit_windows(arm), fit_windows(control), onset_fits(control)
-    if arm_fit is None or control_fit is None or onset is None:
+    arm_fit, control_fit, onsets = fit_windows(arm), fit_windows(control), onset_fits(control)
+    if arm_fit is None or control_fit is None or onsets is None:
         return None
-    onset_of = dict(zip(control.seeds, onset, strict=True))
+    onset = float(onsets.mean())
     control_end = dict(zip(control.seeds, control_fit[:, -1], strict=True))
-    mean_onset, mean_control_end = float(onset.mean()), float(control_fit[:, -1].mean())
+    mean_control_end = float(control_fit[:, -1].mean())
     arm_end = arm_fit[:, -1]
-    arm_onsets = [float(onset_of.get(s, mean_onset)) for s in arm.seeds]
     arm_matched = [max(float(e), float(control_end.get(s, mean_control_end)))
                    for s, e in zip(arm.seeds, arm_end, strict=True)]
-    reached = sum(m <= o + 1e-12 for m, o in zip(arm_matched, arm_onsets, strict=True))
-    # the control's seeds: the same pair's matched fit where the arm ran that seed
     arm_matched_of = dict(zip(arm.seeds, arm_matched, strict=True))
     mean_arm_end = float(arm_end.mean())
     control_matched = [arm_matched_of.get(s, max(float(control_end[s]), mean_arm_end))
                        for s in control.seeds]
     arm_rise = control_rise = None
-    if reached == arm.n_seeds:
-        arm_rise = _statistic(arm, arm_fit, arm_onsets, arm_matched)
-        control_rise = _statistic(control, control_fit, [float(o) for o in onset],
-                                  [min(m, float(o))
-                                   for m, o in zip(control_matched, onset, strict=True)])
-    needed = steps_to_fit(arm, mean_control_end)
+    if mean_arm_end <= onset + 1e-12:
+        arm_rise = _rises(arm, arm_fit, onset, arm_matched)
+        control_rise = _rises(control, control_fit, onset,
+                              [min(m, onset) for m in control_matched])
+        if arm_rise is None or control_rise is None:
+            arm_rise = control_rise = None
     return MatchedProgress(
-        arm.arm, control.arm, mean_onset, mean_control_end, float(arm_end.mean()), reached,
-        arm.n_seeds, float(np.mean(arm_matched)), int(arm.steps[-1]), needed,
-        arm_rise, control_rise)
+        arm.arm, control.arm, onset, float(onsets.std(ddof=1)) if onsets.size > 1 else 0.0,
+        mean_control_end, mean_arm_end, int(np.sum(arm_end <= onset + 1e-12)), arm.n_seeds,
+        float(np.mean(arm_matched)), int(arm.steps[-1]), steps_to_fit(arm, mean_control_end),
+        arm_rise, control_rise, _level(arm, arm_fit, control, control_fit))

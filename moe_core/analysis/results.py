@@ -48,7 +48,7 @@ UNREADABLE = "unreadable"
 DUPLICATE = "duplicate"
 # config keys that name or describe a run without changing what it computes
 COSMETIC_KEYS = ("name", "description", "condition", "checkpoint_every_evals",
-                 "save_best_checkpoint")
+                 "save_best_checkpoint", "keep_weights")
 # the reference's `_seed_run` folder: the run that first showed the inflection
 REFERENCE_SEED_RUN = "seed_run"
 

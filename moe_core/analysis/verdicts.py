@@ -42,7 +42,7 @@ import pandas as pd
 
 from moe_core.analysis import effects as fx
 from moe_core.analysis.inflection import window_means
-from moe_core.analysis.progress import MatchedProgress, matched_progress
+from moe_core.analysis.progress import MIN_SPAN_SHARE, MatchedProgress, matched_progress
 from moe_core.analysis.results import COSMETIC_KEYS, OURS, Results
 from moe_core.errors import UserInputError
 from moe_core.record.metrics_json import is_finished_status
@@ -118,9 +118,16 @@ class Comparison:
     basis: str = ""
     progress: MatchedProgress | None = None
     # the control's rise between its onset fit and the matched fit (one-sided, uncorrected)
-    control_at_match: fx.Test | None = None
     at_equal_steps: fx.Test | None = None  # the change at equal steps, uncorrected
     censored_because: str = ""
+    # for an arm short of the control's onset: its end val loss minus the control's at the
+    # same fit (paired, uncorrected; near 0 on the control's curve, below 0 off it)
+    level: fx.Test | None = None
+    # its end val loss minus the control's lowest (paired, uncorrected): below 0 is further
+    # than slower fitting along the control's curve could go
+    below_lowest: fx.Test | None = None
+    different_split: bool = False  # its train split differs: its fit is no common scale
+    decides: bool = False  # against a rising control (else: the interaction, no verdict)
 
 
 @dataclass(frozen=True)
@@ -278,8 +285,9 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
     exposure = {arm: Exposure(late_lr[arm], float(epochs.get(arm, float("nan"))))
                 for arm in curves}
 
-    # one family per explanation: its interventions against every control (the rising one
-    # decides; the others show the interaction), corrected together
+    # per explanation, two families: its interventions against the rising controls (they
+    # decide), and against the controls that do not rise (at equal steps: whether an
+    # intervention matters under either condition; no verdict rests on them)
     candidates: list[Comparison] = []  # each change test before its family's correction
     decisive: dict[tuple[str, str], tuple[fx.ArmStatistic, fx.ArmStatistic]] = {}
     for control in controls.values():
@@ -296,22 +304,30 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
             comparison = Comparison(control, arm, family, keys, predicted, basis,
                                     removes_cause, change=at_steps, arm_rise=rise_tests[arm],
                                     at_equal_steps=at_steps)
-            comparison, pair = _decide_basis(comparison, curves, rise_stats, alpha,
-                                             rising=control in rising)
+            if control in rising:
+                comparison, pair = _decide_basis(comparison, curves, rise_stats, configs,
+                                                 exposure)
+            else:
+                comparison, pair = replace(comparison, basis=EQUAL_STEPS), (
+                    rise_stats[arm], rise_stats[control])
             if pair is not None:
                 decisive[(control, arm)] = pair
                 comparison = replace(comparison, change=fx.two_sample(*pair))
             candidates.append(comparison)
     comparisons = []
-    for family in dict.fromkeys(c.hypothesis for c in candidates):
-        members = [c for c in candidates if c.hypothesis == family]
+    families = dict.fromkeys((c.hypothesis, c.control in rising) for c in candidates)
+    for family, decides in families:
+        members = [c for c in candidates if c.hypothesis == family
+                   and (c.control in rising) == decides]
         tested = [c for c in members if c.basis]
         corrected = dict(zip(((c.control, c.arm) for c in tested),
                              fx.correct([c.change for c in tested], alpha), strict=True))
-        keeps = _keeps_tests(tested, decisive, alpha)
+        keeps = _keeps_tests(tested, decisive, alpha) if decides else {}
         comparisons += [_judge(replace(c, change=corrected[(c.control, c.arm)],
                                        keeps=keeps.get((c.control, c.arm))))
                         if c.basis else c for c in members]
+    order = {(c.control, c.arm): i for i, c in enumerate(candidates)}
+    comparisons.sort(key=lambda c: order[(c.control, c.arm)])
     verdicts = {name: _verdict(name, [c for c in comparisons if c.hypothesis == name
                                       and c.control in rising], rising, controls)
                 for name in HYPOTHESES}
@@ -325,58 +341,115 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
 
 
 def _decide_basis(c: Comparison, curves: Mapping[str, fx.ArmCurves],
-                  rise_stats: Mapping[str, fx.ArmStatistic], alpha: float, rising: bool
+                  rise_stats: Mapping[str, fx.ArmStatistic], configs: Mapping[str, dict],
+                  exposure: Mapping[str, Exposure]
                   ) -> tuple[Comparison, tuple[fx.ArmStatistic, fx.ArmStatistic] | None]:
-    """What the comparison is decided on: the rises at matched fit when the arm reached the
-    control's onset fit and the control had risen beyond noise by the fit both reached; the
-    rises at equal steps when the arm rises before reaching that fit; else nothing (the
-    comparison is censored, with the reason). Against a control that does not rise (no
-    verdict rests on it; it shows whether an intervention matters under either condition):
-    at matched fit when the arm reached its onset, else at equal steps."""
-    progress = matched_progress(curves[c.arm], curves[c.control])
-    c = replace(c, progress=progress)
-    if not rising:
-        if progress is not None and progress.arm_rise is not None \
-                and progress.control_rise is not None:
+    """What a comparison with a rising control is decided on: the rises at matched fit when
+    the arm reached the control's onset fit and the matched fit covers MIN_SPAN_SHARE of
+    the control's fit range after it; the rises at equal steps when the arm rises before
+    that; else nothing: the comparison is censored, with the reason."""
+    different = bool(set(c.changed) & set(SPLIT_KEYS))
+    progress = None if different else matched_progress(curves[c.arm], curves[c.control])
+    c = replace(c, progress=progress, different_split=different, decides=True,
+                below_lowest=fx.two_sample(fx.end_statistic(curves[c.arm]),
+                                           lowest_statistic(curves[c.control])))
+    if progress is not None and progress.level is not None:
+        c = replace(c, level=fx.two_sample(*progress.level))
+    if progress is not None and progress.reached and progress.arm_rise is not None:
+        if progress.span_covered:
             return replace(c, basis=MATCHED_FIT), (progress.arm_rise, progress.control_rise)
-        return replace(c, basis=EQUAL_STEPS), (rise_stats[c.arm], rise_stats[c.control])
-    if progress is not None and progress.reached:
-        if progress.arm_rise is None or progress.control_rise is None:
+        if not c.arm_rise.significant:
             return replace(c, outcome=CENSORED, censored_because=(
-                "a seed's fit does not reach the onset fit within its evals")), None
-        gate = fx.one_sample(progress.control_rise)
-        c = replace(c, control_at_match=gate)
-        if gate.p_value is None or gate.p_value >= alpha:
-            return replace(c, outcome=CENSORED, censored_because=(
-                f"at the fit both reached (train-subset loss {progress.matched_fit:.2f}) the "
-                f"control had risen only {gate.estimate:+.3f} nats from its onset, not beyond "
-                f"noise (one-sided p {fx.format_p(gate.p_value)})")), None
-        return replace(c, basis=MATCHED_FIT), (progress.arm_rise, progress.control_rise)
+                f"it fitted to {progress.arm_end_fit:.2f}, past the control's onset fit "
+                f"({progress.onset_fit:.2f}), but not as far as "
+                f"{progress.fit_for_span:.2f}, which a comparison needs to cover "
+                f"{MIN_SPAN_SHARE:.0%} of the control's fit range after its onset (to "
+                f"{progress.control_end_fit:.2f}); "
+                + _run_length(progress.steps_needed, progress.control_end_fit))), None
     if c.arm_rise.significant:
         return replace(c, basis=EQUAL_STEPS), (rise_stats[c.arm], rise_stats[c.control])
-    return replace(c, outcome=CENSORED, censored_because=_censoring(c, curves[c.arm],
-                                                                    progress)), None
+    return replace(c, outcome=CENSORED, censored_because=_censoring(
+        c, curves[c.arm], curves[c.control], progress, configs, exposure)), None
 
 
-def _censoring(c: Comparison, curves: fx.ArmCurves, progress: MatchedProgress | None) -> str:
-    """Why an arm that does not rise cannot be said to remove the rise."""
+# config keys that change the train split: an arm with another split has its own
+# train-subset loss, no common scale of fitting progress with the control
+SPLIT_KEYS = ("data_source", "seq_len", "num_documents", "val_fraction", "data_seed",
+              "train_documents_factor", "data_path", "text_field", "hub_dataset", "hub_config",
+              "hub_split", "synthetic_topics", "synthetic_branching", "synthetic_zipf",
+              "synthetic_doc_tokens")
+
+
+def lowest_statistic(curves: fx.ArmCurves) -> fx.ArmStatistic:
+    """Each seed's val loss over the window where its other seeds are lowest (as the rise is
+    measured: its end window minus its rise)."""
+    end, rise = fx.end_statistic(curves), fx.rise_statistic(curves)
+    return replace(end, name="lowest val loss", per_seed=end.per_seed - rise.per_seed,
+                   per_sequence=None if end.per_sequence is None or rise.per_sequence is None
+                   else end.per_sequence - rise.per_sequence)
+
+
+def onset_step(curves: fx.ArmCurves) -> int:
+    """The middle step of the window where the arm's mean val loss is lowest."""
+    means = window_means(curves.loss.mean(0), curves.window)
+    return int(curves.steps[int(np.argmin(means)) + curves.window // 2])
+
+
+def _run_length(steps: float | None, target: float) -> str:
+    if steps is None:
+        return "its train-subset loss is not falling at its end, so no run length follows"
+    return (f"a run of at least {round_steps(steps)} steps would reach the control's end fit "
+            f"({target:.2f}) at its end-of-run fitting rate (fitting slows: likely more)")
+
+
+def _censoring(c: Comparison, curves: fx.ArmCurves, control: fx.ArmCurves,
+               progress: MatchedProgress | None, configs: Mapping[str, dict],
+               exposure: Mapping[str, Exposure]) -> str:
+    """Why an arm that does not rise cannot be said to remove the rise, and what it does
+    show: whether it lies on the control's generalisation curve."""
     means = window_means(curves.loss.mean(0), curves.window)
     turned = ("its val loss still falling: its lowest window is its last"
               if int(np.argmin(means)) == means.size - 1
               else f"its rise {c.arm_rise.estimate:+.3f} within noise")
     head = f"no rise within {int(curves.steps[-1])} steps ({turned})"
+    low = c.below_lowest
+    beyond = (low is not None and low.ci_high is not None and low.ci_high < 0)
+    below = ("" if low is None or low.ci_low is None else
+             f"; its val loss ends {-low.estimate:.3f} below the control's lowest (95% CI "
+             f"{-low.ci_high:.3f} to {-low.ci_low:.3f}), "
+             + ("further than fitting more slowly along the control's curve could go"
+                if beyond else "not beyond noise"))
+    if c.different_split:
+        changed = ", ".join(f"{k} {configs[c.control].get(k)} -> {configs[c.arm].get(k)}"
+                            for k in c.changed if k in SPLIT_KEYS)
+        mine, theirs = exposure[c.arm].epochs, exposure[c.control].epochs
+        passes = ""
+        if all(map(math.isfinite, (mine, theirs))) and mine > 0:
+            at_onset = theirs * onset_step(control) / float(control.steps[-1])
+            needed = at_onset / mine * float(curves.steps[-1])
+            passes = (f"; the control turned after {at_onset:.1f} passes over its split, which "
+                      f"this arm would make in about {round_steps(needed)} steps")
+        return (f"{head}; its train split differs ({changed}), so its train-subset loss is no "
+                f"measure of the same progress{below}; whether it would turn later is "
+                f"undetermined{passes}")
     if progress is None:
-        return head + ("; no train-subset loss recorded, so whether it fitted as far as the "
-                       "control had when it turned is unknown")
-    needed = ("its train-subset loss is not falling at its end, so no run length can be "
-              "read from it" if progress.steps_needed is None
-              else f"at its end-of-run fitting rate a run of about "
-                   f"{round_steps(progress.steps_needed)} steps would reach the control's end "
-                   f"fit ({progress.control_end_fit:.2f})")
-    return (f"{head}, but it fitted its train subset only to {progress.arm_end_fit:.2f} "
-            f"(mean over seeds) where the control turned at {progress.onset_fit:.2f}: "
-            f"{progress.seeds_reached} of {progress.n_seeds} seeds reached the control's "
-            f"onset fit; {needed}")
+        return (head + "; no train-subset loss recorded, so whether it fitted as far as the "
+                "control had when it turned is unknown" + below)
+    level = c.level
+    on_curve = ""
+    if level is not None and level.ci_low is not None:
+        off = level.ci_high < 0 or level.ci_low > 0
+        on_curve = (f"; at the fit it reached, its val loss differs from the control's at the "
+                    f"same fit by {level.estimate:+.3f} (95% CI {level.ci_low:+.3f} to "
+                    f"{level.ci_high:+.3f}): "
+                    + ("off the control's curve (it generalises "
+                       + ("better" if level.estimate < 0 else "worse") + ", not only more "
+                       "slowly)" if off else "on the control's curve (it only fits more "
+                       "slowly, as far as this shows)"))
+    return (f"{head}, but it fitted its train subset only to {progress.arm_end_fit:.2f} (mean "
+            f"over seeds) where the control turned at {progress.onset_fit:.2f} (seed sd "
+            f"{progress.onset_fit_sd:.2f}){on_curve}{below}; "
+            + _run_length(progress.steps_needed, progress.control_end_fit))
 
 
 def round_steps(steps: float) -> int:
@@ -413,9 +486,30 @@ def _judge(c: Comparison) -> Comparison:
         outcome = PERSISTS
     else:
         outcome = NO_CHANGE
+    if outcome == AS_PREDICTED and c.predicted < 0 and c.basis == EQUAL_STEPS and c.decides:
+        slower = _slower_or_unknown(c)
+        if slower:
+            return replace(c, outcome=CENSORED, censored_because=(
+                f"it rises less than the control at equal steps ({test.estimate:+.3f} nats), "
+                f"but {slower}, so slower fitting alone could produce that; it has not fitted "
+                "far enough past the control's onset to be compared at matched fit"))
     return replace(c, outcome=outcome,
                    removes=outcome == AS_PREDICTED and c.predicted < 0
                    and not c.arm_rise.significant)
+
+
+def _slower_or_unknown(c: Comparison) -> str:
+    """Why a lower rise at equal steps may be slower fitting only ("" when the arm fitted at
+    least as far as the control: then equal steps favour it no more than matched fit)."""
+    p = c.progress
+    if c.different_split:
+        return "its train split differs, so how far it fitted cannot be compared"
+    if p is None:
+        return "no train-subset loss was recorded, so how far it fitted is unknown"
+    if p.arm_end_fit > p.control_end_fit:
+        return (f"it fitted its train subset only to {p.arm_end_fit:.2f} where the control "
+                f"reached {p.control_end_fit:.2f}")
+    return ""
 
 
 def _verdict(name: str, comparisons: list[Comparison], rising: tuple[str, ...],
@@ -438,7 +532,10 @@ def _verdict(name: str, comparisons: list[Comparison], rising: tuple[str, ...],
         elif AS_PREDICTED in outcomes:
             per_control.append(SUPPORTED)
         elif outcomes & {AGAINST, PERSISTS}:
-            per_control.append(NOT_SUPPORTED)
+            # a censored intervention that removes the cause could still show the rise
+            # gone: no refutation while one is undetermined
+            censored = any(c.outcome == CENSORED and c.removes_cause for c in mine)
+            per_control.append(UNDETERMINED if censored else NOT_SUPPORTED)
         elif CENSORED in outcomes:
             per_control.append(UNDETERMINED)
         elif mine:
@@ -457,8 +554,8 @@ def _reason(c: Comparison) -> str:
         steps = c.at_equal_steps
         at_steps = "" if steps is None or steps.ci_low is None else (
             f" At equal steps its rise differs by {steps.estimate:+.3f} nats (95% CI "
-            f"{steps.ci_low:+.3f} to {steps.ci_high:+.3f}, uncorrected), which slower "
-            "fitting alone could produce.")
+            f"{steps.ci_low:+.3f} to {steps.ci_high:+.3f}, uncorrected): a rise not yet "
+            "reached looks the same there as a rise removed.")
         return f"{c.arm} vs {c.control}: {CENSORED}: {c.censored_because}.{at_steps}"
     interval = (" (exactly 0 in every seed: identical runs, a degenerate interval)"
                 if t.identical else "" if t.ci_low is None

@@ -113,6 +113,9 @@ class RunConfig:
     # generalization gap); 0: as many as the val split has
     train_subset_sequences: int = 0
     save_best_checkpoint: bool = False
+    # a finished run keeps its final model weights as weights.pt (its resume checkpoint is
+    # removed either way); bookkeeping: not in the config hash, so runs keep their hashes
+    keep_weights: bool = False
 
     # relative scales an experiment can set, applied to the preset when the config is built,
     # so one experiment file means the same thing at every preset
@@ -171,10 +174,14 @@ class RunConfig:
     def config_hash(self) -> str:
         """Stable hash of everything that changes the outcome of a run (not its seed)."""
         d = self.to_dict()
-        for cosmetic in ("description",):
-            d.pop(cosmetic)
+        for bookkeeping in NOT_HASHED:
+            d.pop(bookkeeping)
         return stable_hash(d)
 
+
+# keys that describe a run or say what its folder keeps, not what it computes: a run is found
+# again (skipped, resumed) whatever they say
+NOT_HASHED = ("description", "keep_weights")
 
 CONDITION_SEPARATOR = "@"
 

@@ -73,6 +73,18 @@ def method_markdown(study: Study) -> str:
         "late LR under half the control's) counts against it when the rise *persists*: the "
         "arm still rises and keeps more than half of the control's rise (one-sided t on arm "
         "rise minus half the control's, both arms' noise counted, Holm-Sidak in the family).",
+        "- **Matched progress, censoring.** An intervention is compared with the control "
+        "at the same train-subset fit, not the same step: for each seed pair, the rise from "
+        "the control's onset fit (its train-subset loss at the window where its other seeds "
+        "are lowest) to the furthest fit both runs reached, arm minus control, paired t. An "
+        "arm that only fits more slowly lies on the control's generalisation curve and "
+        "rises as much between the same fits. An arm that has not fitted as far as the "
+        "control's onset fit by its end, and does not rise, is *censored*: undetermined, "
+        "never 'removes the rise', with the run length that would reach the control's end "
+        "fit at its end-of-run fitting rate (a straight line through its last quarter: "
+        "rough). So is a comparison whose matched fit comes before the control had risen "
+        "beyond noise (one-sided p < 0.05 on its rise up to that fit). An arm that rises "
+        "before reaching the onset fit is compared at equal steps.",
         "- **A run inflects** (per-run label, descriptive) when its rise exceeds what flat "
         "curves with its own correlated wander reach (parametric AR(1) bootstrap, p < 0.05) "
         "and its per-sequence val noise.",

@@ -1,5 +1,9 @@
 """Checkpoints: everything a run needs to continue exactly where it stopped, written
 atomically and read back with torch's weights_only loader (tensors and plain data only).
+
+Only a run that can still resume needs its checkpoint (model, optimizer states, pending
+gradients: ~3-4x the weights), so a finished run's is removed; it keeps its final weights
+(weights.pt) only when asked (keep_weights), and best.pt (save_best_checkpoint) always.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from moe_core.errors import UserInputError
 
 CHECKPOINT_FILE = "checkpoint.pt"
 BEST_CHECKPOINT_FILE = "best.pt"
+WEIGHTS_FILE = "weights.pt"
 
 
 def save_atomic(path: Path, obj: Any) -> None:
@@ -42,6 +47,12 @@ def save_checkpoint(path: Path, config_hash: str, seed: int, model: torch.nn.Mod
         "state": state,
         "since_eval": since_eval,
     })
+
+
+def save_weights(path: Path, model: torch.nn.Module) -> None:
+    """The model's state_dict alone, on the CPU (loadable without a GPU), written atomically:
+    `model.load_state_dict(torch.load(path, weights_only=True))`."""
+    save_atomic(path, {name: t.cpu() for name, t in model.state_dict().items()})
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict:

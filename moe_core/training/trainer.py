@@ -40,6 +40,7 @@ from moe_core.record.metrics_json import (
     check_writable,
     eval_record,
     is_finished_run,
+    is_finished_status,
     layer_routing,
     other_run,
     read_metrics,
@@ -49,10 +50,12 @@ from moe_core.record.metrics_json import (
 from moe_core.training.checkpoint import (
     BEST_CHECKPOINT_FILE,
     CHECKPOINT_FILE,
+    WEIGHTS_FILE,
     load_checkpoint,
     restore,
     save_atomic,
     save_checkpoint,
+    save_weights,
 )
 from moe_core.training.device import (
     autocast,
@@ -149,6 +152,18 @@ class _Run:
                             self.model, self.optimizers, self.scaler, asdict(self.state),
                             asdict(self.since))
 
+    def finish(self, status: str) -> RunRecord:
+        """Record a run that ended normally, then keep only what it needs: its final weights
+        when keep_weights, not its checkpoint, which only a run that can still resume needs.
+        The weights are written before metrics.json says finished, and the checkpoint removed
+        after, so a crash in between leaves a run that resumes (at its end) or is done."""
+        if self.run_dir is not None and self.cfg.keep_weights:
+            save_weights(self.run_dir / WEIGHTS_FILE, self.model)
+        metrics = self.write(status)
+        if self.run_dir is not None:
+            (self.run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+        return metrics
+
 
 class _StopRequest:
     """Ctrl-C (SIGINT) while training asks the loop to stop at the next step boundary, where
@@ -189,10 +204,16 @@ def train(
     unless force; an interrupted one resumes from its last checkpoint unless resume=False;
     a folder holding another config's or seed's run is refused unless force. Ctrl-C writes
     a checkpoint at the next step, records "interrupted" and raises KeyboardInterrupt.
+    A finished run's folder keeps no checkpoint; its final weights (weights.pt) only when
+    cfg.keep_weights.
     """
     run_dir = Path(out_dir) if out_dir is not None else None
     finished = _finished_here(run_dir, cfg, seed, force) if run_dir is not None else None
     if finished is not None:
+        if cfg.keep_weights and not (run_dir / WEIGHTS_FILE).exists():
+            print(f"note: {run_dir} holds this run, finished without keep_weights: its weights "
+                  "were not kept; force=True (--force) retrains it to keep them",
+                  file=sys.stderr)
         return finished
     run = _setup(cfg, seed, run_dir, data, resume, force)
     run.write(RUNNING)
@@ -218,7 +239,8 @@ def train(
     run.state.elapsed_s = time.perf_counter() - t_start
     if status == DIVERGED:
         return run.write(status, error=_divergence_message(cfg, run.meta["diverged_at_step"]))
-    return run.write(status)
+    assert is_finished_status(status), status
+    return run.finish(status)
 
 
 def _train_steps(run: _Run, live: LiveCurves | None, bar: Any, t_start: float) -> str:
@@ -282,8 +304,10 @@ def _setup(cfg: RunConfig, seed: int, run_dir: Path | None, data: Any, resume: b
     scaler = grad_scaler(device, dtype)
     state, since = RunState(), None
     ckpt_path = run_dir / CHECKPOINT_FILE if run_dir else None
-    if ckpt_path is not None and ckpt_path.exists() and force:
-        ckpt_path.unlink()  # --force trains from the start
+    if ckpt_path is not None and force:
+        # --force trains from the start, and no weights of the run it replaces stay behind
+        ckpt_path.unlink(missing_ok=True)
+        (run_dir / WEIGHTS_FILE).unlink(missing_ok=True)
     elif ckpt_path is not None and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, device)
         if (ckpt["config_hash"], ckpt["seed"]) == (cfg.config_hash(), seed) and resume:

@@ -85,3 +85,26 @@ def test_an_arm_whose_fit_stopped_improving_gives_no_run_length():
                       train_loss=np.full_like(control.loss, 3.5))
     found = mp.matched_progress(stuck, control)
     assert not found.reached and found.steps_needed is None
+
+
+def test_an_arm_on_the_controls_curve_has_no_level_difference_one_off_it_does():
+    control = curves("control")
+    slow = curves("slow", speed=0.5)  # the control's curve, travelled more slowly
+    better = curves("better", speed=0.5, shift=-0.1)  # the same fit, val 0.1 lower
+    on, off = mp.matched_progress(slow, control), mp.matched_progress(better, control)
+    difference, zero = on.level
+    assert difference.per_seed == pytest.approx(np.zeros(4), abs=0.003)
+    assert not np.any(zero.per_seed) and zero.seeds == difference.seeds
+    assert off.level[0].per_seed == pytest.approx(np.full(4, -0.1), abs=0.003)
+
+
+def test_the_span_is_the_share_of_the_controls_fit_range_after_its_onset():
+    control = curves("control", onset=0.3)
+    for speed, covered in ((0.5, False), (0.8, True)):
+        found = mp.matched_progress(curves("arm", speed=speed, onset=0.3), control)
+        expected = (found.onset_fit - found.arm_end_fit) / (found.onset_fit
+                                                           - found.control_end_fit)
+        assert found.span_share == pytest.approx(expected)
+        assert found.span_covered is covered
+        assert found.fit_for_span == pytest.approx(
+            found.onset_fit - mp.MIN_SPAN_SHARE * (found.onset_fit - found.control_end_fit))

@@ -64,6 +64,12 @@ def test_hash_is_stable_and_changes_with_any_setting():
     assert a.config_hash() != build_config("no_lb", "cpu").config_hash()
 
 
+def test_keep_weights_is_bookkeeping_outside_the_hash():
+    kept = build_config("baseline", "cpu", {"keep_weights": True})
+    assert kept.keep_weights is True and kept.to_dict()["keep_weights"] is True  # recorded
+    assert kept.config_hash() == build_config("baseline", "cpu").config_hash()
+
+
 def test_override_text_is_read_as_yaml():
     assert parse_override("dropout=0.2") == ("dropout", 0.2)
     assert parse_override("early_stopping=true") == ("early_stopping", True)
@@ -77,6 +83,8 @@ BAD_OVERRIDES = [
     ({"max_steps": "many"}, ["max_steps", "'many'", "integer"]),
     ({"dropout": "high"}, ["dropout", "number"]),
     ({"early_stopping": "yes"}, ["early_stopping", "true or false"]),
+    ({"keep_weights": "no"}, ["keep_weights", "'no'", "true or false"]),
+    ({"keep_weight": True}, ["unknown key 'keep_weight'", "did you mean 'keep_weights'"]),
     ({"max_steps": 0}, ["max_steps", "positive"]),
     ({"batch_size": -4}, ["batch_size", "positive"]),
     ({"top_k": 9}, ["top_k", "num_experts"]),

@@ -35,7 +35,7 @@ def test_the_answer_gives_where_it_rises_and_each_verdict_with_its_numbers(simul
                           ("load balancing", "not supported")):
         assert f"| {name} | **{verdict}** |" in text
     # these arms fit as fast as the control: compared at matched fit
-    assert "fresh_data@reference_lr: rise at matched fit changes -0.0" in text \
+    assert "higher_dropout@reference_lr: rise at matched fit changes -0.0" in text \
         and "95% CI" in text
     assert "removes the rise" in text and "the rise persists" in text
     assert html.unescape(sections.one_sentence(simulated.analysis)).startswith(
