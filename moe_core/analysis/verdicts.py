@@ -128,6 +128,8 @@ class Comparison:
     below_lowest: fx.Test | None = None
     different_split: bool = False  # its train split differs: its fit is no common scale
     decides: bool = False  # against a rising control (else: the interaction, no verdict)
+    # censored: at least this run length would decide (None: no estimate)
+    steps_to_decide: float | None = None
 
 
 @dataclass(frozen=True)
@@ -365,11 +367,13 @@ def _decide_basis(c: Comparison, curves: Mapping[str, fx.ArmCurves],
                 f"{progress.fit_for_span:.2f}, which a comparison needs to cover "
                 f"{MIN_SPAN_SHARE:.0%} of the control's fit range after its onset (to "
                 f"{progress.control_end_fit:.2f}); "
-                + _run_length(progress.steps_needed, progress.control_end_fit))), None
+                + _run_length(progress.steps_needed, progress.control_end_fit)),
+                steps_to_decide=progress.steps_needed), None
     if c.arm_rise.significant:
         return replace(c, basis=EQUAL_STEPS), (rise_stats[c.arm], rise_stats[c.control])
-    return replace(c, outcome=CENSORED, censored_because=_censoring(
-        c, curves[c.arm], curves[c.control], progress, configs, exposure)), None
+    because, steps = _censoring(c, curves[c.arm], curves[c.control], progress, configs,
+                                exposure)
+    return replace(c, outcome=CENSORED, censored_because=because, steps_to_decide=steps), None
 
 
 # config keys that change the train split: an arm with another split has its own
@@ -404,9 +408,10 @@ def _run_length(steps: float | None, target: float) -> str:
 
 def _censoring(c: Comparison, curves: fx.ArmCurves, control: fx.ArmCurves,
                progress: MatchedProgress | None, configs: Mapping[str, dict],
-               exposure: Mapping[str, Exposure]) -> str:
+               exposure: Mapping[str, Exposure]) -> tuple[str, float | None]:
     """Why an arm that does not rise cannot be said to remove the rise, and what it does
-    show: whether it lies on the control's generalisation curve."""
+    show (whether it lies on the control's generalisation curve); with the run length that
+    would decide, where one can be estimated."""
     means = window_means(curves.loss.mean(0), curves.window)
     turned = ("its val loss still falling: its lowest window is its last"
               if int(np.argmin(means)) == means.size - 1
@@ -423,7 +428,7 @@ def _censoring(c: Comparison, curves: fx.ArmCurves, control: fx.ArmCurves,
         changed = ", ".join(f"{k} {configs[c.control].get(k)} -> {configs[c.arm].get(k)}"
                             for k in c.changed if k in SPLIT_KEYS)
         mine, theirs = exposure[c.arm].epochs, exposure[c.control].epochs
-        passes = ""
+        passes, needed = "", None
         if all(map(math.isfinite, (mine, theirs))) and mine > 0:
             at_onset = theirs * onset_step(control) / float(control.steps[-1])
             needed = at_onset / mine * float(curves.steps[-1])
@@ -431,10 +436,10 @@ def _censoring(c: Comparison, curves: fx.ArmCurves, control: fx.ArmCurves,
                       f"this arm would make in about {round_steps(needed)} steps")
         return (f"{head}; its train split differs ({changed}), so its train-subset loss is no "
                 f"measure of the same progress{below}; whether it would turn later is "
-                f"undetermined{passes}")
+                f"undetermined{passes}"), needed
     if progress is None:
         return (head + "; no train-subset loss recorded, so whether it fitted as far as the "
-                "control had when it turned is unknown" + below)
+                "control had when it turned is unknown" + below), None
     level = c.level
     on_curve = ""
     if level is not None and level.ci_low is not None:
@@ -449,7 +454,8 @@ def _censoring(c: Comparison, curves: fx.ArmCurves, control: fx.ArmCurves,
     return (f"{head}, but it fitted its train subset only to {progress.arm_end_fit:.2f} (mean "
             f"over seeds) where the control turned at {progress.onset_fit:.2f} (seed sd "
             f"{progress.onset_fit_sd:.2f}){on_curve}{below}; "
-            + _run_length(progress.steps_needed, progress.control_end_fit))
+            + _run_length(progress.steps_needed, progress.control_end_fit)), \
+        progress.steps_needed
 
 
 def round_steps(steps: float) -> int:

@@ -382,12 +382,15 @@ def control_vs_interventions(curves: dict, control: str, interventions: Sequence
 
 def generalisation_curves(curves: dict, control: str, arms: Sequence[str],
                           colors: dict[str, str], onset_fit: float,
-                          censored: Sequence[str] = ()) -> Figure:
+                          censored: Sequence[str] = (), own_split: Sequence[str] = ()
+                          ) -> Figure:
     """Val loss against train-subset loss (mean over seeds of window means), the control in
     black with its onset fit marked: an intervention that only slows fitting lies on the
     control's curve, one that changes generalisation lies off it. Left: every arm; right:
     the control's neighbourhood, where its rise happens. Censored arms (no rise, not as far
-    as the onset) end in an open circle.
+    as the onset) end in an open circle. Arms on their own train split (`own_split`:
+    fresh data) are dashed, in the left panel only: their train-subset loss is on other
+    documents, no common scale of progress.
 
     curves: arm -> moe_core.analysis.effects.ArmCurves with train_loss.
     """
@@ -407,10 +410,15 @@ def generalisation_curves(curves: dict, control: str, arms: Sequence[str],
     low = float(val.min())
     for ax, zoom in zip(axes[0], (False, True), strict=True):
         for arm in shown:
+            if zoom and arm in own_split:
+                continue
             x, y = paths[arm]
             color = CONTROL_COLOR if arm == control else colors.get(arm, "#1f6fb4")
+            suffix = (" (control)" if arm == control else
+                      " (own train split: fit not comparable)" if arm in own_split else "")
             ax.plot(x, y, color=color, linewidth=2.2 if arm == control else 1.6,
-                    label=esc.label(arm) + (" (control)" if arm == control else ""))
+                    linestyle="--" if arm in own_split else "-",
+                    label=esc.label(arm) + suffix)
             ax.plot(x[-1], y[-1], "o", color=color, markersize=6,
                     markerfacecolor="white" if arm in censored else color,
                     markeredgewidth=1.6)
@@ -425,7 +433,7 @@ def generalisation_curves(curves: dict, control: str, arms: Sequence[str],
             ax.set_ylabel("val loss (nats)")
             ax.set_title("every arm", fontsize=10, loc="left")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)),
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(labels)),
                frameon=False, fontsize=8)
     fig.suptitle("The generalisation curve: val loss against how far each arm has fitted its "
                  "train subset (mean over seeds).\nDashed: the control's fit at its onset. "

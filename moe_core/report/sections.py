@@ -183,34 +183,59 @@ def answer_markdown(study: Study) -> str:
 
 
 def progress_summary(a: vd.StudyAnalysis) -> str:
-    """Which arms got as far as the rising control's onset fit, and which of them rise:
-    the pattern the verdicts have to be read against."""
+    """Which arms got as far as the rising control's onset fit, which of them rise, and
+    whether those that stopped short lie on the control's generalisation curve: the
+    pattern the verdicts have to be read against."""
     if not a.rising_controls:
         return ""
     control = a.rising_controls[0]
-    mine = [c for c in a.comparisons if c.control == control and c.progress is not None]
-    if not mine:
+    mine = [c for c in a.comparisons if c.control == control and c.decides]
+    fitted = [c for c in mine if c.progress is not None]
+    if not fitted:
         return ""
-    reached = [c for c in mine if c.progress.reached]
-    short = [c for c in mine if not c.progress.reached]
+    p = fitted[0].progress
+    reached = [c for c in fitted if c.progress.reached]
+    short = [c for c in fitted if not c.progress.reached]
     rising = [c for c in reached if c.arm_rise.significant]
-    parts = [f"The control turned at a train-subset loss of {mine[0].progress.onset_fit:.2f}. "
-             f"Of the {len(reached)} intervention(s) that fitted at least that far by their "
-             f"end, {len(rising)} rise beyond noise"
+    parts = [f"The control turned at a train-subset loss of {p.onset_fit:.2f} (seed sd "
+             f"{p.onset_fit_sd:.2f}) and ended at {p.control_end_fit:.2f}. Of the "
+             f"{len(reached)} intervention(s) on its train split that fitted at least that far "
+             f"by their end, {len(rising)} rise beyond noise"
              + (f" ({_listing([esc.md(c.arm) for c in rising])})" if rising else "") + "."]
     if short:
-        still = [c for c in short if not c.arm_rise.significant]
-        parts.append(f"Of the {len(short)} that stopped short "
-                     f"({_listing([f'{esc.md(c.arm)} at {c.progress.arm_end_fit:.2f}' for c in short])}), "
-                     f"{len(short) - len(still)} rise: a run that has not reached the point "
-                     "where the control turned cannot show whether it would.")
-    kept = [c for c in reached if c.basis == vd.MATCHED_FIT and c.outcome == vd.PERSISTS
-            and c.hypothesis == vd.LR_SCHEDULE]
-    if kept:
-        parts.append(f"{_listing([esc.md(c.arm) for c in kept])}, with a lower late LR, "
-                     "rise(s) as the control does between the same fits: there the LR schedule "
-                     "changes when the rise comes (through the speed of fitting), not whether.")
+        turned = [c for c in short if c.arm_rise.significant]
+        where = [f"{esc.md(c.arm)} at {c.progress.arm_end_fit:.2f}" + _curve_words(c)
+                 for c in short]
+        parts.append(f"Of the {len(short)} that stopped short ({_listing(where)}), "
+                     f"{len(turned)} rise: a run that has not reached the point where the "
+                     "control turned cannot show whether it would.")
+    for c in mine:
+        low = c.below_lowest
+        if c.different_split and low is not None and low.ci_low is not None:
+            parts.append(f"{esc.md(c.arm)} ran on its own train split, so its fit is no "
+                         f"common scale: its val loss ends {-low.estimate:.3f} nats below the "
+                         f"control's lowest (95% CI {-low.ci_high:.3f} to {-low.ci_low:.3f}).")
+    for c in reached:
+        if c.basis == vd.MATCHED_FIT and c.outcome == vd.PERSISTS \
+                and c.hypothesis == vd.LR_SCHEDULE:
+            parts.append(
+                f"{esc.md(c.arm)}, with a lower late LR, rises {c.progress.arm_rise.mean:.3f} "
+                f"where the control rises {c.progress.control_rise.mean:.3f} between the same "
+                f"fits (the first {c.progress.span_share:.0%} of the control's fit range after "
+                f"its onset; it keeps more than half of it, one-sided Holm p "
+                f"{fx.format_p(c.keeps.p_adjusted)}): over that range the lower LR changes "
+                "when the rise comes, through the speed of fitting, not how much.")
     return " ".join(parts)
+
+
+def _curve_words(c: vd.Comparison) -> str:
+    """Whether a censored arm lies on the control's generalisation curve, in brackets."""
+    level = c.level
+    if level is None or level.ci_low is None:
+        return ""
+    off = level.ci_high < 0 or level.ci_low > 0
+    return (f" ({'off' if off else 'on'} the control's curve: val at its fit "
+            f"{level.estimate:+.3f}, 95% CI {level.ci_low:+.3f} to {level.ci_high:+.3f})")
 
 
 def _where_it_rises(study: Study) -> list[str]:
@@ -243,10 +268,12 @@ def _deciding_one(c: vd.Comparison) -> str:
     """One comparison in the answer's table: what it compares, the change, the outcome."""
     p = c.progress
     if c.outcome == vd.CENSORED:
-        if p is not None and not p.reached:
-            return (f"{esc.md(c.arm)}: no rise in {p.steps} steps, but it fitted only to "
-                    f"{p.arm_end_fit:.2f} (the control turned at {p.onset_fit:.2f}): "
-                    f"{_outcome_words(c)}")
+        if c.different_split and not c.arm_rise.significant:
+            return (f"{esc.md(c.arm)}: no rise, on its own train split (its fit is not "
+                    f"comparable): {_outcome_words(c)}")
+        if p is not None and not p.reached and not c.arm_rise.significant:
+            return (f"{esc.md(c.arm)}: no rise, but it fitted only to {p.arm_end_fit:.2f} "
+                    f"(the control turned at {p.onset_fit:.2f}): {_outcome_words(c)}")
         return f"{esc.md(c.arm)}: {_outcome_words(c)}"
     where = "at matched fit" if c.basis == vd.MATCHED_FIT else "at equal steps"
     return (f"{esc.md(c.arm)}: rise {where} changes {with_interval(c.change)} nats, "
@@ -255,10 +282,9 @@ def _deciding_one(c: vd.Comparison) -> str:
 
 def _outcome_words(c: vd.Comparison) -> str:
     if c.outcome == vd.CENSORED:
-        p = c.progress
-        if p is not None and not p.reached and p.steps_needed is not None:
-            return (f"undetermined: needs a run of about {vd.round_steps(p.steps_needed)} "
-                    "steps")
+        if c.steps_to_decide is not None:
+            return (f"undetermined: needs a run of at least "
+                    f"{vd.round_steps(c.steps_to_decide)} steps")
         return "undetermined: needs a longer run"
     if c.outcome == vd.AS_PREDICTED:
         if c.predicted < 0:
@@ -344,11 +370,11 @@ def progress_markdown(study: Study) -> str:
         f"seeds are lowest) and ended at {p.control_end_fit:.2f}. An intervention is "
         "compared with it at the same fit, not at the same step: one that only slows "
         "fitting lies on the control's curve in the figure and turns later.")
-    censored = [c for c in mine if c.outcome == vd.CENSORED]
+    censored = [c for c in a.comparisons if c.control == control and c.outcome == vd.CENSORED]
     matched = [c for c in mine if c.basis == vd.MATCHED_FIT]
     if censored:
-        lines += ["", "**Censored (undetermined):** " + "; ".join(
-            f"{esc.md(c.arm)} ({_censored_words(c)})" for c in censored) + "."]
+        lines += ["", "**Censored (undetermined):**", ""] + [
+            f"- {esc.md(c.arm)}: {_censored_words(c)}." for c in censored]
     if matched:
         lines += ["", "**At matched fit:** " + "; ".join(
             f"{esc.md(c.arm)}: from fit {c.progress.onset_fit:.2f} to "
@@ -360,27 +386,23 @@ def progress_markdown(study: Study) -> str:
 
 
 def _censored_words(c: vd.Comparison) -> str:
-    p = c.progress
-    if p.reached:
-        return "reached the onset fit, but " + esc.md(c.censored_because)
-    return (f"no rise in {p.steps} steps; fitted to {p.arm_end_fit:.2f}, "
-            f"{p.seeds_reached} of {p.n_seeds} seeds at the onset fit; "
-            + ("its fit is not improving at the end" if p.steps_needed is None else
-               f"about {vd.round_steps(p.steps_needed)} steps at its end-of-run fitting rate "
-               "would reach the control's end fit"))
+    return esc.md(c.censored_because)
 
 
 def onset_table(study: Study) -> pd.DataFrame:
     """The time-to-event view: per arm, the seeds that turned (per-run label) and when;
-    seeds that never turned are censored at their run's length."""
+    seeds that never turned are censored at their run's length. Beside it, how far each arm
+    fitted against the control's onset, and what its comparison rests on."""
     a = study.analysis
     control = a.rising_controls[0]
-    progress = {c.arm: c.progress for c in a.comparisons
-                if c.control == control and c.progress is not None}
-    any_progress = next(iter(progress.values()))
+    mine = {c.arm: c for c in a.comparisons if c.control == control and c.decides}
+    progress = next((c.progress for c in mine.values() if c.progress is not None), None)
     runs = vd.counted_runs(study.results)
+    fit = {}
+    if progress is not None:
+        fit = {control: progress.control_end_fit}
     rows = []
-    for arm in [control, *progress]:
+    for arm in [control, *mine]:
         part = runs[runs["group"] == arm]
         last = int(a.curves[arm].steps[-1])
         turned = part["inflection"] == INFLECTION if "inflection" in part else \
@@ -396,20 +418,28 @@ def onset_table(study: Study) -> pd.DataFrame:
                 / math.sqrt(onsets.size)
             interval = f"{onsets.mean():.0f} ({onsets.mean() - half:.0f} to " \
                 f"{onsets.mean() + half:.0f})"
-        p = progress.get(arm)
+        c = mine.get(arm)
+        p = None if c is None else c.progress
+        if arm == control:
+            end_fit, at_onset, basis = fit.get(arm), "all (it defines the onset fit)", ""
+        elif c.different_split:
+            end_fit, at_onset = None, "n/a: its own train split"
+            basis = ""
+        else:
+            end_fit = None if p is None else p.arm_end_fit
+            at_onset = "n/a" if p is None else f"{p.seeds_reached} of {p.n_seeds}"
+            basis = ""
+        if c is not None:
+            basis = (f"censored: {_outcome_words(c)}" if c.outcome == vd.CENSORED
+                     else f"compared at {c.basis}")
         rows.append({
             "arm": arm + (" (control)" if arm == control else ""),
             "seeds turned by the end": f"{int(turned.sum())} of {len(part)}",
             "onset step per seed (> N: censored)": ", ".join(cells),
             "mean onset (95% CI)": interval or "n/a (not every seed turned)",
-            "train-subset loss at the end": f"{p.arm_end_fit:.2f}" if p is not None
-            else f"{any_progress.control_end_fit:.2f}",
-            "seeds at the control's onset fit": "all (it defines it)" if arm == control
-            else f"{p.seeds_reached} of {p.n_seeds}",
-            "run length to the control's end fit": "" if arm == control or p is None
-            else "reached" if p.arm_end_fit <= p.control_end_fit
-            else "no trend to extrapolate" if p.steps_needed is None
-            else f"about {vd.round_steps(p.steps_needed)} steps"})
+            "train-subset loss at the end": "n/a" if end_fit is None else f"{end_fit:.2f}",
+            "seeds at the control's onset fit": at_onset,
+            "its comparison": basis})
     return pd.DataFrame(rows)
 
 
@@ -420,13 +450,15 @@ def progress_section(study: Study) -> list:
     if a is None or not a.rising_controls:
         return []
     control = a.rising_controls[0]
-    mine = [c for c in a.comparisons if c.control == control and c.progress is not None]
-    if not mine:
+    mine = [c for c in a.comparisons if c.control == control and c.decides]
+    fitted = [c for c in mine if c.progress is not None]
+    if not fitted:
         return [markdown(progress_markdown(study))]
     colors = _arm_colors(study, [c.arm for c in mine])
     figure = figures.generalisation_curves(
-        a.curves, control, [c.arm for c in mine], colors, mine[0].progress.onset_fit,
-        censored=[c.arm for c in mine if c.outcome == vd.CENSORED])
+        a.curves, control, [c.arm for c in mine], colors, fitted[0].progress.onset_fit,
+        censored=[c.arm for c in mine if c.outcome == vd.CENSORED],
+        own_split=[c.arm for c in mine if c.different_split])
     return [markdown(progress_markdown(study)), figure,
             html_table(onset_table(study), "When each seed turned (per-run label: "
                        "its window rise beyond its own noise). Seeds that never turned are "

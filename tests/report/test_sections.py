@@ -117,3 +117,33 @@ def test_a_placebo_prints_a_change_of_exactly_zero(simulated):
     placebo = fx.two_sample(dataclasses.replace(control, arm="placebo"), control)
     assert sections.with_interval(placebo) == \
         "0 (identical in every seed: a degenerate interval, no test)"
+
+
+def test_the_progress_section_shows_who_reached_the_onset_and_censors_the_rest(simulated):
+    table = sections.onset_table(simulated).set_index("arm")
+    assert table.index[0] == "baseline@reference_lr (control)"
+    fresh = table.loc["fresh_data@reference_lr"]
+    assert fresh["seeds at the control's onset fit"] == "n/a: its own train split"
+    assert fresh["its comparison"].startswith("censored: undetermined")
+    assert fresh["onset step per seed (> N: censored)"] == ", ".join(["> 400"] * 4)
+    assert table.loc["higher_dropout@reference_lr", "its comparison"] \
+        == "compared at matched fit"
+    text = html.unescape(sections.answer_markdown(simulated))
+    assert "**Rise and fitting progress.** The control turned at a train-subset loss of" in text
+    assert "fresh_data@reference_lr ran on its own train split" in text
+
+
+def test_the_generalisation_figure_keeps_an_arm_on_another_split_off_the_common_scale(
+        simulated):
+    markdown_text, figure, _ = sections.progress_section(simulated)
+    left, right = figure.axes[:2]
+    styles = {line.get_label(): line.get_linestyle() for line in left.lines
+              if not line.get_label().startswith("_")}
+    fresh = [label for label in styles if label.startswith("fresh_data")]
+    assert fresh and styles[fresh[0]] == "--" and "not comparable" in fresh[0]
+    assert not any(line.get_label().startswith("fresh_data") for line in right.lines)
+    # the control's onset fit is marked on both panels
+    onset = next(c.progress.onset_fit for c in simulated.analysis.comparisons
+                 if c.progress is not None)
+    for ax in (left, right):
+        assert any(set(line.get_xdata()) == {onset} for line in ax.lines)
