@@ -645,5 +645,19 @@ def comparisons_frame(analysis: StudyAnalysis) -> pd.DataFrame:
         "paired_by_sequence": c.change.paired_sequences, "identical": c.change.identical,
         "keeps_over_half": None if c.keeps is None else c.keeps.estimate,
         "keeps_over_half_p_adjusted": None if c.keeps is None else c.keeps.p_adjusted,
-        "outcome": c.outcome}
+        "outcome": c.outcome, "compared_at": c.basis, "decides": c.decides,
+        "change_at_equal_steps": None if c.at_equal_steps is None else c.at_equal_steps.estimate,
+        "change_at_equal_steps_ci_low": None if c.at_equal_steps is None
+        else c.at_equal_steps.ci_low,
+        "change_at_equal_steps_ci_high": None if c.at_equal_steps is None
+        else c.at_equal_steps.ci_high,
+        "onset_fit": None if c.progress is None else c.progress.onset_fit,
+        "arm_end_fit": None if c.progress is None else c.progress.arm_end_fit,
+        "matched_fit": None if c.progress is None else c.progress.matched_fit,
+        "span_share": None if c.progress is None else c.progress.span_share,
+        "level_at_arm_fit": None if c.level is None else c.level.estimate,
+        "below_control_lowest": None if c.below_lowest is None else c.below_lowest.estimate,
+        "different_train_split": c.different_split,
+        "run_length_to_decide_at_least": c.steps_to_decide,
+        "censored_because": c.censored_because}
         for c in analysis.comparisons])
