@@ -1,9 +1,10 @@
 """Checkpoints: everything a run needs to continue exactly where it stopped, written
 atomically and read back with torch's weights_only loader (tensors and plain data only).
 
-Only a run that can still resume needs its checkpoint (model, optimizer states, pending
-gradients: ~3-4x the weights), so a finished run's is removed; it keeps its final weights
-(weights.pt) only when asked (keep_weights), and best.pt (save_best_checkpoint) always.
+Only a run that can still resume needs its checkpoint (the weights, Muon's one state per
+matrix and AdamW's two per embedding or norm weight, pending gradients: 2.2x the weights at
+the paper preset, 3.2x mid-accumulation), so a finished run's is removed; it keeps its final
+weights (weights.pt) only when asked (keep_weights), and best.pt (save_best_checkpoint) always.
 """
 
 from __future__ import annotations
