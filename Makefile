@@ -105,9 +105,10 @@ lock: | $(filter $(UV_BOOTSTRAP)/%,$(UV))
 demo: setup
 	$(BIN)/moe-suite run --suite study --preset $(PRESET) --seeds $(SEEDS) --jobs $(JOBS) --out runs/study
 
-# the quick variant: the reference's --quick suite, 2 seeds
+# the quick variant: the study's control and its no-balancing-loss arm, 3 seeds
+# (parameters/suites.yaml: glance), then reports/inflection_report.html
 quick: setup
-	$(BIN)/moe-suite run --quick --preset $(PRESET) --seeds 2 --jobs $(JOBS) --out runs/quick
+	$(BIN)/moe-suite run --suite glance --preset $(PRESET) --seeds 3 --jobs $(JOBS) --out runs/quick
 
 # JupyterLab on the repository; its python3 kernel is this .venv's Python (LAB_ARGS, e.g.
 # LAB_ARGS="--no-browser --port 8890", are passed on)
