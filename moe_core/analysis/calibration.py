@@ -87,6 +87,7 @@ class Truth:
 
 FIT_GAIN = 2.0  # how far the train-subset loss falls below the val decay by the end (nats)
 TRAIN_NOISE_SD = 0.01  # white noise of the train-subset loss per eval (37 sequences)
+MARGIN_RISE = 0.056  # a true rise measured as about half of a true 0.10 (see calibration_table)
 OWN_SPLIT_GAP = 0.03  # fresh data: train-subset below val loss (built-in data: 3.51 vs 3.53)
 
 
@@ -216,15 +217,19 @@ def found(arm: str, hypothesis: str) -> Callable[[vd.StudyAnalysis], dict]:
     return measure
 
 
-def removal_claims(arms: Sequence[str], hypothesis: str
+def removal_claims(arms: Sequence[str], hypothesis: str, persisting: bool = False
                    ) -> Callable[[vd.StudyAnalysis], dict]:
-    """Was any of these arms said to remove or reduce the control's rise, and was the
-    explanation supported?"""
+    """Was any of these arms said to remove or reduce the control's rise (or, with
+    `persisting`, to keep more than half of it), and was the explanation supported?"""
     def measure(analysis: vd.StudyAnalysis) -> dict[str, bool]:
         hits = [c for c in analysis.comparisons if c.arm in arms and c.control == CONTROL]
-        return {"removes or reduces called": any(c.outcome == vd.AS_PREDICTED and
-                                                 c.predicted < 0 for c in hits),
-                "supported": analysis.verdicts[hypothesis].verdict == vd.SUPPORTED}
+        rates = {"removes or reduces called": any(c.outcome == vd.AS_PREDICTED and
+                                                  c.predicted < 0 for c in hits),
+                 "removes called": any(c.removes for c in hits),
+                 "supported": analysis.verdicts[hypothesis].verdict == vd.SUPPORTED}
+        if persisting:
+            rates["called persisting"] = any(c.outcome == vd.PERSISTS for c in hits)
+        return rates
     return measure
 
 
@@ -280,14 +285,15 @@ def calibration_table(studies: int = 200, seeds: int = 4, noise: Noise = Noise()
                              noise, seed=3)
         add(f"dropout lowers the rise by {delta:.2f} (of 0.10), fitting as fast", "power",
             {"detected as predicted": rates["detected as predicted"]})
-    # at the margin of "persists": fresh data keeps exactly half of the rise (and the other
-    # overfitting arm removes it, so that the family holds two cause-removing interventions)
-    margin = {fresh: Truth(rise=0.1 * vd.PERSISTS_SHARE),
-              "higher_dropout@reference_lr": Truth(rise=0.0)}
-    add("fresh data keeps exactly half of the rise (the margin)", "<= 0.05",
-        {"called persisting": run_scenario(study_like(arms, margin),
-                                           found(fresh, vd.OVERFITTING), studies, seeds,
-                                           noise, seed=8)["called persisting"]})
+    # at the margin of "persists": both balancing arms that remove the loss keep half of the
+    # control's rise as measured (the decay still falling under it takes about 0.008 from
+    # every measured rise, so a true 0.056 of 0.10 measures as about half)
+    balancing = ("no_lb@reference_lr", "aux_free_balance@reference_lr")
+    add("no balancing loss keeps half of the measured rise (the margin of persists)",
+        "<= 0.05", run_scenario(study_like(arms, {arm: Truth(rise=MARGIN_RISE)
+                                                  for arm in balancing}),
+                                removal_claims(balancing, vd.LOAD_BALANCING, persisting=True),
+                                studies, seeds, noise, seed=8))
     vanishes = {fresh: Truth(rise=0.0), dropout: Truth(rise=0.03)}
     add("overfitting true: no rise with fresh data, dropout lowers it to 0.03",
         "supported high, not supported <= 0.05",
@@ -314,6 +320,15 @@ def calibration_table(studies: int = 200, seeds: int = 4, noise: Noise = Noise()
         add(scenario, "<= 0.05", run_scenario(
             study_like(arms, {arm: truth for arm in overfitting_arms}),
             removal_claims(overfitting_arms, vd.OVERFITTING), studies, seeds, noise, seed=9))
+    # a rise that comes later in fit (its onset 0.15 of progress later), within the run: a
+    # reduction over the range compared, never a removal
+    later = study_like(arms, {dropout: Truth(rise=0.1, speed=0.9, delay=0.15)})
+    rates = run_scenario(later, removal_claims((dropout,), vd.OVERFITTING), studies, seeds,
+                         noise, seed=10)
+    scenario = "dropout's rise comes later in fit (speed 0.9, onset 0.15 later), within the run"
+    add(scenario, "<= 0.05", {"removes called": rates["removes called"]})
+    add(scenario, "reported: a reduction over part of the range",
+        {"removes or reduces called": rates["removes or reduces called"]})
     add("one flat run with correlated wander (per-run label)", "descriptive: reported",
         {"labelled inflection": per_run_false_inflections(studies * 5, noise, seed=6)})
     strong = replace(noise, wander_phi=0.95)

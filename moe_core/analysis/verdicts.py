@@ -73,6 +73,9 @@ LR_DIFFERENCE = 0.05  # late-LR fractions closer than this predict no change
 # a persisting rise keeps more than this share of the control's rise (one-sided, corrected)
 PERSISTS_SHARE = 0.5
 ONCE_EPOCHS = 1.5  # at most this many passes: train sequences are seen about once
+# "removes the rise" needs a comparison over at least this share of the control's fit range
+# after its onset (an arm's end fit within a few hundredths of the control's)
+REMOVES_SPAN = 0.95
 
 SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
@@ -500,8 +503,28 @@ def _judge(c: Comparison) -> Comparison:
                 f"but {slower}, so slower fitting alone could produce that; it has not fitted "
                 "far enough past the control's onset to be compared at matched fit"))
     return replace(c, outcome=outcome,
-                   removes=outcome == AS_PREDICTED and c.predicted < 0
-                   and not c.arm_rise.significant)
+                   removes=outcome == AS_PREDICTED and c.predicted < 0 and _removes(c))
+
+
+def _removes(c: Comparison) -> bool:
+    """A reduction is a removal only over the control's whole rise: an arm that does not
+    rise of its own, compared at matched fit over (nearly) all of the control's fit range
+    after its onset (REMOVES_SPAN), whose own rise there is bounded below half of the
+    control's (its 95% upper limit). A reduction over part of the range may be a rise that
+    comes later in fit; at equal steps (an arm fitting at least as fast) the arm's whole
+    rise is bounded the same way."""
+    if c.arm_rise.significant:
+        return False
+    if c.basis == MATCHED_FIT:
+        p = c.progress
+        if p is None or p.arm_rise is None or p.control_rise is None \
+                or not p.span_share >= REMOVES_SPAN:
+            return False
+        bound = fx.one_sample(p.arm_rise, alternative="two-sided").ci_high
+        return bound is not None and bound < PERSISTS_SHARE * p.control_rise.mean
+    bound = c.arm_rise.ci_high
+    control = c.arm_rise.estimate - c.change.estimate
+    return bound is not None and bound < PERSISTS_SHARE * control
 
 
 def _slower_or_unknown(c: Comparison) -> str:
@@ -552,6 +575,15 @@ def _verdict(name: str, comparisons: list[Comparison], rising: tuple[str, ...],
                              tuple(comparisons))
 
 
+def reduces_words(c: Comparison) -> str:
+    """A reduction that is not a removal, with the range it covers when that is partial."""
+    p = c.progress
+    if c.basis == MATCHED_FIT and p is not None and p.span_share < REMOVES_SPAN:
+        return (f"reduces the rise over the first {p.span_share:.0%} of the control's fit "
+                "range after its onset (whether it would come later is undetermined)")
+    return "reduces the rise"
+
+
 def _reason(c: Comparison) -> str:
     """One bullet: the intervention, the change of the rise with its interval and what it
     compares, the outcome."""
@@ -574,7 +606,7 @@ def _reason(c: Comparison) -> str:
              if c.basis == EQUAL_STEPS else "")
     text = f"{c.arm} vs {c.control}: rise{where} {t.estimate:+.3f} nats{interval}"
     if c.outcome == AS_PREDICTED:
-        text += ": removes the rise" if c.removes else ": reduces the rise" \
+        text += ": removes the rise" if c.removes else f": {reduces_words(c)}" \
             if c.predicted < 0 else ": raises the rise, as predicted"
     elif c.outcome == AGAINST:
         text += ": moves against the prediction"

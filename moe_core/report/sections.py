@@ -288,7 +288,7 @@ def _outcome_words(c: vd.Comparison) -> str:
         return "undetermined: needs a longer run"
     if c.outcome == vd.AS_PREDICTED:
         if c.predicted < 0:
-            return "removes the rise" if c.removes else "reduces the rise"
+            return "removes the rise" if c.removes else vd.reduces_words(c)
         return "raises it, as predicted"
     if c.outcome == vd.AGAINST:
         return "against the prediction"

@@ -233,3 +233,23 @@ def test_a_slower_arm_that_rises_less_at_equal_steps_is_no_reduction_short_of_th
     c = comparison(a, "higher_dropout@reference_lr")
     assert c.progress.reached and not c.progress.span_covered
     assert c.outcome == vd.CENSORED and not c.removes
+
+
+def test_a_rise_that_comes_later_in_fit_is_a_reduction_over_the_range_never_a_removal():
+    """Dropout's onset 0.15 of progress later and it fits at 0.9 of the control's speed:
+    it rises less between the same fits, but its rise comes, within the run."""
+    a = analyse(cal.study_like(ARMS, {"higher_dropout@reference_lr": cal.Truth(
+        rise=0.1, speed=0.9, delay=0.15)}), seeds=4)
+    c = comparison(a, "higher_dropout@reference_lr")
+    assert c.basis == vd.MATCHED_FIT and c.progress.span_share < vd.REMOVES_SPAN
+    assert c.outcome == vd.AS_PREDICTED and not c.removes
+    assert f"over the first {c.progress.span_share:.0%}" in vd._reason(c)
+
+
+def test_a_removal_needs_the_whole_range_and_a_bounded_rise():
+    truths = cal.study_like(ARMS, {"higher_dropout@reference_lr": cal.Truth(rise=0.0)})
+    a = analyse(truths, seeds=4)
+    c = comparison(a, "higher_dropout@reference_lr")
+    assert c.removes and c.progress.span_share >= vd.REMOVES_SPAN
+    bound = fx.one_sample(c.progress.arm_rise, alternative="two-sided").ci_high
+    assert bound < vd.PERSISTS_SHARE * c.progress.control_rise.mean
