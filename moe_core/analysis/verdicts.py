@@ -16,17 +16,24 @@ Rules, each with its reason:
   (less repetition or more dropout: lower; less balancing pressure: lower; a lower LR
   late in training, measured from the runs' LR traces: lower). The interventions of one
   explanation, against every control, are one family, corrected (Holm-Sidak) at ALPHA.
-- An intervention is compared with its control at matched progress (`progress`): the
+- An intervention is compared with a rising control at matched progress (`progress`): the
   rise between the control's onset fit and the furthest fit both reached (train-subset
   loss), seed by seed. An intervention that only slows fitting lies on the control's
-  curve there. An arm that has not fitted as far as the control had when it turned, and
-  does not rise itself, is censored: "undetermined: needs a longer run", with the run
-  length that would reach the control's end fit; never "removes the rise". So is an arm
-  whose matched fit comes before the control had risen beyond noise. An arm that rises
-  before reaching the control's onset fit is compared at equal steps.
+  curve there. An arm that has not fitted (on average over its seeds) as far as the
+  control had when it turned, and does not rise itself, is censored: "undetermined: needs
+  a longer run", with a lower bound on the run length; never "removes the rise". So is an
+  arm whose matched fit covers less than MIN_SPAN_SHARE of the control's fit range after
+  its onset (decided from fits, never from val losses). An arm that rises short of that is
+  compared at equal steps, where a lower rise from an arm that fitted less is censored too
+  (slower fitting alone would lower it). An arm on another train split (fresh data) has no
+  common scale of fit with the control: censored unless it rises. "Removes" needs the
+  control's whole range (REMOVES_SPAN) and the arm's own rise bounded below half of the
+  control's; a reduction over part of the range says so. Against a control that does not
+  rise, interventions are compared at equal steps in a family of their own.
 - An intervention that moves the rise as predicted supports the explanation; against the
   prediction, it counts against it; a rise that persists (the intervention still rises
-  and its change excludes removing half of the control's rise) counts against it too.
+  and its change excludes removing half of the control's rise) counts against it too,
+  unless another intervention that removes the cause is censored (then undetermined).
   Anything else is inconclusive: not finding an effect is never a refutation.
 """
 

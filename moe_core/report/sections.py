@@ -222,9 +222,9 @@ def progress_summary(a: vd.StudyAnalysis) -> str:
                 f"{esc.md(c.arm)}, with a lower late LR, rises {c.progress.arm_rise.mean:.3f} "
                 f"where the control rises {c.progress.control_rise.mean:.3f} between the same "
                 f"fits (the first {c.progress.span_share:.0%} of the control's fit range after "
-                f"its onset; it keeps more than half of it, one-sided Holm p "
-                f"{fx.format_p(c.keeps.p_adjusted)}): over that range the lower LR changes "
-                "when the rise comes, through the speed of fitting, not how much.")
+                f"its onset): over that range it keeps more than half of the rise (one-sided "
+                f"Holm p {fx.format_p(c.keeps.p_adjusted)}, on this val split); whether its "
+                "whole rise matches the control's is undetermined.")
     return " ".join(parts)
 
 
