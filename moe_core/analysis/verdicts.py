@@ -218,8 +218,10 @@ def changed_keys(config: Mapping, control: Mapping) -> tuple[str, ...]:
 
 def hypothesis_of(keys: Sequence[str]) -> str:
     """The one explanation these changed keys belong to, OTHER when they span none or
-    several."""
-    families = {HYPOTHESIS_OF_KEY.get(k, (OTHER, None))[0] for k in keys}
+    several. The run's length (LENGTH_KEYS) is no cause: an arm run longer so that it
+    reaches the control's onset fit is judged at matched fit only."""
+    families = {HYPOTHESIS_OF_KEY.get(k, (OTHER, None))[0] for k in keys
+                if k not in LENGTH_KEYS}
     return families.pop() if len(families) == 1 else OTHER
 
 
@@ -257,6 +259,7 @@ def predicted_direction(hypothesis: str, keys: Sequence[str], config: Mapping,
         return int(np.sign(weight - control_weight)), basis, weight == 0 < control_weight
     if hypothesis == OVERFITTING:
         signs = set()
+        keys = [k for k in keys if k not in LENGTH_KEYS]
         for key in keys:
             sign = HYPOTHESIS_OF_KEY[key][1] or 0
             value, control_value = config.get(key), control.get(key)
@@ -319,6 +322,8 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
             if control in rising:
                 comparison, pair = _decide_basis(comparison, curves, rise_stats, configs,
                                                  exposure)
+            elif set(keys) & set(LENGTH_KEYS):
+                continue  # another length: no comparison at equal steps
             else:
                 comparison, pair = replace(comparison, basis=EQUAL_STEPS), (
                     rise_stats[arm], rise_stats[control])
@@ -379,12 +384,25 @@ def _decide_basis(c: Comparison, curves: Mapping[str, fx.ArmCurves],
                 f"{progress.control_end_fit:.2f}); "
                 + _run_length(progress.steps_needed, progress.control_end_fit)),
                 steps_to_decide=progress.steps_needed), None
+    if set(c.changed) & set(LENGTH_KEYS):
+        return replace(c, outcome=CENSORED, censored_because=(
+            f"it ran {int(curves[c.arm].steps[-1])} steps where the control ran "
+            f"{int(curves[c.control].steps[-1])}, so it can only be compared at matched fit, "
+            "and it " + ("did not reach the control's onset fit" if progress is None
+                         or not progress.reached else "did not cover half of the "
+                         "control's fit range after its onset")
+            + ("" if progress is None else f" (its end fit {progress.arm_end_fit:.2f}, "
+               f"the onset {progress.onset_fit:.2f})"))), None
     if c.arm_rise.significant:
         return replace(c, basis=EQUAL_STEPS), (rise_stats[c.arm], rise_stats[c.control])
     because, steps = _censoring(c, curves[c.arm], curves[c.control], progress, configs,
                                 exposure)
     return replace(c, outcome=CENSORED, censored_because=because, steps_to_decide=steps), None
 
+
+# the run's length: an arm that differs in it (as well as in one explanation's keys) is
+# compared at matched fit only, never at equal steps or by its end
+LENGTH_KEYS = ("max_steps", "steps_fraction")
 
 # config keys that change the train split: an arm with another split has its own
 # train-subset loss, no common scale of fitting progress with the control
@@ -635,10 +653,11 @@ def _reason(c: Comparison) -> str:
 
 def leader(curves: Mapping[str, fx.ArmCurves], alpha: float = fx.ALPHA) -> dict[str, Any]:
     """The arm with the lowest end loss, named only when it beats the runner-up beyond
-    noise after Holm over its comparisons with every other arm on the same val split."""
-    by_split: dict[str | None, list[str]] = {}
-    for arm, c in curves.items():
-        by_split.setdefault(c.val_sha, []).append(arm)
+    noise after Holm over its comparisons with every other arm on the same val split and of
+    the same length."""
+    by_split: dict[tuple[str | None, int], list[str]] = {}
+    for arm, c in curves.items():  # end losses compare only at one length, on one val split
+        by_split.setdefault((c.val_sha, int(c.steps[-1])), []).append(arm)
     arms = max(by_split.values(), key=len) if by_split else []
     if len(arms) < 2:
         return {}

@@ -35,7 +35,10 @@ def test_the_study_compares_each_intervention_with_the_control_it_differs_from_i
                                                     vd.LOAD_BALANCING),
         ("aux_free_balance@reference_lr", vd.LOAD_BALANCING),
         ("baseline", vd.LR_SCHEDULE), ("linear_decay", vd.LR_SCHEDULE),
-        ("slower_min_lr", vd.LR_SCHEDULE)}
+        ("slower_min_lr", vd.LR_SCHEDULE),
+        # run longer to reach the control's onset fit: the run length is no cause
+        ("baseline_long", vd.LR_SCHEDULE), ("higher_dropout_long@reference_lr",
+                                             vd.OVERFITTING)}
     # fresh_data under the corrected schedule differs from this control in two causes
     assert not any(c.arm == "fresh_data" and c.control == CONTROL for c in a.comparisons)
 
@@ -253,3 +256,31 @@ def test_a_removal_needs_the_whole_range_and_a_bounded_rise():
     assert c.removes and c.progress.span_share >= vd.REMOVES_SPAN
     bound = fx.one_sample(c.progress.arm_rise, alternative="two-sided").ci_high
     assert bound < vd.PERSISTS_SHARE * c.progress.control_rise.mean
+
+
+def test_an_arm_run_longer_is_judged_at_matched_fit_only_and_never_ranked_by_its_end():
+    long = "higher_dropout_long@reference_lr"  # dropout 0.2, 2.5x the steps
+    arms = ARMS + [long]
+    # fitting at the control's pace per step: at its end it is 2.5x as far (speed 2.5)
+    a = analyse(cal.study_like(arms, {long: cal.Truth(rise=0.0, speed=2.5)}), seeds=4)
+    c = comparison(a, long)
+    assert c.hypothesis == vd.OVERFITTING
+    assert {"dropout", "max_steps", "steps_fraction"} <= set(c.changed)
+    assert c.basis == vd.MATCHED_FIT and c.progress.span_share >= vd.REMOVES_SPAN
+    assert c.removes
+    assert long not in a.leader["arms"]  # its end loss is at another step
+    # a longer arm that still stops short of the onset fit is censored, even when it rises
+    # (at equal steps it would be compared at another point of training)
+    early = cal.Truth(rise=0.5, speed=0.5, delay=-0.45)  # turns at progress 0.2, ends at 0.5
+    a = analyse(cal.study_like(arms, {long: early}), seeds=4)
+    c = comparison(a, long)
+    assert c.arm_rise.significant and not c.progress.reached
+    assert c.outcome == vd.CENSORED and "can only be compared at matched fit" in vd._reason(c)
+    # against the control that does not rise (the corrected schedule), no comparison at all
+    assert not [x for x in a.comparisons if x.arm == long and x.control == "baseline"]
+
+
+def test_the_run_length_is_no_cause():
+    assert vd.hypothesis_of(("max_steps", "steps_fraction")) == vd.OTHER
+    assert vd.hypothesis_of(("dropout", "max_steps", "steps_fraction")) == vd.OVERFITTING
+    assert vd.hypothesis_of(("lr_horizon", "max_steps")) == vd.LR_SCHEDULE
