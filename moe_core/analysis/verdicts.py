@@ -580,6 +580,9 @@ def _verdict(name: str, comparisons: list[Comparison], rising: tuple[str, ...],
     per_control = []
     for control in rising:
         mine = [c for c in comparisons if c.control == control]
+        # a censored arm whose longer run (the same change, another length) was compared
+        # is decided by that run
+        mine = [c for c in mine if not (c.outcome == CENSORED and _superseded(c, mine))]
         outcomes = {c.outcome for c in mine}
         if outcomes & {AS_PREDICTED} and outcomes & {AGAINST, PERSISTS}:
             per_control.append(MIXED)
@@ -607,6 +610,14 @@ def reduces_words(c: Comparison) -> str:
         return (f"reduces the rise over the first {p.span_share:.0%} of the control's fit "
                 "range after its onset (whether it would come later is undetermined)")
     return "reduces the rise"
+
+
+def _superseded(c: Comparison, others: Sequence[Comparison]) -> bool:
+    """Another comparison with the same control makes the same change at another run
+    length, and was compared (matched fit or equal steps)."""
+    change = set(c.changed) - set(LENGTH_KEYS)
+    return any(o is not c and o.basis and set(o.changed) - set(LENGTH_KEYS) == change
+               for o in others)
 
 
 def _reason(c: Comparison) -> str:

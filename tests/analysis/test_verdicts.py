@@ -284,3 +284,20 @@ def test_the_run_length_is_no_cause():
     assert vd.hypothesis_of(("max_steps", "steps_fraction")) == vd.OTHER
     assert vd.hypothesis_of(("dropout", "max_steps", "steps_fraction")) == vd.OVERFITTING
     assert vd.hypothesis_of(("lr_horizon", "max_steps")) == vd.LR_SCHEDULE
+
+
+def test_a_censored_arm_is_decided_by_its_longer_run():
+    """The corrected schedule stops short of the onset fit at 400 steps (censored); its 2x
+    run reaches the control's end fit and keeps the rise: the LR's verdict follows the long
+    run (not supported), where alone the censored arm keeps it undetermined."""
+    short = cal.Truth(rise=0.1, speed=0.6)
+    long = cal.Truth(rise=0.1, speed=1.2)  # 2x the steps at 0.6 of the control's pace
+    arms = [a for a in ARMS if a not in ("slower_min_lr", "linear_decay")]
+    truths = cal.study_like(arms, {"baseline": short, "baseline_long": long})
+    a = analyse(truths, seeds=4)
+    assert comparison(a, "baseline").outcome == vd.CENSORED
+    c = comparison(a, "baseline_long")
+    assert c.basis == vd.MATCHED_FIT and c.outcome == vd.PERSISTS
+    assert a.verdicts[vd.LR_SCHEDULE].verdict == vd.NOT_SUPPORTED
+    without = analyse({k: v for k, v in truths.items() if k != "baseline_long"}, seeds=4)
+    assert without.verdicts[vd.LR_SCHEDULE].verdict == vd.UNDETERMINED
