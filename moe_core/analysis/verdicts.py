@@ -49,7 +49,13 @@ import pandas as pd
 
 from moe_core.analysis import effects as fx
 from moe_core.analysis.inflection import window_means
-from moe_core.analysis.progress import MIN_SPAN_SHARE, MatchedProgress, matched_progress
+from moe_core.analysis.progress import (
+    MIN_SPAN_SHARE,
+    MatchedProgress,
+    first_reaching,
+    fit_windows,
+    matched_progress,
+)
 from moe_core.analysis.results import COSMETIC_KEYS, OURS, Results
 from moe_core.errors import UserInputError
 from moe_core.record.metrics_json import is_finished_status
@@ -322,6 +328,22 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
             if control in rising:
                 comparison, pair = _decide_basis(comparison, curves, rise_stats, configs,
                                                  exposure)
+                if comparison.basis == MATCHED_FIT and family == LR_SCHEDULE:
+                    # the LR each arm applied while it fitted over the compared range, not
+                    # over the last quarter of its whole run (a longer run applies its late
+                    # LR after the range)
+                    over = {name: _lr_over_range(curves[name], comparison.progress,
+                                                 configs[name].get("lr"))
+                            for name in (arm, control)}
+                    predicted, basis, removes_cause = predicted_direction(
+                        family, keys, configs[arm], configs[control],
+                        replace(exposure[arm], late_lr=over[arm]),
+                        replace(exposure[control], late_lr=over[control]))
+                    comparison = replace(comparison, predicted=predicted,
+                                         prediction_basis=basis.replace(
+                                             "last quarter of training",
+                                             "over the compared fit range"),
+                                         removes_cause=removes_cause)
             elif set(keys) & set(LENGTH_KEYS):
                 continue  # another length: no comparison at equal steps
             else:
@@ -614,10 +636,33 @@ def reduces_words(c: Comparison) -> str:
 
 def _superseded(c: Comparison, others: Sequence[Comparison]) -> bool:
     """Another comparison with the same control makes the same change at another run
-    length, and was compared (matched fit or equal steps)."""
+    length, was compared (matched fit or equal steps), and still removes the cause over
+    the range it was compared on where this one would have (a longer decayed schedule
+    applies a high LR while it fits through the control's range: it does not answer for
+    the short one)."""
     change = set(c.changed) - set(LENGTH_KEYS)
     return any(o is not c and o.basis and set(o.changed) - set(LENGTH_KEYS) == change
-               for o in others)
+               and (o.removes_cause or not c.removes_cause) for o in others)
+
+
+def _lr_over_range(curves: fx.ArmCurves, progress: MatchedProgress | None,
+                   peak: float | None) -> float:
+    """The mean LR (over the peak) each run applied from where it first reached the
+    onset fit to where it first reached the matched fit, averaged over seeds (NaN when
+    unknown)."""
+    fit = fit_windows(curves)
+    if progress is None or fit is None or curves.lr is None or not peak:
+        return float("nan")
+    values = []
+    for i in range(curves.n_seeds):
+        start = first_reaching(fit[i], progress.onset_fit)
+        end = first_reaching(fit[i], max(progress.matched_fit, float(fit[i].min())))
+        if start is None or end is None:
+            continue
+        lr = curves.lr[i, start:max(end, start) + curves.window]
+        if np.isfinite(lr).any():
+            values.append(float(np.nanmean(lr)) / peak)
+    return float(np.mean(values)) if values else float("nan")
 
 
 def _reason(c: Comparison) -> str:

@@ -301,3 +301,20 @@ def test_a_censored_arm_is_decided_by_its_longer_run():
     assert a.verdicts[vd.LR_SCHEDULE].verdict == vd.NOT_SUPPORTED
     without = analyse({k: v for k, v in truths.items() if k != "baseline_long"}, seeds=4)
     assert without.verdicts[vd.LR_SCHEDULE].verdict == vd.UNDETERMINED
+
+
+def test_the_lr_of_a_matched_comparison_is_the_lr_over_the_compared_range():
+    """A 2x decayed schedule that fits fast reaches the control's whole fit range early in
+    its cosine, at a high LR: it does not remove the cause there (its last quarter's low LR
+    comes after the range), so it cannot stand in for the censored 400-step schedule."""
+    arms = [a for a in ARMS if a not in ("slower_min_lr", "linear_decay")]
+    truths = cal.study_like(arms, {"baseline": cal.Truth(rise=0.1, speed=0.6),
+                                   "baseline_long": cal.Truth(rise=0.1, speed=2.0)})
+    a = analyse(truths, seeds=4)
+    c = comparison(a, "baseline_long")
+    assert c.basis == vd.MATCHED_FIT
+    assert "over the compared fit range" in c.prediction_basis
+    assert c.predicted == -1 and not c.removes_cause and c.keeps is None
+    assert a.late_lr["baseline_long"] < 0.2  # its last quarter: what the old basis used
+    assert comparison(a, "baseline").outcome == vd.CENSORED
+    assert a.verdicts[vd.LR_SCHEDULE].verdict == vd.UNDETERMINED
