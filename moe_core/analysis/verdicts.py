@@ -324,7 +324,9 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
             at_steps = fx.two_sample(rise_stats[arm], rise_stats[control])
             comparison = Comparison(control, arm, family, keys, predicted, basis,
                                     removes_cause, change=at_steps, arm_rise=rise_tests[arm],
-                                    at_equal_steps=at_steps)
+                                    # runs of another length have no equal steps
+                                    at_equal_steps=None if set(keys) & set(LENGTH_KEYS)
+                                    else at_steps)
             if control in rising:
                 comparison, pair = _decide_basis(comparison, curves, rise_stats, configs,
                                                  exposure)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -509,7 +509,10 @@ def comparisons_table(study: Study, name: str | None = None) -> pd.DataFrame:
         if name is not None and (c.hypothesis != name or (
                 a.rising_controls and c.control not in a.rising_controls)):
             continue  # a section shows the comparisons that decide it; the appendix all
-        t = c.change
+        t = c.change if c.basis else c.at_equal_steps
+        if t is None:  # censored, and of another length: nothing was compared
+            t = replace(c.change, estimate=float("nan"), ci_low=None, ci_high=None,
+                        ci_text=None, se=None, df=None, detectable=None)
         rows.append({"intervention": c.arm, "outcome": _outcome_words(c),
                      "compared at": c.basis or "not compared (censored); at equal steps:",
                      "change of rise (nats)": number(t.estimate, t.se, True),
