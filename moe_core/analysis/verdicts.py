@@ -118,6 +118,8 @@ class Comparison:
     hypothesis: str
     changed: tuple[str, ...]  # the config keys that differ
     predicted: int  # -1: the explanation predicts a lower rise, +1 higher, 0 none
+    # why: for the LR, its measured LR over the compared fit range at matched fit, else
+    # over the last quarter of training
     prediction_basis: str
     # the intervention removes the suspected cause outright (no repeated data, no balancing
     # loss, a late LR under half the control's): if the rise persists, the cause is not it
@@ -644,6 +646,7 @@ def _superseded(c: Comparison, others: Sequence[Comparison]) -> bool:
     the short one)."""
     change = set(c.changed) - set(LENGTH_KEYS)
     return any(o is not c and o.basis and set(o.changed) - set(LENGTH_KEYS) == change
+               and o.predicted == c.predicted
                and (o.removes_cause or not c.removes_cause) for o in others)
 
 
