@@ -260,6 +260,10 @@ def _deciding(verdict: vd.HypothesisVerdict) -> str:
         return esc.md(verdict.reasons[0]) if verdict.reasons else ""
     decisive = [c for c in verdict.comparisons if c.outcome in (vd.AS_PREDICTED, vd.AGAINST,
                                                                   vd.PERSISTS)]
+    if verdict.verdict == vd.UNDETERMINED:  # what keeps it open first, then the rest
+        first = [c for c in verdict.comparisons if c.outcome == vd.CENSORED
+                 and c.removes_cause] + decisive
+        decisive = first + [c for c in verdict.comparisons if c not in first]
     shown = (decisive or list(verdict.comparisons))[:3]
     return "; ".join(_deciding_one(c) for c in shown)
 
@@ -309,7 +313,8 @@ def one_sentence(a: vd.StudyAnalysis) -> str:
                 "explanation was tested.")
     words = {vd.SUPPORTED: "supported", vd.NOT_SUPPORTED: "not supported",
              vd.MIXED: "mixed", vd.INCONCLUSIVE: "inconclusive", vd.UNTESTED: "untested",
-             vd.UNDETERMINED: "undetermined (the deciding arms need longer runs)"}
+             vd.UNDETERMINED: "undetermined (a deciding intervention is censored: it "
+                              "never fitted as far as the control had when it turned)"}
     parts = [f"{words[v]}: {_listing(names)}" for v, names in by_verdict.items()]
     controls = ", ".join(esc.md(c) for c in a.rising_controls)
     return (f"Judged against the control that rises ({controls}): " + "; ".join(parts) + ".")
