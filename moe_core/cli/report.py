@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +39,10 @@ def command(args: argparse.Namespace) -> int:
     try:
         print(write_report(args.out or ["runs"], args.include, args.html))  # the path written
     except KeyboardInterrupt as e:
+        # the same Ctrl-C reaches the notebook's kernel: when it dies first, the abandoned
+        # execution task ends in DeadKernelError, which asyncio would print as a traceback
+        # ("Task exception was never retrieved") when the task is collected
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         print("\nmoe-suite: report interrupted; no report was written and an earlier one at "
               "that path is unchanged: run the same command again", file=sys.stderr)
         return exit_status(e)
