@@ -58,6 +58,7 @@ from moe_core.analysis.progress import (
     matched_progress,
 )
 from moe_core.analysis.results import COSMETIC_KEYS, OURS, Results
+from moe_core.config.run_config import with_added_defaults
 from moe_core.errors import UserInputError
 from moe_core.record.metrics_json import is_finished_status
 
@@ -78,6 +79,7 @@ HYPOTHESIS_OF_KEY: dict[str, tuple[str, int | None]] = {
     "min_lr_ratio": (LR_SCHEDULE, None), "warmup_ratio": (LR_SCHEDULE, None),
     "lr_step_milestones": (LR_SCHEDULE, None), "lr_step_gamma": (LR_SCHEDULE, None),
     "lr": (LR_SCHEDULE, None), "adamw_lr_ratio": (LR_SCHEDULE, None),
+    "lr_drop_at": (LR_SCHEDULE, None), "lr_drop_to": (LR_SCHEDULE, None),
     "load_balancing_weight": (LOAD_BALANCING, None), "balance_method": (LOAD_BALANCING, None),
     "aux_free_bias_rate": (LOAD_BALANCING, None),
     "router_z_loss_weight": (ROUTER_Z, None), "router_noise_std": (ROUTER_Z, None),
@@ -93,6 +95,9 @@ REMOVES_SPAN = 0.95
 
 SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
+# removing the cause over the control's whole range left a rise beyond noise, and no
+# change beyond noise: the cause cannot account for all of the rise, a part is undecided
+NOT_WHOLE = "not the whole cause"
 MIXED = "mixed"
 INCONCLUSIVE = "inconclusive"
 UNDETERMINED = "undetermined"  # the deciding arms never reached the control's onset: run longer
@@ -101,6 +106,7 @@ UNTESTED = "untested"  # no control rises: nothing to explain
 AS_PREDICTED = "as predicted"
 AGAINST = "against the prediction"
 PERSISTS = "the rise persists"
+SURVIVES = "a rise survives without the cause"
 NO_CHANGE = "no detected change"
 NO_PREDICTION = "no prediction"
 CENSORED = "undetermined: needs a longer run"  # no rise yet, and not as far as the control's onset
@@ -132,6 +138,10 @@ class Comparison:
     # for an intervention that removes the cause: arm rise - PERSISTS_SHARE x control rise
     # > 0, one-sided, Holm-Sidak within the explanation's family (None otherwise)
     keeps: fx.Test | None = None
+    # for an intervention that removes the cause over the control's whole range at matched
+    # fit (REMOVES_SPAN): its own rise there > 0, one-sided, Holm-Sidak within the
+    # explanation's family (None otherwise)
+    survives: fx.Test | None = None
     # what `change` compares: MATCHED_FIT, EQUAL_STEPS, or "" when nothing was tested
     # (censored: `change` is then the uncorrected change at equal steps, for the record)
     basis: str = ""
@@ -221,6 +231,7 @@ def late_lr_fraction(curves: fx.ArmCurves, peak: float | None) -> float:
 
 def changed_keys(config: Mapping, control: Mapping) -> tuple[str, ...]:
     """Config keys whose values differ, identity and bookkeeping keys left out."""
+    config, control = with_added_defaults(config), with_added_defaults(control)
     keys = (set(config) | set(control)) - set(COSMETIC_KEYS)
     return tuple(sorted(k for k in keys if config.get(k) != control.get(k)))
 
@@ -367,8 +378,10 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
         corrected = dict(zip(((c.control, c.arm) for c in tested),
                              fx.correct([c.change for c in tested], alpha), strict=True))
         keeps = _keeps_tests(tested, decisive, alpha) if decides else {}
+        survives = _survives_tests(tested, alpha) if decides else {}
         comparisons += [_judge(replace(c, change=corrected[(c.control, c.arm)],
-                                       keeps=keeps.get((c.control, c.arm))))
+                                       keeps=keeps.get((c.control, c.arm)),
+                                       survives=survives.get((c.control, c.arm))))
                         if c.basis else c for c in members]
     order = {(c.control, c.arm): i for i, c in enumerate(candidates)}
     comparisons.sort(key=lambda c: order[(c.control, c.arm)])
@@ -532,6 +545,26 @@ def _keeps_tests(members: list[Comparison],
     return dict(zip(removing, fx.correct(tests, alpha), strict=True))
 
 
+def _whole_range(c: Comparison) -> bool:
+    """Compared at matched fit over (nearly) all of the control's fit range after its
+    onset."""
+    p = c.progress
+    return (c.basis == MATCHED_FIT and p is not None and p.arm_rise is not None
+            and p.span_share >= REMOVES_SPAN)
+
+
+def _survives_tests(members: list[Comparison], alpha: float) -> dict[tuple[str, str], fx.Test]:
+    """For each tested intervention of one family that removes the cause over the control's
+    whole fit range at matched fit: does the arm still rise there? (its own rise at matched
+    fit > 0, one-sided over its seeds; Holm-Sidak over these tests). Where the explanation
+    is the whole cause, that rise is 0."""
+    keys = [(c.control, c.arm) for c in members if c.removes_cause and _whole_range(c)]
+    by_key = {(c.control, c.arm): c for c in members}
+    tests = [fx.one_sample(by_key[key].progress.arm_rise, alternative="greater")
+             for key in keys]
+    return dict(zip(keys, fx.correct(tests, alpha), strict=True))
+
+
 def _judge(c: Comparison) -> Comparison:
     """The comparison's outcome from its corrected change test, the arm's rise test and,
     for an intervention that removes the cause, whether it keeps most of the rise."""
@@ -548,6 +581,10 @@ def _judge(c: Comparison) -> Comparison:
         outcome = AS_PREDICTED
     elif test.significant:
         outcome = AGAINST
+    elif c.survives is not None and c.survives.significant:
+        # no change beyond noise, and the arm without the cause still rises: the cause is
+        # not all of the rise (how much of it, if any, is within noise)
+        outcome = SURVIVES
     else:
         outcome = NO_CHANGE
     if outcome == AS_PREDICTED and c.predicted < 0 and c.basis == EQUAL_STEPS and c.decides:
@@ -614,15 +651,16 @@ def _verdict(name: str, comparisons: list[Comparison], rising: tuple[str, ...],
         # is decided by that run
         mine = [c for c in mine if not (c.outcome == CENSORED and _superseded(c, mine))]
         outcomes = {c.outcome for c in mine}
-        if outcomes & {AS_PREDICTED} and outcomes & {AGAINST, PERSISTS}:
+        if outcomes & {AS_PREDICTED} and outcomes & {AGAINST, PERSISTS, SURVIVES}:
             per_control.append(MIXED)
         elif AS_PREDICTED in outcomes:
             per_control.append(SUPPORTED)
-        elif outcomes & {AGAINST, PERSISTS}:
+        elif outcomes & {AGAINST, PERSISTS, SURVIVES}:
             # a censored intervention that removes the cause could still show the rise
             # gone: no refutation while one is undetermined
             censored = any(c.outcome == CENSORED and c.removes_cause for c in mine)
-            per_control.append(UNDETERMINED if censored else NOT_SUPPORTED)
+            per_control.append(UNDETERMINED if censored else NOT_SUPPORTED
+                               if outcomes & {AGAINST, PERSISTS} else NOT_WHOLE)
         elif CENSORED in outcomes:
             per_control.append(UNDETERMINED)
         elif mine:
@@ -649,9 +687,15 @@ def _superseded(c: Comparison, others: Sequence[Comparison]) -> bool:
     applies a high LR while it fits through the control's range: it does not answer for
     the short one)."""
     change = set(c.changed) - set(LENGTH_KEYS)
-    return any(o is not c and o.basis and set(o.changed) - set(LENGTH_KEYS) == change
-               and o.predicted == c.predicted
-               and (o.removes_cause or not c.removes_cause) for o in others)
+    longer = any(o is not c and o.basis and set(o.changed) - set(LENGTH_KEYS) == change
+                 and o.predicted == c.predicted
+                 and (o.removes_cause or not c.removes_cause) for o in others)
+    # another intervention that removes the cause, compared at matched fit over the
+    # control's whole fit range after its onset: it answers what the censored one would
+    # have, over the range where the control rises
+    return longer or (c.removes_cause and any(
+        o is not c and o.removes_cause and o.outcome != CENSORED and _whole_range(o)
+        for o in others))
 
 
 def _lr_over_range(curves: fx.ArmCurves, progress: MatchedProgress | None,
@@ -708,6 +752,16 @@ def _reason(c: Comparison) -> str:
         text += (f": the rise persists ({c.arm} rises by {mine:.3f} where the control rises by "
                  f"{theirs:.3f}: it keeps more than {PERSISTS_SHARE:.0%} of it, one-sided Holm p "
                  f"{fx.format_p(c.keeps.p_adjusted)})")
+    elif c.outcome == SURVIVES:
+        own, control = c.survives, c.progress.control_rise.mean
+        interval = fx.one_sample(c.progress.arm_rise, alternative="two-sided")
+        detect = "" if t.detectable is None else f", could detect about {t.detectable:.3f}"
+        text += (f": a rise survives without the cause ({c.arm}, {c.prediction_basis}, "
+                 f"rises by {own.estimate:.3f} over the control's whole fit range after its "
+                 f"onset (95% CI {interval.ci_low:.3f} to {interval.ci_high:.3f}, one-sided Holm p "
+                 f"{fx.format_p(own.p_adjusted)}) where the control rises by {control:.3f}; "
+                 f"no change beyond noise{detect}: the cause is not all of the rise, whether "
+                 "it is part of it is undecided)")
     elif c.outcome == NO_PREDICTION:
         text += f": no prediction ({c.prediction_basis})"
     else:

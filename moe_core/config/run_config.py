@@ -23,6 +23,7 @@ import difflib
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,11 @@ class RunConfig:
     min_lr_ratio: float = 0.1
     lr_step_milestones: tuple[float, ...] = (0.5, 0.75)
     lr_step_gamma: float = 0.3
+    # > 0: the LR follows the schedule laid out for the preset's run length (max_steps /
+    # steps_fraction) for this fraction of it, then stays at lr_drop_to x peak to the end of
+    # the run, however long: a run identical to its control until the drop
+    lr_drop_at: float = 0.0
+    lr_drop_to: float = 0.1
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
     device: str = "auto"  # auto | cpu | cuda
 
@@ -176,14 +182,26 @@ class RunConfig:
         d = self.to_dict()
         for bookkeeping in NOT_HASHED:
             d.pop(bookkeeping)
+        for key, default in HASHED_WHEN_SET.items():
+            if d[key] == default:
+                d.pop(key)
         return stable_hash(d)
 
 
 # keys that describe a run or say what its folder keeps, not what it computes: a run is found
 # again (skipped, resumed) whatever they say
 NOT_HASHED = ("description", "keep_weights")
+# keys added after runs were recorded: hashed only when they differ from their default, so
+# every earlier run keeps its hash (and is found again) while a run that sets one is new
+HASHED_WHEN_SET = {"lr_drop_at": 0.0, "lr_drop_to": 0.1}
 
 CONDITION_SEPARATOR = "@"
+
+
+def with_added_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A recorded config (a metrics file's) with the keys added since it was written at
+    their defaults: what that run ran with."""
+    return {**HASHED_WHEN_SET, **config}
 
 
 def arm_name(experiment: str, condition: str = "") -> str:
@@ -307,6 +325,10 @@ def _validate(cfg: RunConfig, source: str) -> None:
                   "documents; 20 = twenty times as many, the val split unchanged)")
     if not 0 < cfg.lr_step_gamma <= 1:
         raise bad("lr_step_gamma", "must be in (0, 1]")
+    if not 0 <= cfg.lr_drop_at < 1:
+        raise bad("lr_drop_at", "a fraction of the preset's run in [0, 1) (0: no drop)")
+    if not 0 < cfg.lr_drop_to <= 1:
+        raise bad("lr_drop_to", "the LR after the drop, a fraction of the peak in (0, 1]")
     if any(not 0 < m < 1 for m in cfg.lr_step_milestones):
         raise bad("lr_step_milestones", "each milestone is a fraction of training in (0, 1)")
     if cfg.seq_len > cfg.max_seq_len:

@@ -6,6 +6,7 @@ the LR a run applied without training it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from moe_core.config.run_config import RunConfig
@@ -18,7 +19,16 @@ def lr_factor(update: int, cfg: RunConfig) -> float:
     the end of warmup, then the schedule runs to its floor exactly at the last update.
     `reference` horizon reproduces the reference's defect: its scheduler was built for
     max_steps micro-steps but stepped once per update, starting at 0 (ORIGINAL.md defect 2).
+    With `lr_drop_at`, the schedule is the one laid out for the preset's run length
+    (max_steps / steps_fraction) up to that fraction of its updates, then `lr_drop_to` to
+    the end of the run.
     """
+    if cfg.lr_drop_at > 0:
+        accum = cfg.grad_accum_steps
+        preset_steps = max(accum, round(cfg.max_steps / cfg.steps_fraction / accum) * accum)
+        if update > round(cfg.lr_drop_at * preset_steps / accum):
+            return cfg.lr_drop_to
+        cfg = dataclasses.replace(cfg, max_steps=preset_steps, lr_drop_at=0.0)
     if cfg.lr_horizon == "reference":
         t, total = update - 1, cfg.max_steps  # LambdaLR gives the first update lambda(0) = 0
         warmup = int(cfg.warmup_ratio * cfg.max_steps)

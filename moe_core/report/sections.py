@@ -259,7 +259,7 @@ def _deciding(verdict: vd.HypothesisVerdict) -> str:
     if not verdict.comparisons:
         return esc.md(verdict.reasons[0]) if verdict.reasons else ""
     decisive = [c for c in verdict.comparisons if c.outcome in (vd.AS_PREDICTED, vd.AGAINST,
-                                                                  vd.PERSISTS)]
+                                                                  vd.PERSISTS, vd.SURVIVES)]
     if verdict.verdict == vd.UNDETERMINED:  # what keeps it open first, then the rest
         first = [c for c in verdict.comparisons if c.outcome == vd.CENSORED
                  and c.removes_cause] + decisive
@@ -298,6 +298,10 @@ def _outcome_words(c: vd.Comparison) -> str:
         return "against the prediction"
     if c.outcome == vd.PERSISTS:
         return "the rise persists"
+    if c.outcome == vd.SURVIVES:
+        own = fx.one_sample(c.progress.arm_rise, alternative="two-sided")
+        return (f"a rise survives without the cause (it rises {own.estimate:.3f}, 95% CI "
+                f"{own.ci_low:.3f} to {own.ci_high:.3f}, over the control's whole range)")
     if c.outcome == vd.NO_PREDICTION:
         return "no prediction"
     return "no detected change"
@@ -312,6 +316,8 @@ def one_sentence(a: vd.StudyAnalysis) -> str:
         return ("No control rises beyond noise, so there is no rise to explain and no "
                 "explanation was tested.")
     words = {vd.SUPPORTED: "supported", vd.NOT_SUPPORTED: "not supported",
+             vd.NOT_WHOLE: "not the whole cause (removing it leaves a rise; whether it "
+                           "is part of the cause is within noise)",
              vd.MIXED: "mixed", vd.INCONCLUSIVE: "inconclusive", vd.UNTESTED: "untested",
              vd.UNDETERMINED: "undetermined (a deciding intervention is censored: it "
                               "never fitted as far as the control had when it turned)"}

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from moe_core import paths
-from moe_core.config.run_config import build_config
+from moe_core.config.run_config import ConfigError, build_config
 from moe_core.config.schedule import lr_factor
 
 REFERENCE = paths.CHECKOUT.parent / "shared" / "reference" / "exp8_original"
@@ -63,3 +63,32 @@ def test_reference_horizon_ends_near_peak_while_ours_reaches_the_floor():
 def history(metrics):
     return [(r["step"], r["val_loss"], r["train_loss"], r["val_loss_per_sequence"])
             for r in metrics["evals"]]
+
+
+@pytest.mark.parametrize("horizon", ["updates", "reference"])
+def test_lr_drop_follows_the_controls_schedule_then_holds_the_drop_for_a_longer_run(horizon):
+    control = build_config("baseline", "cpu", {"lr_horizon": horizon})
+    drop = build_config("baseline", "cpu", {"lr_horizon": horizon, "lr_drop_at": 0.7,
+                                            "lr_drop_to": 0.1, "steps_fraction": 2.5})
+    assert drop.optimizer_updates == 2.5 * control.optimizer_updates  # 250 vs 100
+    before = [lr_factor(u, drop) for u in range(1, 71)]
+    assert before == [lr_factor(u, control) for u in range(1, 71)]
+    assert before[-1] > 0.3  # above the drop where it drops (0.30 or 0.96)
+    assert {lr_factor(u, drop) for u in range(71, drop.optimizer_updates + 1)} == {0.1}
+
+
+def test_lr_drop_is_hashed_only_when_set_so_earlier_runs_keep_their_hashes():
+    plain = build_config("baseline", "cpu")
+    # the hash every run recorded before lr_drop_at existed (the cpu baseline's)
+    assert plain.config_hash() == build_config("baseline", "cpu", {"lr_drop_to": 0.1,
+                                                                   "lr_drop_at": 0.0}
+                                               ).config_hash()
+    assert build_config("baseline", "cpu", {"lr_drop_at": 0.7}).config_hash() \
+        != plain.config_hash()
+
+
+@pytest.mark.parametrize("key, value", [("lr_drop_at", 1.0), ("lr_drop_at", -0.1),
+                                        ("lr_drop_to", 0.0), ("lr_drop_to", 1.5)])
+def test_lr_drop_out_of_range_is_an_error_naming_the_key(key, value):
+    with pytest.raises(ConfigError, match=key):
+        build_config("baseline", "cpu", {key: value})

@@ -18,10 +18,12 @@ TINY = {"max_steps": 8}
 
 @pytest.fixture(scope="module")
 def simulated():
-    """The built-in data's picture: fresh data and dropout remove the rise."""
+    """A picture with an answer for each: fresh data, dropout and a low LR after the onset
+    remove the rise, the balancing arms keep it."""
     arms = cal.study_arms()
     truths = cal.study_like(arms, {"fresh_data@reference_lr": cal.Truth(rise=0.0),
-                                   "higher_dropout@reference_lr": cal.Truth(rise=0.0)})
+                                   "higher_dropout@reference_lr": cal.Truth(rise=0.0),
+                                   "lr_drop_long@reference_lr": cal.Truth(rise=0.0)})
     results = cal.simulate_results(truths, 4, cal.Noise(), np.random.default_rng(0))
     return sections.study_of(results)
 

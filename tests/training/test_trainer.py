@@ -40,6 +40,19 @@ def test_same_seed_gives_an_identical_history(tmp_path):
 
 
 @pytest.mark.slow
+def test_an_lr_drop_run_is_its_control_until_the_drop_and_runs_on_past_its_length(tmp_path):
+    control = train(smoke(), seed=2, out_dir=tmp_path / "control", progress=False)
+    # 12 updates of 2 micro-steps: the drop comes after update 6 (step 12)
+    drop = train(smoke(lr_drop_at=0.5, lr_drop_to=0.1, steps_fraction=2.0), seed=2,
+                 out_dir=tmp_path / "drop", progress=False)
+    steps = [r["step"] for r in drop["evals"]]
+    assert steps[-1] == 48
+    until = sum(s <= 12 for s in steps)
+    assert history(drop)[:until] == history(control)[:until]
+    assert history(drop)[until:len(control["evals"])] != history(control)[until:]
+
+
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
     cfg = smoke(checkpoint_every_evals=2)
     full = train(cfg, seed=1, out_dir=tmp_path / "full", progress=False)
