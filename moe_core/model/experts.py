@@ -66,7 +66,13 @@ class Experts(nn.Module):
         kernel = expert_kernel(x_sorted.device, dtype) if self.kernel == "auto" else self.kernel
         if kernel == "cpu":
             p = self.dropout.p if self.dropout.training else 0.0
-            return _cpu_experts(x_sorted, counts, p, list(self.w_in), list(self.w_out))
+            # under torch.compile the loop stays eager: its group sizes are Python ints, and
+            # compiling would specialise on them. Wrapped here (only while tracing), not at
+            # import: torch.compiler.disable imports torch._dynamo, 2-4 s at the start of
+            # every run that never compiles
+            experts = torch.compiler.disable(_cpu_experts) if torch.compiler.is_compiling() \
+                else _cpu_experts
+            return experts(x_sorted, counts, p, list(self.w_in), list(self.w_out))
         if kernel == "grouped_mm":
             offs = counts.cumsum(0).to(torch.int32)
             h = self.dropout(F.silu(_grouped_linear(x_sorted, self.w_in, offs, dtype)))
@@ -134,7 +140,6 @@ def _padded_experts(x_sorted: torch.Tensor, counts: torch.Tensor, w_in: nn.Param
 _BLOCK_BYTES = 16 * 2**20
 
 
-@torch.compiler.disable  # the group sizes are Python ints: compiling would specialise on them
 def _cpu_experts(x_sorted: torch.Tensor, counts: torch.Tensor, p: float, w_in: list, w_out: list
                  ) -> torch.Tensor:
     """The CPU's grouped_mm is itself a loop of matmuls, so loop here, in one autograd node
