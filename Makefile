@@ -51,7 +51,7 @@ ifneq ($(shell cat $(STAMP) 2>/dev/null),$(VARIANT))
 $(STAMP): FORCE
 endif
 
-.PHONY: setup lock demo quick lab test lint bench clean FORCE
+.PHONY: setup lock demo quick placebo lab test lint bench clean FORCE
 
 setup: $(STAMP)
 
@@ -109,6 +109,13 @@ demo: setup
 # (parameters/suites.yaml: glance), then reports/inflection_report.html
 quick: setup
 	$(BIN)/moe-suite run --suite glance --preset $(PRESET) --seeds 3 --jobs $(JOBS) --out runs/quick
+
+# the report's false-effect rate on real runs: 12 replicates of the study's control (its own
+# folder: the demo's runs are never pooled with them), split 4 + 4 into a control and a
+# placebo intervention (a key the preset never reads) through the report's pipeline
+placebo: setup
+	$(BIN)/moe-suite run -e baseline@reference_lr --preset $(PRESET) --seeds 12 --jobs $(JOBS) --out runs/placebo --no-report
+	$(BIN)/python -m moe_core.analysis.placebo runs/placebo
 
 # JupyterLab on the repository; its python3 kernel is this .venv's Python (LAB_ARGS, e.g.
 # LAB_ARGS="--no-browser --port 8890", are passed on)
