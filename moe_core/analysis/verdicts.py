@@ -96,7 +96,7 @@ REMOVES_SPAN = 0.95
 SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
 # removing the cause over the control's whole range left a rise beyond noise, and no
-# change beyond noise: the cause cannot account for all of the rise, a part is undecided
+# change beyond noise: the cause is not needed for a rise; its share of it is undecided
 NOT_WHOLE = "not the whole cause"
 MIXED = "mixed"
 INCONCLUSIVE = "inconclusive"
@@ -142,6 +142,11 @@ class Comparison:
     # fit (REMOVES_SPAN): its own rise there > 0, one-sided, Holm-Sidak within the
     # explanation's family (None otherwise)
     survives: fx.Test | None = None
+    # how much of the suspected cause the arm still applies over the compared range, as a
+    # share of the control's (the LR: its LR over the range / the control's; 0 where the
+    # intervention removes the cause outright): where the explanation is the whole cause
+    # and acts in proportion, the arm's rise is this share of the control's
+    remaining: float = 0.0
     # what `change` compares: MATCHED_FIT, EQUAL_STEPS, or "" when nothing was tested
     # (censored: `change` is then the uncorrected change at equal steps, for the record)
     basis: str = ""
@@ -359,7 +364,8 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
                                          prediction_basis=basis.replace(
                                              "last quarter of training",
                                              "over the compared fit range"),
-                                         removes_cause=removes_cause)
+                                         removes_cause=removes_cause,
+                                         remaining=_share(over[arm], over[control]))
             elif set(keys) & set(LENGTH_KEYS):
                 continue  # another length: no comparison at equal steps
             else:
@@ -442,7 +448,9 @@ def _decide_basis(c: Comparison, curves: Mapping[str, fx.ArmCurves],
 
 # the run's length: an arm that differs in it (as well as in one explanation's keys) is
 # compared at matched fit only, never at equal steps or by its end
-LENGTH_KEYS = ("max_steps", "steps_fraction")
+# hold_final_lr: a longer run that continues the shorter one (its schedule, then its last
+# LR) is the same intervention at another length
+LENGTH_KEYS = ("max_steps", "steps_fraction", "hold_final_lr")
 
 # config keys that change the train split: an arm with another split has its own
 # train-subset loss, no common scale of fitting progress with the control
@@ -553,15 +561,27 @@ def _whole_range(c: Comparison) -> bool:
             and p.span_share >= REMOVES_SPAN)
 
 
+def _share(mine: float, theirs: float) -> float:
+    return min(1.0, max(0.0, mine / theirs)) if math.isfinite(mine) and math.isfinite(
+        theirs) and theirs > 0 else 0.0
+
+
 def _survives_tests(members: list[Comparison], alpha: float) -> dict[tuple[str, str], fx.Test]:
     """For each tested intervention of one family that removes the cause over the control's
-    whole fit range at matched fit: does the arm still rise there? (its own rise at matched
-    fit > 0, one-sided over its seeds; Holm-Sidak over these tests). Where the explanation
-    is the whole cause, that rise is 0."""
+    whole fit range at matched fit: does the arm rise there by more than the explanation
+    allows? Where the explanation is the whole cause (acting in proportion), the arm's rise
+    is the `remaining` share of the control's (0 where the cause is removed outright): arm
+    rise - remaining x control rise > 0, one-sided, paired by seed as the change test
+    (its own rise over its seeds when nothing remains); Holm-Sidak over these tests."""
     keys = [(c.control, c.arm) for c in members if c.removes_cause and _whole_range(c)]
     by_key = {(c.control, c.arm): c for c in members}
-    tests = [fx.one_sample(by_key[key].progress.arm_rise, alternative="greater")
-             for key in keys]
+    tests = []
+    for key in keys:
+        c = by_key[key]
+        p = c.progress
+        tests.append(fx.one_sample(p.arm_rise, alternative="greater") if c.remaining == 0
+                     else fx.two_sample(p.arm_rise, fx.scaled(p.control_rise, c.remaining),
+                                        alternative="greater"))
     return dict(zip(keys, fx.correct(tests, alpha), strict=True))
 
 
@@ -649,7 +669,7 @@ def _verdict(name: str, comparisons: list[Comparison], rising: tuple[str, ...],
         mine = [c for c in comparisons if c.control == control]
         # a censored arm whose longer run (the same change, another length) was compared
         # is decided by that run
-        mine = [c for c in mine if not (c.outcome == CENSORED and _superseded(c, mine))]
+        mine = [c for c in mine if not (c.outcome == CENSORED and superseded_by(c, mine))]
         outcomes = {c.outcome for c in mine}
         if outcomes & {AS_PREDICTED} and outcomes & {AGAINST, PERSISTS, SURVIVES}:
             per_control.append(MIXED)
@@ -680,22 +700,17 @@ def reduces_words(c: Comparison) -> str:
     return "reduces the rise"
 
 
-def _superseded(c: Comparison, others: Sequence[Comparison]) -> bool:
+def superseded_by(c: Comparison, others: Sequence[Comparison]) -> Comparison | None:
     """Another comparison with the same control makes the same change at another run
     length, was compared (matched fit or equal steps), and still removes the cause over
     the range it was compared on where this one would have (a longer decayed schedule
     applies a high LR while it fits through the control's range: it does not answer for
     the short one)."""
     change = set(c.changed) - set(LENGTH_KEYS)
-    longer = any(o is not c and o.basis and set(o.changed) - set(LENGTH_KEYS) == change
-                 and o.predicted == c.predicted
-                 and (o.removes_cause or not c.removes_cause) for o in others)
-    # another intervention that removes the cause, compared at matched fit over the
-    # control's whole fit range after its onset: it answers what the censored one would
-    # have, over the range where the control rises
-    return longer or (c.removes_cause and any(
-        o is not c and o.removes_cause and o.outcome != CENSORED and _whole_range(o)
-        for o in others))
+    return next((o for o in others if o is not c and o.basis and o.control == c.control
+                 and set(o.changed) - set(LENGTH_KEYS) == change
+                 and o.predicted == c.predicted and (o.removes_cause or not c.removes_cause)),
+                None)
 
 
 def _lr_over_range(curves: fx.ArmCurves, progress: MatchedProgress | None,
@@ -753,15 +768,22 @@ def _reason(c: Comparison) -> str:
                  f"{theirs:.3f}: it keeps more than {PERSISTS_SHARE:.0%} of it, one-sided Holm p "
                  f"{fx.format_p(c.keeps.p_adjusted)})")
     elif c.outcome == SURVIVES:
-        own, control = c.survives, c.progress.control_rise.mean
-        interval = fx.one_sample(c.progress.arm_rise, alternative="two-sided")
+        p = c.progress
+        own = fx.one_sample(p.arm_rise, alternative="two-sided")
+        allowed = ("" if c.remaining == 0 else
+                   f", more than the {c.remaining:.0%} of it that the cause it still applies "
+                   "would leave if it acted in proportion")
         detect = "" if t.detectable is None else f", could detect about {t.detectable:.3f}"
+        dip = ("; measured from the onset fit, which this arm reaches soon after its LR "
+               "drops, while the drop itself still lowers its val loss: if anything too low"
+               if "lr_drop_at" in c.changed else "")
         text += (f": a rise survives without the cause ({c.arm}, {c.prediction_basis}, "
                  f"rises by {own.estimate:.3f} over the control's whole fit range after its "
-                 f"onset (95% CI {interval.ci_low:.3f} to {interval.ci_high:.3f}, one-sided Holm p "
-                 f"{fx.format_p(own.p_adjusted)}) where the control rises by {control:.3f}; "
-                 f"no change beyond noise{detect}: the cause is not all of the rise, whether "
-                 "it is part of it is undecided)")
+                 f"onset (95% CI {own.ci_low:.3f} to {own.ci_high:.3f}) where the control "
+                 f"rises by {p.control_rise.mean:.3f}{allowed} (one-sided Holm p "
+                 f"{fx.format_p(c.survives.p_adjusted)}){dip}; no change beyond noise"
+                 f"{detect}: the cause as removed here is not needed for a rise; how much of "
+                 "the control's rise it accounts for is undetermined)")
     elif c.outcome == NO_PREDICTION:
         text += f": no prediction ({c.prediction_basis})"
     else:

@@ -106,6 +106,11 @@ class RunConfig:
     # the run, however long: a run identical to its control until the drop
     lr_drop_at: float = 0.0
     lr_drop_to: float = 0.1
+    # a run longer than its preset's (steps_fraction > 1) keeps the schedule of the preset's
+    # run length and holds its last LR for the extra steps, instead of stretching the
+    # schedule: the same run continued (its first max_steps / steps_fraction steps are the
+    # shorter run's, bit for bit)
+    hold_final_lr: bool = False
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
     device: str = "auto"  # auto | cpu | cuda
 
@@ -193,7 +198,7 @@ class RunConfig:
 NOT_HASHED = ("description", "keep_weights")
 # keys added after runs were recorded: hashed only when they differ from their default, so
 # every earlier run keeps its hash (and is found again) while a run that sets one is new
-HASHED_WHEN_SET = {"lr_drop_at": 0.0, "lr_drop_to": 0.1}
+HASHED_WHEN_SET = {"lr_drop_at": 0.0, "lr_drop_to": 0.1, "hold_final_lr": False}
 
 CONDITION_SEPARATOR = "@"
 

@@ -21,14 +21,17 @@ def lr_factor(update: int, cfg: RunConfig) -> float:
     max_steps micro-steps but stepped once per update, starting at 0 (ORIGINAL.md defect 2).
     With `lr_drop_at`, the schedule is the one laid out for the preset's run length
     (max_steps / steps_fraction) up to that fraction of its updates, then `lr_drop_to` to
-    the end of the run.
+    the end of the run. With `hold_final_lr`, it is the one laid out for the preset's run
+    length, and a longer run holds its last LR after it.
     """
-    if cfg.lr_drop_at > 0:
+    if cfg.lr_drop_at > 0 or cfg.hold_final_lr:
         accum = cfg.grad_accum_steps
         preset_steps = max(accum, round(cfg.max_steps / cfg.steps_fraction / accum) * accum)
-        if update > round(cfg.lr_drop_at * preset_steps / accum):
+        if cfg.lr_drop_at > 0 and update > round(cfg.lr_drop_at * preset_steps / accum):
             return cfg.lr_drop_to
-        cfg = dataclasses.replace(cfg, max_steps=preset_steps, lr_drop_at=0.0)
+        update = min(update, preset_steps // accum)  # past the preset's run: its last LR
+        cfg = dataclasses.replace(cfg, max_steps=preset_steps, lr_drop_at=0.0,
+                                  hold_final_lr=False)
     if cfg.lr_horizon == "reference":
         t, total = update - 1, cfg.max_steps  # LambdaLR gives the first update lambda(0) = 0
         warmup = int(cfg.warmup_ratio * cfg.max_steps)

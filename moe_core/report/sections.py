@@ -316,8 +316,9 @@ def one_sentence(a: vd.StudyAnalysis) -> str:
         return ("No control rises beyond noise, so there is no rise to explain and no "
                 "explanation was tested.")
     words = {vd.SUPPORTED: "supported", vd.NOT_SUPPORTED: "not supported",
-             vd.NOT_WHOLE: "not the whole cause (removing it leaves a rise; whether it "
-                           "is part of the cause is within noise)",
+             vd.NOT_WHOLE: "not the whole cause (where an intervention removes it over "
+                           "the control's fit range a rise stays; its share of the rise is "
+                           "undetermined)",
              vd.MIXED: "mixed", vd.INCONCLUSIVE: "inconclusive", vd.UNTESTED: "untested",
              vd.UNDETERMINED: "undetermined (a deciding intervention is censored: it "
                               "never fitted as far as the control had when it turned)"}
@@ -385,7 +386,7 @@ def progress_markdown(study: Study) -> str:
     matched = [c for c in mine if c.basis == vd.MATCHED_FIT]
     if censored:
         lines += ["", "**Censored (undetermined):**", ""] + [
-            f"- {esc.md(c.arm)}: {_censored_words(c)}." for c in censored]
+            f"- {esc.md(c.arm)}: {_censored_words(c)}{_decided_by(c, mine)}." for c in censored]
     if matched:
         lines += ["", "**At matched fit:** " + "; ".join(
             f"{esc.md(c.arm)}: from fit {c.progress.onset_fit:.2f} to "
@@ -394,6 +395,12 @@ def progress_markdown(study: Study) -> str:
             f"{with_interval(c.change)} nats (Holm p {fx.format_p(c.change.p_adjusted)}), "
             f"{_outcome_words(c)}" for c in matched) + "."]
     return "\n".join(lines)
+
+
+def _decided_by(c: vd.Comparison, others: Sequence[vd.Comparison]) -> str:
+    longer = vd.superseded_by(c, others)
+    return "" if longer is None else (f"; decided by its longer run, {esc.md(longer.arm)}, "
+                                      "compared at matched fit below")
 
 
 def _censored_words(c: vd.Comparison) -> str:
