@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -127,8 +128,32 @@ def calibration_table() -> dict | None:
     table = ["| scenario | indicator | rate | should be |", "| --- | --- | --- | --- |"]
     table += [f"| {esc.md(r['scenario'])} | {esc.md(r['indicator'])} | {r['rate']:.3f} | "
               f"{esc.md(r['what it should be'])} |" for r in rows]
+    over = _over_bound(rows, stored.get("studies"))
+    if over:
+        table += ["", "**Rows above their bound:** " + "; ".join(over) + "."]
     return {"command": esc.md(stored.get("command", "python -m moe_core.analysis.calibration")),
             "markdown": "\n".join(table)}
+
+
+def _over_bound(rows: list[dict], studies: int | None) -> list[str]:
+    """The rows whose rate exceeds the "<= x" they should hold, each with its binomial 95%
+    interval over the simulated studies (when the table says how many)."""
+    from scipy.stats import binomtest
+
+    out = []
+    for r in rows:
+        bound = re.match(r"<= ([0-9.]+)", str(r.get("what it should be", "")))
+        if not bound or not r["rate"] > float(bound.group(1)):
+            continue
+        interval = ""
+        if studies:
+            hits = round(r["rate"] * studies)
+            ci = binomtest(hits, studies).proportion_ci()
+            interval = (f" ({hits} of {studies} studies, 95% CI {ci.low:.3f} to "
+                        f"{ci.high:.3f})")
+        out.append(f"{esc.md(r['indicator'])} under \"{esc.md(r['scenario'])}\": "
+                   f"{r['rate']:.3f} against {bound.group(1)}{interval}")
+    return out
 
 
 def provenance_markdown(study: Study) -> str:

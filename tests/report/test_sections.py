@@ -149,3 +149,16 @@ def test_the_generalisation_figure_keeps_an_arm_on_another_split_off_the_common_
                  if c.progress is not None)
     for ax in (left, right):
         assert any(set(line.get_xdata()) == {onset} for line in ax.lines)
+
+
+def test_calibration_rows_above_their_bound_are_named_with_their_interval():
+    rows = [{"scenario": "null", "indicator": "an effect", "rate": 0.095,
+             "what it should be": "<= 0.05 (family-wise)"},
+            {"scenario": "null", "indicator": "a leader", "rate": 0.005,
+             "what it should be": "<= 0.05"},
+            {"scenario": "power", "indicator": "detected", "rate": 0.6,
+             "what it should be": "power"}]
+    [line] = appendix._over_bound(rows, 200)
+    assert line.startswith("an effect under") and "0.095 against 0.05" in line
+    assert "19 of 200 studies, 95% CI 0.058 to 0.144" in line
+    assert appendix._over_bound(rows[1:], 200) == []
