@@ -322,6 +322,7 @@ def test_the_coselection_buffer_counts_the_routers_own_choices():
                                coselection_matrix(chosen[0], num_experts=4), atol=1e-6)
 
 
+@pytest.mark.slow  # a subprocess that imports torch
 def test_the_model_imports_without_dynamo_and_its_cpu_path_still_compiles():
     """torch.compiler.disable at import would load torch._dynamo (2-4 s per run start);
     the CPU expert loop is kept out of a compiled graph only while tracing."""
