@@ -41,7 +41,7 @@ Rules, each with its reason:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -139,8 +139,8 @@ class Comparison:
     # > 0, one-sided, Holm-Sidak within the explanation's family (None otherwise)
     keeps: fx.Test | None = None
     # for an intervention that removes the cause over the control's whole range at matched
-    # fit (REMOVES_SPAN): its own rise there > 0, one-sided, Holm-Sidak within the
-    # explanation's family (None otherwise)
+    # fit (REMOVES_SPAN): arm rise - remaining x control rise > 0 there, one-sided,
+    # Holm-Sidak within the explanation's family (None otherwise)
     survives: fx.Test | None = None
     # how much of the suspected cause the arm still applies over the compared range, as a
     # share of the control's (the LR: its LR over the range / the control's; 0 where the
@@ -383,8 +383,8 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
         tested = [c for c in members if c.basis]
         corrected = dict(zip(((c.control, c.arm) for c in tested),
                              fx.correct([c.change for c in tested], alpha), strict=True))
-        keeps = _keeps_tests(tested, decisive, alpha) if decides else {}
-        survives = _survives_tests(tested, alpha) if decides else {}
+        keeps = _share_tests(tested, decisive, _keeps_share, alpha) if decides else {}
+        survives = _share_tests(tested, decisive, _survives_share, alpha) if decides else {}
         comparisons += [_judge(replace(c, change=corrected[(c.control, c.arm)],
                                        keeps=keeps.get((c.control, c.arm)),
                                        survives=survives.get((c.control, c.arm))))
@@ -539,50 +539,47 @@ def round_steps(steps: float) -> int:
     return int(50 * math.ceil(steps / 50))
 
 
-def _keeps_tests(members: list[Comparison],
+def _share_tests(members: list[Comparison],
                  decisive: Mapping[tuple[str, str], tuple[fx.ArmStatistic, fx.ArmStatistic]],
+                 share_of: Callable[[Comparison], float | None],
                  alpha: float) -> dict[tuple[str, str], fx.Test]:
-    """For each tested intervention of one family that removes the cause: does it keep more
-    than PERSISTS_SHARE of its control's rise, on the comparison's own basis (matched fit or
-    equal steps)? (arm rise - share x control rise > 0, one-sided, with the control's own
-    noise, paired by seed and by val sequence where the arms share them
-    (`effects.seed_pairing`); Holm-Sidak over these tests)."""
-    removing = [(c.control, c.arm) for c in members if c.removes_cause]
-    tests = [fx.two_sample(decisive[key][0], fx.scaled(decisive[key][1], PERSISTS_SHARE),
-                           alternative="greater") for key in removing]
-    return dict(zip(removing, fx.correct(tests, alpha), strict=True))
+    """For each tested intervention of one family that `share_of` gives a share (None: not
+    tested): does the arm rise by more than that share of its control's rise, on the
+    comparison's own basis (matched fit or equal steps)? (arm rise - share x control rise
+    > 0, one-sided, with the control's own noise, paired by seed and by val sequence where
+    the arms share them (`effects.seed_pairing`); Holm-Sidak over these tests)."""
+    shares = {(c.control, c.arm): share for c in members
+              if (share := share_of(c)) is not None}
+    tests = [fx.two_sample(decisive[key][0], fx.scaled(decisive[key][1], share),
+                           alternative="greater") for key, share in shares.items()]
+    return dict(zip(shares, fx.correct(tests, alpha), strict=True))
+
+
+def _keeps_share(c: Comparison) -> float | None:
+    """Persists: an intervention that removes the cause keeps more than PERSISTS_SHARE of
+    the control's rise."""
+    return PERSISTS_SHARE if c.removes_cause else None
+
+
+def _survives_share(c: Comparison) -> float | None:
+    """Survives: an intervention that removes the cause over the control's whole fit range
+    at matched fit rises by more than the explanation allows. Where the explanation is the
+    whole cause (acting in proportion), the arm's rise is the `remaining` share of the
+    control's (0 where the cause is removed outright)."""
+    return c.remaining if c.removes_cause and _whole_range(c) else None
 
 
 def _whole_range(c: Comparison) -> bool:
     """Compared at matched fit over (nearly) all of the control's fit range after its
-    onset."""
+    onset (REMOVES_SPAN), with both arms' rises there."""
     p = c.progress
     return (c.basis == MATCHED_FIT and p is not None and p.arm_rise is not None
-            and p.span_share >= REMOVES_SPAN)
+            and p.control_rise is not None and p.span_share >= REMOVES_SPAN)
 
 
 def _share(mine: float, theirs: float) -> float:
     return min(1.0, max(0.0, mine / theirs)) if math.isfinite(mine) and math.isfinite(
         theirs) and theirs > 0 else 0.0
-
-
-def _survives_tests(members: list[Comparison], alpha: float) -> dict[tuple[str, str], fx.Test]:
-    """For each tested intervention of one family that removes the cause over the control's
-    whole fit range at matched fit: does the arm rise there by more than the explanation
-    allows? Where the explanation is the whole cause (acting in proportion), the arm's rise
-    is the `remaining` share of the control's (0 where the cause is removed outright): arm
-    rise - remaining x control rise > 0, one-sided, paired by seed as the change test
-    (its own rise over its seeds when nothing remains); Holm-Sidak over these tests."""
-    keys = [(c.control, c.arm) for c in members if c.removes_cause and _whole_range(c)]
-    by_key = {(c.control, c.arm): c for c in members}
-    tests = []
-    for key in keys:
-        c = by_key[key]
-        p = c.progress
-        tests.append(fx.one_sample(p.arm_rise, alternative="greater") if c.remaining == 0
-                     else fx.two_sample(p.arm_rise, fx.scaled(p.control_rise, c.remaining),
-                                        alternative="greater"))
-    return dict(zip(keys, fx.correct(tests, alpha), strict=True))
 
 
 def _judge(c: Comparison) -> Comparison:
@@ -628,10 +625,9 @@ def _removes(c: Comparison) -> bool:
     if c.arm_rise.significant:
         return False
     if c.basis == MATCHED_FIT:
-        p = c.progress
-        if p is None or p.arm_rise is None or p.control_rise is None \
-                or not p.span_share >= REMOVES_SPAN:
+        if not _whole_range(c):
             return False
+        p = c.progress
         bound = fx.one_sample(p.arm_rise, alternative="two-sided").ci_high
         return bound is not None and bound < PERSISTS_SHARE * p.control_rise.mean
     bound = c.arm_rise.ci_high
