@@ -174,12 +174,20 @@ def study_like(arms: Sequence[str], changes: Mapping[str, Truth] | None = None,
                rise: float = 0.1) -> dict[str, Truth]:
     """The built-in data's picture: every arm under the reference's LR schedule rises by
     `rise`, the corrected schedule's arms do not (the higher floor rises by 40% of it);
-    then `changes` (arm -> Truth) replace some arms."""
+    then `changes` (arm -> Truth) replace some arms. An experiment that also runs under the
+    reference's schedule (no_lb: a crossed control's counterpart) follows the corrected
+    baseline's truth unless changed itself: the schedule acts on it as on the baseline."""
+    changes = changes or {}
+    crossed = {split_arm(a)[0] for a in arms if split_arm(a)[1]}
+
     def default(arm: str) -> Truth:
-        if split_arm(arm)[1]:
+        experiment, condition = split_arm(arm)
+        if condition:
             return Truth(rise=rise)
-        return Truth(rise=0.4 * rise if split_arm(arm)[0] == "slower_min_lr" else 0.0)
-    return {arm: (changes or {}).get(arm, default(arm)) for arm in arms}
+        if experiment in crossed and experiment != vd.CONTROL_EXPERIMENT:
+            return changes.get(vd.CONTROL_EXPERIMENT, Truth(rise=0.0))
+        return Truth(rise=0.4 * rise if experiment == "slower_min_lr" else 0.0)
+    return {arm: changes.get(arm, default(arm)) for arm in arms}
 
 
 def run_scenario(truths: Mapping[str, Truth], measure: Callable[[vd.StudyAnalysis], dict],

@@ -99,6 +99,9 @@ NOT_SUPPORTED = "not supported"
 # change beyond noise: the cause is not needed for a rise; its share of it is undecided
 NOT_WHOLE = "not the whole cause"
 MIXED = "mixed"
+# lowering the cause reduces the rise beyond noise (against one control), and where it is
+# removed over the control's whole fit range a rise survives (against the same or another)
+PART = "part of the cause"
 INCONCLUSIVE = "inconclusive"
 UNDETERMINED = "undetermined"  # the deciding arms never reached the control's onset: run longer
 UNTESTED = "untested"  # no control rises: nothing to explain
@@ -164,6 +167,9 @@ class Comparison:
     decides: bool = False  # against a rising control (else: the interaction, no verdict)
     # censored: at least this run length would decide (None: no estimate)
     steps_to_decide: float | None = None
+    # at equal steps, when both rise: (arm, control) onsets, each (mean step over seeds,
+    # its seeds' lowest and highest step, passes over the train split by the mean step)
+    onsets: tuple[tuple[float, float, float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -189,6 +195,15 @@ class StudyAnalysis:
     late_lr: dict[str, float]  # arm -> mean applied LR / peak over the last quarter
     leader: dict[str, Any] = field(default_factory=dict)
     gap_growth: dict[str, fx.Test] = field(default_factory=dict)
+    # crossed_controls: an arm that rises under a rising control's condition -> the same
+    # experiment under the other conditions, each compared with it
+    crossed: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def judging_controls(self) -> tuple[str, ...]:
+        """The controls the verdicts are judged against: each condition's baseline that
+        rises, then the crossed controls."""
+        return self.rising_controls + tuple(self.crossed)
 
 
 # ---------------------------------------------------------------- arms
@@ -319,6 +334,8 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
                                                  alpha), strict=True))
     rise_tests = {arm: rise_tests[arm] for arm in curves}
     rising = tuple(c for c in controls.values() if rise_tests[c].significant)
+    crossed = crossed_controls(curves, groups, controls, rising, rise_tests)
+    judging = rising + tuple(crossed)
     late_lr = {arm: late_lr_fraction(c, configs[arm].get("lr")) for arm, c in curves.items()}
     epochs = counted_runs(results).groupby("group")["epochs_seen"].mean() \
         if "epochs_seen" in results.runs else pd.Series(dtype=float)
@@ -330,56 +347,61 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
     # intervention matters under either condition; no verdict rests on them)
     candidates: list[Comparison] = []  # each change test before its family's correction
     decisive: dict[tuple[str, str], tuple[fx.ArmStatistic, fx.ArmStatistic]] = {}
-    for control in controls.values():
-        for arm in curves:
-            if arm == control or groups[arm].variant:
-                continue
-            keys = changed_keys(configs[arm], configs[control])
-            family = hypothesis_of(keys)
-            if not keys or family == OTHER:
-                continue
-            predicted, basis, removes_cause = predicted_direction(
-                family, keys, configs[arm], configs[control], exposure[arm], exposure[control])
-            at_steps = fx.two_sample(rise_stats[arm], rise_stats[control])
-            comparison = Comparison(control, arm, family, keys, predicted, basis,
-                                    removes_cause, change=at_steps, arm_rise=rise_tests[arm],
-                                    # runs of another length have no equal steps
-                                    at_equal_steps=None if set(keys) & set(LENGTH_KEYS)
-                                    else at_steps)
-            if control in rising:
-                comparison, pair = _decide_basis(comparison, curves, rise_stats, configs,
-                                                 exposure)
-                if comparison.basis == MATCHED_FIT and family == LR_SCHEDULE:
-                    # the LR each arm applied while it fitted over the compared range, not
-                    # over the last quarter of its whole run (a longer run applies its late
-                    # LR after the range)
-                    over = {name: _lr_over_range(curves[name], comparison.progress,
-                                                 configs[name].get("lr"))
-                            for name in (arm, control)}
-                    predicted, basis, removes_cause = predicted_direction(
-                        family, keys, configs[arm], configs[control],
-                        replace(exposure[arm], late_lr=over[arm]),
-                        replace(exposure[control], late_lr=over[control]))
-                    comparison = replace(comparison, predicted=predicted,
-                                         prediction_basis=basis.replace(
-                                             "last quarter of training",
-                                             "over the compared fit range"),
-                                         removes_cause=removes_cause,
-                                         remaining=_share(over[arm], over[control]))
-            elif set(keys) & set(LENGTH_KEYS):
-                continue  # another length: no comparison at equal steps
-            else:
-                comparison, pair = replace(comparison, basis=EQUAL_STEPS), (
-                    rise_stats[arm], rise_stats[control])
-            if pair is not None:
-                decisive[(control, arm)] = pair
-                comparison = replace(comparison, change=fx.two_sample(*pair))
-            candidates.append(comparison)
+    pairs = [(control, arm) for control in controls.values() for arm in curves] + [
+        (control, arm) for control, arms in crossed.items() for arm in arms]
+    for control, arm in pairs:
+        if arm == control or groups[arm].variant:
+            continue
+        keys = changed_keys(configs[arm], configs[control])
+        family = hypothesis_of(keys)
+        if not keys or family == OTHER:
+            continue
+        predicted, basis, removes_cause = predicted_direction(
+            family, keys, configs[arm], configs[control], exposure[arm], exposure[control])
+        at_steps = fx.two_sample(rise_stats[arm], rise_stats[control])
+        comparison = Comparison(control, arm, family, keys, predicted, basis,
+                                removes_cause, change=at_steps, arm_rise=rise_tests[arm],
+                                # runs of another length have no equal steps
+                                at_equal_steps=None if set(keys) & set(LENGTH_KEYS)
+                                else at_steps)
+        if control in judging:
+            comparison, pair = _decide_basis(comparison, curves, rise_stats, configs,
+                                             exposure)
+            if comparison.basis == MATCHED_FIT and family == LR_SCHEDULE:
+                # the LR each arm applied while it fitted over the compared range, not
+                # over the last quarter of its whole run (a longer run applies its late
+                # LR after the range)
+                over = {name: _lr_over_range(curves[name], comparison.progress,
+                                             configs[name].get("lr"))
+                        for name in (arm, control)}
+                predicted, basis, removes_cause = predicted_direction(
+                    family, keys, configs[arm], configs[control],
+                    replace(exposure[arm], late_lr=over[arm]),
+                    replace(exposure[control], late_lr=over[control]))
+                comparison = replace(comparison, predicted=predicted,
+                                     prediction_basis=basis.replace(
+                                         "last quarter of training",
+                                         "over the compared fit range"),
+                                     removes_cause=removes_cause,
+                                     remaining=_share(over[arm], over[control]))
+        elif set(keys) & set(LENGTH_KEYS):
+            continue  # another length: no comparison at equal steps
+        else:
+            comparison, pair = replace(comparison, basis=EQUAL_STEPS), (
+                rise_stats[arm], rise_stats[control])
+        if pair is not None:
+            decisive[(control, arm)] = pair
+            comparison = replace(comparison, change=fx.two_sample(*pair))
+        if comparison.basis == EQUAL_STEPS and comparison.arm_rise.significant:
+            comparison = replace(comparison, onsets=tuple(
+                _onset(rise_stats[name], curves[name], exposure[name].epochs)
+                for name in (arm, control)))
+        candidates.append(comparison)
     comparisons = []
-    families = dict.fromkeys((c.hypothesis, c.control in rising) for c in candidates)
+    families = dict.fromkeys((c.hypothesis, c.control in judging) for c in candidates)
     for family, decides in families:
         members = [c for c in candidates if c.hypothesis == family
-                   and (c.control in rising) == decides]
+                   and (c.control in judging) == decides]
         tested = [c for c in members if c.basis]
         corrected = dict(zip(((c.control, c.arm) for c in tested),
                              fx.correct([c.change for c in tested], alpha), strict=True))
@@ -392,7 +414,7 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
     order = {(c.control, c.arm): i for i, c in enumerate(candidates)}
     comparisons.sort(key=lambda c: order[(c.control, c.arm)])
     verdicts = {name: _verdict(name, [c for c in comparisons if c.hypothesis == name
-                                      and c.control in rising], rising, controls)
+                                      and c.control in judging], judging, controls)
                 for name in HYPOTHESES}
     gap = {}
     for control in controls.values():
@@ -400,7 +422,33 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
         if stat is not None:
             gap[control] = fx.one_sample(stat)
     return StudyAnalysis(curves, configs, rise_tests, controls, rising, comparisons, verdicts,
-                         late_lr, leader(curves, alpha), gap)
+                         late_lr, leader(curves, alpha), gap, crossed)
+
+
+def crossed_controls(curves: Mapping[str, fx.ArmCurves], groups: Mapping[str, Any],
+                     controls: Mapping[str, str], rising: Sequence[str],
+                     rise_tests: Mapping[str, fx.Test]) -> dict[str, tuple[str, ...]]:
+    """The design crossed: an experiment run under a rising control's condition and under
+    another condition is two cells of a 2 x 2. Where its arm under the rising condition
+    rises itself (its rise test, corrected with the other arms'), it is a control of its
+    own: of the same experiment under the other conditions, which differ from it only in
+    the condition's keys. So the condition's change (the LR schedule) is also tested where
+    the experiment changed the rise (a smaller train split: larger and sooner), at matched
+    fit on that experiment's own train split. {control arm: its counterparts}."""
+    crossed: dict[str, tuple[str, ...]] = {}
+    for condition, control in controls.items():
+        if control not in rising:
+            continue
+        for arm in curves:
+            group = groups[arm]
+            if (group.condition != condition or group.variant or arm == control
+                    or not rise_tests[arm].significant):
+                continue
+            others = tuple(o for o in curves if groups[o].experiment == group.experiment
+                           and groups[o].condition != condition and not groups[o].variant)
+            if others:
+                crossed[arm] = others
+    return crossed
 
 
 def _decide_basis(c: Comparison, curves: Mapping[str, fx.ArmCurves],
@@ -458,6 +506,16 @@ SPLIT_KEYS = ("data_source", "seq_len", "num_documents", "val_fraction", "data_s
               "train_documents_factor", "data_path", "text_field", "hub_dataset", "hub_config",
               "hub_split", "synthetic_topics", "synthetic_branching", "synthetic_zipf",
               "synthetic_doc_tokens")
+
+
+def _onset(rise: fx.ArmStatistic, curves: fx.ArmCurves, epochs: float
+           ) -> tuple[float, float, float, float]:
+    """An arm's onset: each seed's is the middle step of the window its rise is measured
+    from; (their mean, lowest, highest, the passes over its train split by the mean step,
+    from the passes by its last step)."""
+    steps = np.array([(first + last) / 2 for first, last in rise.low_windows])
+    return (float(steps.mean()), float(steps.min()), float(steps.max()),
+            float(epochs * steps.mean() / curves.steps[-1]))
 
 
 def lowest_statistic(curves: fx.ArmCurves) -> fx.ArmStatistic:
@@ -667,7 +725,10 @@ def _verdict(name: str, comparisons: list[Comparison], rising: tuple[str, ...],
         # is decided by that run
         mine = [c for c in mine if not (c.outcome == CENSORED and superseded_by(c, mine))]
         outcomes = {c.outcome for c in mine}
-        if outcomes & {AS_PREDICTED} and outcomes & {AGAINST, PERSISTS, SURVIVES}:
+        if AS_PREDICTED in outcomes and SURVIVES in outcomes \
+                and not outcomes & {AGAINST, PERSISTS}:
+            per_control.append(PART)
+        elif outcomes & {AS_PREDICTED} and outcomes & {AGAINST, PERSISTS, SURVIVES}:
             per_control.append(MIXED)
         elif AS_PREDICTED in outcomes:
             per_control.append(SUPPORTED)
@@ -681,10 +742,20 @@ def _verdict(name: str, comparisons: list[Comparison], rising: tuple[str, ...],
             per_control.append(UNDETERMINED)
         elif mine:
             per_control.append(INCONCLUSIVE)
-    decided = set(per_control)
-    verdict = decided.pop() if len(decided) == 1 else MIXED
+    verdict = combined_verdict(per_control)
     return HypothesisVerdict(name, verdict, rising, tuple(_reason(c) for c in comparisons),
                              tuple(comparisons))
+
+
+def combined_verdict(per_control: Sequence[str]) -> str:
+    """One verdict from the verdicts against each control: a control where nothing was
+    decided (undetermined, inconclusive) leaves the others' standing; support under one
+    control and a rise surviving the cause's removal under another make the cause part of
+    the rise; any other disagreement is mixed."""
+    decided = set(per_control) - {UNDETERMINED, INCONCLUSIVE} or set(per_control)
+    if decided <= {SUPPORTED, NOT_WHOLE, PART} and len(decided) > 1:
+        return PART
+    return decided.pop() if len(decided) == 1 else MIXED
 
 
 def reduces_words(c: Comparison) -> str:
@@ -747,6 +818,8 @@ def _reason(c: Comparison) -> str:
     where = (f" at matched fit (from the control's onset fit {c.progress.onset_fit:.2f} to "
              f"{c.progress.matched_fit:.2f}, train-subset loss)"
              if c.basis == MATCHED_FIT and c.progress is not None
+             else " at equal steps (on its own train split, so with no common scale of fit; "
+                  "it rises within the run)" if c.basis == EQUAL_STEPS and c.different_split
              else " at equal steps (it rises before reaching the control's onset fit)"
              if c.basis == EQUAL_STEPS else "")
     text = f"{c.arm} vs {c.control}: rise{where} {t.estimate:+.3f} nats{interval}"
@@ -785,6 +858,12 @@ def _reason(c: Comparison) -> str:
     else:
         detect = "" if t.detectable is None else f"; could detect about {t.detectable:.3f}"
         text += f": no detected change{detect}"
+    if c.onsets and c.different_split:
+        (mine, low, high, passes), (theirs, their_low, their_high, their_passes) = c.onsets
+        text += (f"; it turns at step {mine:.0f} (seeds {low:.0f} to {high:.0f}), after "
+                 f"{passes:.1f} passes over its train split, where the control turns at step "
+                 f"{theirs:.0f} ({their_low:.0f} to {their_high:.0f}), after "
+                 f"{their_passes:.1f} passes")
     return text
 
 

@@ -131,8 +131,9 @@ class RunConfig:
     # relative scales an experiment can set, applied to the preset when the config is built,
     # so one experiment file means the same thing at every preset
     steps_fraction: float = 1.0  # max_steps = preset max_steps x this (short_run)
-    # the train split gets this many times its documents, taken from beyond num_documents, while
-    # the val split stays the same documents (fresh_data): runs stay paired on one val split
+    # the train split gets this many times its documents, taken from beyond num_documents
+    # (fresh_data), or below 1 only its first share of them (small_split), while the val split
+    # stays the same documents: runs stay paired on one val split
     train_documents_factor: float = 1.0
 
     # diagnostics only
@@ -325,9 +326,10 @@ def _validate(cfg: RunConfig, source: str) -> None:
         raise bad("val_fraction", "must be in (0, 1)")
     if cfg.train_subset_sequences < 0:
         raise bad("train_subset_sequences", "must be >= 0 (0: as many as the val split)")
-    if cfg.train_documents_factor < 1:
-        raise bad("train_documents_factor", "must be >= 1 (1 = the train split's own "
-                  "documents; 20 = twenty times as many, the val split unchanged)")
+    if cfg.train_documents_factor <= 0:
+        raise bad("train_documents_factor", "must be > 0 (1 = the train split's own "
+                  "documents; 20 = twenty times as many, 0.5 = its first half; the val split "
+                  "unchanged)")
     if not 0 < cfg.lr_step_gamma <= 1:
         raise bad("lr_step_gamma", "must be in (0, 1]")
     if not 0 <= cfg.lr_drop_at < 1:

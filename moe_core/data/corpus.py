@@ -27,14 +27,15 @@ HUB_PROBE_TIMEOUT_S = 3.0
 
 
 def extra_train_documents(cfg: RunConfig) -> int:
-    """Documents beyond num_documents that train_documents_factor adds to the train split."""
+    """Documents beyond num_documents that train_documents_factor adds to the train split
+    (negative: how many of its documents a factor below 1 leaves out)."""
     n_train = cfg.num_documents - round(cfg.num_documents * cfg.val_fraction)
     return round(n_train * (cfg.train_documents_factor - 1.0))
 
 
 def documents_needed(cfg: RunConfig) -> int:
     """How many documents of the source a run reads: num_documents plus the extra train ones."""
-    return cfg.num_documents + extra_train_documents(cfg)
+    return cfg.num_documents + max(extra_train_documents(cfg), 0)
 
 
 def local_corpus_files(cfg: RunConfig) -> tuple[str, list[Path]]:
@@ -117,12 +118,12 @@ def _enough_documents(texts: list[str], cfg: RunConfig, where: str) -> list[str]
         return texts
     extra = extra_train_documents(cfg)
     why = f"num_documents = {cfg.num_documents}"
-    if extra:
+    if extra > 0:
         why += (f" plus {extra} more train documents for train_documents_factor = "
                 f"{cfg.train_documents_factor:g}")
     raise UserInputError(
         f"{where} holds {len(texts)} non-empty documents but this run needs {needed} ({why}); "
-        "lower num_documents" + (" or train_documents_factor" if extra else "")
+        "lower num_documents" + (" or train_documents_factor" if extra > 0 else "")
         + ", or use a larger corpus")
 
 

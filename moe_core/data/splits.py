@@ -5,8 +5,9 @@ Every source goes through the same steps, as in the reference recipe:
 1. documents: token-id arrays (`synthetic`) or strings (`local` files, the `hub`);
 2. the first (1 - val_fraction) of the first num_documents train and the rest validate, split
    before tokenization so that no document is in both; train_documents_factor > 1 adds the
-   documents that follow to the train split only, so the val split stays the same documents
-   and runs with more train data are compared with the others on the same val sequences;
+   documents that follow to the train split only, and a factor below 1 keeps only the first
+   of the train documents, so the val split stays the same documents and runs with more or
+   less train data are compared with the others on the same val sequences;
 3. each split is tokenized and its documents joined into one stream, each followed by EOS
    (on the hub, as the reference recipe, only by the special tokens the tokenizer adds);
 4. the stream is cut into non-overlapping windows of seq_len inputs plus one shifted target,
@@ -36,6 +37,7 @@ from moe_core.config.run_config import RunConfig, stable_hash
 from moe_core.data.corpus import (
     _tokenizer_file,
     document_separator,
+    documents_needed,
     end_of_text_id,
     extra_train_documents,
     load_hub_documents,
@@ -131,8 +133,10 @@ def data_fingerprint(cfg: RunConfig) -> str:
 def split_documents(documents: Sequence[T], val_fraction: float, where: str,
                     extra_train: int = 0) -> tuple[list[T], list[T]]:
     """Of all but the last extra_train documents, the first (1 - val_fraction) train and the
-    rest validate; the last extra_train documents are added to the train split."""
-    base = len(documents) - extra_train
+    rest validate; the last extra_train documents are added to the train split. A negative
+    extra_train drops that many from the end of the train split instead (the val split is the
+    same documents either way)."""
+    base = len(documents) - max(extra_train, 0)
     n_val = round(base * val_fraction)
     n_train = base - n_val
     if n_train <= 0 or n_val <= 0:
@@ -140,7 +144,12 @@ def split_documents(documents: Sequence[T], val_fraction: float, where: str,
             f"{where}: {base} documents with val_fraction = {val_fraction} leave "
             f"{n_train} for training and {n_val} for validation; each split needs at least one: "
             "raise num_documents (or use a larger corpus) or change val_fraction")
-    return list(documents[:n_train]) + list(documents[base:]), list(documents[n_train:base])
+    kept = n_train + min(extra_train, 0)
+    if kept <= 0:
+        raise UserInputError(
+            f"{where}: train_documents_factor keeps {kept} of the {n_train} train documents; "
+            "raise train_documents_factor or num_documents")
+    return list(documents[:kept]) + list(documents[base:]), list(documents[n_train:base])
 
 
 def windows_sha(windows: torch.Tensor) -> str:
@@ -188,7 +197,7 @@ def _streams_and_windows(splits: dict[str, list], eos_id: int | None, seq_len: i
 def _prepare_synthetic(cfg: RunConfig, fingerprint: str) -> PreparedData:
     language = synthetic_language(cfg)
     extra = extra_train_documents(cfg)
-    documents = generate_synthetic_documents(language, cfg.num_documents + extra, cfg.data_seed)
+    documents = generate_synthetic_documents(language, documents_needed(cfg), cfg.data_seed)
     where = "synthetic data"
     train_docs, val_docs = split_documents(documents, cfg.val_fraction, where, extra)
     splits = {"train": train_docs, "val": val_docs}
@@ -217,9 +226,10 @@ def _prepare_text(documents: list[str], cfg: RunConfig, cache_dir: Path, fingerp
         where = origin = f"hub {cfg.hub_dataset}/{cfg.hub_config}:{cfg.hub_split}"
     extra = extra_train_documents(cfg)
     train_docs, val_docs = split_documents(documents, cfg.val_fraction, where, extra)
-    # trained on the base train split only, so that extra train documents leave the val split's
-    # tokens, and so its pairing with the other runs, unchanged
-    tokenizer = load_tokenizer(cfg, train_docs[:len(train_docs) - extra], cache_dir, download)
+    # trained on the base train split only (whatever train_documents_factor adds or leaves
+    # out), so that the val split's tokens, and so its pairing with the other runs, stay the same
+    base_train = documents[:len(documents) - max(extra, 0) - len(val_docs)]
+    tokenizer = load_tokenizer(cfg, base_train, cache_dir, download)
     eos_id = end_of_text_id(tokenizer, cfg.tokenizer)
     separator = document_separator(cfg, eos_id)
     splits = {"train": tokenize_documents(tokenizer, train_docs, separator),

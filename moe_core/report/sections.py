@@ -212,9 +212,14 @@ def progress_summary(a: vd.StudyAnalysis) -> str:
     for c in mine:
         low = c.below_lowest
         if c.different_split and low is not None and low.ci_low is not None:
+            side, sign = ("below", -1) if low.estimate < 0 else ("above", 1)
+            bounds = sorted((sign * low.ci_low, sign * low.ci_high))
+            turns = (f"; it rises itself, from step {c.onsets[0][0]:.0f} (the control from "
+                     f"{c.onsets[1][0]:.0f})" if c.onsets else "")
             parts.append(f"{esc.md(c.arm)} ran on its own train split, so its fit is no "
-                         f"common scale: its val loss ends {-low.estimate:.3f} nats below the "
-                         f"control's lowest (95% CI {-low.ci_high:.3f} to {-low.ci_low:.3f}).")
+                         f"common scale: its val loss ends {sign * low.estimate:.3f} nats "
+                         f"{side} the control's lowest (95% CI {bounds[0]:.3f} to "
+                         f"{bounds[1]:.3f}){turns}.")
     for c in reached:
         if c.basis == vd.MATCHED_FIT and c.outcome == vd.PERSISTS \
                 and c.hypothesis == vd.LR_SCHEDULE:
@@ -319,12 +324,18 @@ def one_sentence(a: vd.StudyAnalysis) -> str:
              vd.NOT_WHOLE: "not the whole cause (where an intervention removes it over "
                            "the control's fit range a rise stays; its share of the rise is "
                            "undetermined)",
+             vd.PART: "part of the cause (lowering it reduces the rise at matched fit, and "
+                      "where it is removed over the control's fit range a rise stays)",
              vd.MIXED: "mixed", vd.INCONCLUSIVE: "inconclusive", vd.UNTESTED: "untested",
              vd.UNDETERMINED: "undetermined (a deciding intervention is censored: it "
                               "never fitted as far as the control had when it turned)"}
     parts = [f"{words[v]}: {_listing(names)}" for v, names in by_verdict.items()]
     controls = ", ".join(esc.md(c) for c in a.rising_controls)
-    return (f"Judged against the control that rises ({controls}): " + "; ".join(parts) + ".")
+    crossed = ("" if not a.crossed else "; and against the arms under its schedule that rise "
+               "themselves, for the same experiment under the other schedule ("
+               + ", ".join(esc.md(c) for c in a.crossed) + ")")
+    return (f"Judged against the control that rises ({controls}){crossed}: "
+            + "; ".join(parts) + ".")
 
 
 def _listing(names: Sequence[str]) -> str:
@@ -525,7 +536,7 @@ def comparisons_table(study: Study, name: str | None = None) -> pd.DataFrame:
     a = study.analysis
     for c in a.comparisons:
         if name is not None and (c.hypothesis != name or (
-                a.rising_controls and c.control not in a.rising_controls)):
+                a.rising_controls and c.control not in a.judging_controls)):
             continue  # a section shows the comparisons that decide it; the appendix all
         t = c.change if c.basis else c.at_equal_steps
         if t is None:  # censored, and of another length: nothing was compared

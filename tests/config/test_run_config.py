@@ -179,5 +179,5 @@ def test_fresh_data_adds_train_documents_and_keeps_the_val_split_fields():
     base, fresh = build_config("baseline", "cpu"), build_config("fresh_data", "cpu")
     assert (fresh.num_documents, fresh.val_fraction) == (base.num_documents, base.val_fraction)
     assert fresh.train_documents_factor == 20.0
-    with pytest.raises(ConfigError, match="train_documents_factor.*must be >= 1"):
-        build_config("baseline", "cpu", {"train_documents_factor": 0.5})
+    with pytest.raises(ConfigError, match="train_documents_factor.*must be > 0"):
+        build_config("baseline", "cpu", {"train_documents_factor": 0.0})

@@ -14,6 +14,13 @@ def test_split_keeps_the_first_documents_for_training_and_the_rest_for_validatio
     assert train == list(range(18)) and val == [18, 19]
 
 
+def test_a_negative_extra_keeps_the_first_train_documents_and_the_same_val_split():
+    train, val = splits.split_documents(list(range(20)), 0.1, "test", extra_train=-9)
+    assert train == list(range(9)) and val == [18, 19]
+    with pytest.raises(UserInputError, match="train_documents_factor keeps 0 of the 18"):
+        splits.split_documents(list(range(20)), 0.1, "test", extra_train=-18)
+
+
 def test_a_split_without_documents_is_a_user_error_naming_num_documents():
     with pytest.raises(UserInputError, match="num_documents"):
         splits.split_documents([1, 2, 3], 0.1, "test")
@@ -59,13 +66,25 @@ def test_more_train_documents_leave_the_val_split_identical(tmp_path):
     assert torch.equal(fresh.train[: len(base.train) - 1], base.train[:-1])
 
 
-def test_more_train_documents_keep_the_val_tokens_of_a_local_corpus(tmp_path, corpora):
+def test_a_factor_below_one_keeps_the_first_train_documents_and_the_val_split(tmp_path):
+    base = splits.prepare_data(smoke(num_documents=60), tmp_path)
+    small = splits.prepare_data(smoke(num_documents=60, train_documents_factor=0.5), tmp_path)
+    assert torch.equal(small.val, base.val) and small.bayes_floor == base.bayes_floor
+    assert 2 * small.stats["train"]["documents"] == base.stats["train"]["documents"]
+    # a prefix of the base train split: the same documents, in the same order
+    assert torch.equal(small.train[:-1], base.train[: len(small.train) - 1])
+
+
+@pytest.mark.parametrize("factor, train_documents", [(1.5, 27), (0.5, 9)])
+def test_more_or_fewer_train_documents_keep_the_val_tokens_of_a_local_corpus(
+        tmp_path, corpora, factor, train_documents):
     base = splits.prepare_data(local(corpora / "docs.jsonl", num_documents=20), tmp_path)
-    fresh = splits.prepare_data(local(corpora / "docs.jsonl", num_documents=20,
-                                    train_documents_factor=1.5), tmp_path)
+    other = splits.prepare_data(local(corpora / "docs.jsonl", num_documents=20,
+                                    train_documents_factor=factor), tmp_path)
     # the BPE is trained on the base train split only, so the val windows do not move
-    assert torch.equal(fresh.val, base.val)
-    assert fresh.stats["train"]["documents"] == 27 and fresh.stats["val"]["documents"] == 2
+    assert torch.equal(other.val, base.val)
+    assert other.stats["train"]["documents"] == train_documents
+    assert other.stats["val"]["documents"] == 2
 
 
 @pytest.mark.parametrize("factor, needed", [(1.0, 60), (20.0, 60 + 54 * 19)])

@@ -20,10 +20,14 @@ TINY = {"max_steps": 8}
 def simulated():
     """A picture with an answer for each: fresh data, dropout and a low LR after the onset
     remove the rise, the balancing arms keep it."""
-    arms = cal.study_arms()
+    # the smaller split's arms drawn last (the others keep their draws); more repetition
+    # per step rises more, as in a world where repetition causes the rise
+    small = ["small_split@reference_lr", "small_split"]
+    arms = [a for a in cal.study_arms() if a not in small] + small
     truths = cal.study_like(arms, {"fresh_data@reference_lr": cal.Truth(rise=0.0),
                                    "higher_dropout@reference_lr": cal.Truth(rise=0.0),
-                                   "lr_drop_long@reference_lr": cal.Truth(rise=0.0)})
+                                   "lr_drop_long@reference_lr": cal.Truth(rise=0.0),
+                                   "small_split@reference_lr": cal.Truth(rise=0.3)})
     results = cal.simulate_results(truths, 4, cal.Noise(), np.random.default_rng(0))
     return sections.study_of(results)
 
