@@ -405,6 +405,19 @@ def progress_markdown(study: Study) -> str:
             f"control rises {c.progress.control_rise.mean:+.3f}, a change of "
             f"{with_interval(c.change)} nats (Holm p {fx.format_p(c.change.p_adjusted)}), "
             f"{_outcome_words(c)}" for c in matched) + "."]
+    crossed = [c for c in a.comparisons if c.control in a.crossed and c.progress is not None]
+    if crossed:
+        lines += ["", "**Against a crossed control** (an arm that rises under the control's "
+                  "schedule, against its own experiment under the other schedule, at matched "
+                  "fit on its own train split): " + "; ".join(
+                      f"{esc.md(c.arm)} against {esc.md(c.control)}: "
+                      + (f"from fit {c.progress.onset_fit:.2f} to {c.progress.matched_fit:.2f} "
+                         f"it rises {c.progress.arm_rise.mean:+.3f} where that control rises "
+                         f"{c.progress.control_rise.mean:+.3f}, a change of "
+                         f"{with_interval(c.change)} nats (Holm p "
+                         f"{fx.format_p(c.change.p_adjusted)}), {_outcome_words(c)}"
+                         if c.basis == vd.MATCHED_FIT else f"censored: {_censored_words(c)}")
+                      for c in crossed) + "."]
     return "\n".join(lines)
 
 
