@@ -44,9 +44,11 @@ def test_the_answer_gives_where_it_rises_and_each_verdict_with_its_numbers(simul
     assert "higher_dropout@reference_lr: rise at matched fit changes -0.0" in text \
         and "95% CI" in text
     assert "removes the rise" in text and "the rise persists" in text
-    assert html.unescape(sections.one_sentence(simulated.analysis)).startswith(
-        "Judged against the control that rises (baseline@reference_lr): supported: "
-        "overfitting and the LR schedule; not supported: load balancing")
+    sentence = html.unescape(sections.one_sentence(simulated.analysis))
+    assert sentence.startswith("Judged against the control that rises (baseline@reference_lr)"
+                               "; and against the arms under its schedule that rise themselves")
+    assert "small_split@reference_lr" in sentence and sentence.endswith(
+        "): supported: overfitting and the LR schedule; not supported: load balancing.")
 
 
 def test_numbers_are_rounded_to_what_their_noise_supports():
