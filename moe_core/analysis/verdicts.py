@@ -99,8 +99,8 @@ NOT_SUPPORTED = "not supported"
 # change beyond noise: the cause is not needed for a rise; its share of it is undecided
 NOT_WHOLE = "not the whole cause"
 MIXED = "mixed"
-# lowering the cause reduces the rise beyond noise (against one control), and where it is
-# removed over the control's whole fit range a rise survives (against the same or another)
+# against one control: lowering the cause reduces the rise beyond noise, and where it is
+# removed over the control's whole fit range a rise survives
 PART = "part of the cause"
 INCONCLUSIVE = "inconclusive"
 UNDETERMINED = "undetermined"  # the deciding arms never reached the control's onset: run longer
@@ -170,6 +170,14 @@ class Comparison:
     # at equal steps, when both rise: (arm, control) onsets, each (mean step over seeds,
     # its seeds' lowest and highest step, passes over the train split by the mean step)
     onsets: tuple[tuple[float, float, float, float], ...] = ()
+    # a dose of the cause up on the arm's own train split (more repetition per step): its
+    # onset minus the control's, in steps, paired by seed (two-sided, uncorrected); the
+    # prediction is an earlier onset, which it must show as well as a larger rise at equal
+    # steps, since a rise that comes sooner is larger at equal steps by that alone
+    onset_shift: fx.Test | None = None
+    # the arm's and the control's rise over the same passes over their train splits after
+    # their onsets (the control's passes from its onset to its end), per seed, descriptive
+    rise_per_passes: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +187,9 @@ class HypothesisVerdict:
     controls: tuple[str, ...]  # the rising controls it was judged against
     reasons: tuple[str, ...]
     comparisons: tuple[Comparison, ...] = ()
+    # (crossed control, the verdict against it): what the explanation's interventions do to
+    # another experiment's rise, reported apart from the verdict
+    scoped: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -396,12 +407,25 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
             comparison = replace(comparison, onsets=tuple(
                 _onset(rise_stats[name], curves[name], exposure[name].epochs)
                 for name in (arm, control)))
+            if comparison.different_split and comparison.predicted > 0:
+                comparison = replace(
+                    comparison,
+                    onset_shift=fx.two_sample(_onset_statistic(rise_stats[arm]),
+                                              _onset_statistic(rise_stats[control])),
+                    rise_per_passes=_rise_over_control_passes(
+                        curves[arm], rise_stats[arm], exposure[arm].epochs,
+                        curves[control], rise_stats[control], exposure[control].epochs))
         candidates.append(comparison)
     comparisons = []
-    families = dict.fromkeys((c.hypothesis, c.control in judging) for c in candidates)
-    for family, decides in families:
-        members = [c for c in candidates if c.hypothesis == family
-                   and (c.control in judging) == decides]
+    # a family per explanation: its interventions against the rising controls, against the
+    # controls that do not rise, and against each crossed control apart (another
+    # experiment's rise: its own question, reported apart from the verdict)
+    def family_of(c: Comparison) -> tuple[str, str | bool]:
+        return c.hypothesis, c.control if c.control in crossed else c.control in judging
+
+    for family in dict.fromkeys(family_of(c) for c in candidates):
+        decides = family[1] is not False
+        members = [c for c in candidates if family_of(c) == family]
         tested = [c for c in members if c.basis]
         corrected = dict(zip(((c.control, c.arm) for c in tested),
                              fx.correct([c.change for c in tested], alpha), strict=True))
@@ -414,7 +438,8 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
     order = {(c.control, c.arm): i for i, c in enumerate(candidates)}
     comparisons.sort(key=lambda c: order[(c.control, c.arm)])
     verdicts = {name: _verdict(name, [c for c in comparisons if c.hypothesis == name
-                                      and c.control in judging], judging, controls)
+                                      and c.control in judging], rising, controls,
+                               tuple(crossed))
                 for name in HYPOTHESES}
     gap = {}
     for control in controls.values():
@@ -508,12 +533,50 @@ SPLIT_KEYS = ("data_source", "seq_len", "num_documents", "val_fraction", "data_s
               "synthetic_doc_tokens")
 
 
+def _onset_steps(rise: fx.ArmStatistic) -> np.ndarray:
+    """Each seed's onset: the middle step of the window its rise is measured from."""
+    return np.array([(first + last) / 2 for first, last in rise.low_windows])
+
+
+def _onset_statistic(rise: fx.ArmStatistic) -> fx.ArmStatistic:
+    """Each seed's onset step as a per-seed statistic (no val-sequence part), for a test of
+    the onsets paired by seed."""
+    return fx.ArmStatistic(rise.arm, "onset step", _onset_steps(rise), seeds=rise.seeds)
+
+
+def _rise_over_control_passes(arm: fx.ArmCurves, arm_rise: fx.ArmStatistic,
+                              arm_epochs: float, control: fx.ArmCurves,
+                              control_rise: fx.ArmStatistic, control_epochs: float
+                              ) -> tuple[float, float] | None:
+    """Mean over seeds of each arm's rise from its onset window over as many passes over its
+    own train split as the control made from its onset to its end: (arm, control). A
+    rise that only comes sooner is no larger over the same passes."""
+    if not (math.isfinite(arm_epochs) and math.isfinite(control_epochs)) or arm_epochs <= 0:
+        return None
+    window = arm.window
+    arm_means, control_means = (window_means(arm.loss, window),
+                                window_means(control.loss, control.window))
+    # from its onset window's middle to its end window's middle: the span its rise spans
+    control_steps = control.steps[-control.window:].mean() - _onset_steps(control_rise).mean()
+    passes = control_epochs * control_steps / control.steps[-1]
+    span = passes * arm.steps[-1] / arm_epochs  # steps the arm takes for those passes
+    step_of_eval = arm.steps[1] - arm.steps[0] if len(arm.steps) > 1 else 1
+    rises = []
+    for i, (first, _last) in enumerate(arm_rise.low_windows):
+        start = int(np.searchsorted(arm.steps, first))
+        end = min(arm_means.shape[1] - 1, start + int(round(span / step_of_eval)))
+        rises.append(arm_means[i, end] - arm_means[i, start])
+    own = [control_means[i, -1] - control_means[i, int(np.searchsorted(control.steps, first))]
+           for i, (first, _last) in enumerate(control_rise.low_windows)]
+    return float(np.mean(rises)), float(np.mean(own))
+
+
 def _onset(rise: fx.ArmStatistic, curves: fx.ArmCurves, epochs: float
            ) -> tuple[float, float, float, float]:
     """An arm's onset: each seed's is the middle step of the window its rise is measured
     from; (their mean, lowest, highest, the passes over its train split by the mean step,
     from the passes by its last step)."""
-    steps = np.array([(first + last) / 2 for first, last in rise.low_windows])
+    steps = _onset_steps(rise)
     return (float(steps.mean()), float(steps.min()), float(steps.max()),
             float(epochs * steps.mean() / curves.steps[-1]))
 
@@ -662,6 +725,12 @@ def _judge(c: Comparison) -> Comparison:
         outcome = SURVIVES
     else:
         outcome = NO_CHANGE
+    if outcome == AS_PREDICTED and c.predicted > 0 and c.different_split \
+            and c.basis == EQUAL_STEPS and not _comes_sooner(c):
+        # a larger rise at equal steps from an arm on its own split could be the same rise
+        # reached sooner or later: only an onset that also comes sooner, beyond noise, is the
+        # dose moving the rise as predicted
+        outcome = NO_CHANGE
     if outcome == AS_PREDICTED and c.predicted < 0 and c.basis == EQUAL_STEPS and c.decides:
         slower = _slower_or_unknown(c)
         if slower:
@@ -671,6 +740,12 @@ def _judge(c: Comparison) -> Comparison:
                 "far enough past the control's onset to be compared at matched fit"))
     return replace(c, outcome=outcome,
                    removes=outcome == AS_PREDICTED and c.predicted < 0 and _removes(c))
+
+
+def _comes_sooner(c: Comparison) -> bool:
+    """The dose-up's onset comes before the control's beyond noise (two-sided, alpha)."""
+    t = c.onset_shift
+    return t is not None and t.p_value is not None and t.p_value < fx.ALPHA and t.estimate < 0
 
 
 def _removes(c: Comparison) -> bool:
@@ -708,7 +783,11 @@ def _slower_or_unknown(c: Comparison) -> str:
 
 
 def _verdict(name: str, comparisons: list[Comparison], rising: tuple[str, ...],
-             controls: Mapping[str, str]) -> HypothesisVerdict:
+             controls: Mapping[str, str], crossed: Sequence[str] = ()) -> HypothesisVerdict:
+    """The explanation's verdict on the rise of the rising controls (each condition's
+    baseline), and, scoped apart, on each crossed control's: a crossed control is another
+    experiment's rise (a smaller train split), so what an intervention does there never
+    stands in for, or upgrades, the verdict on the control's own rise."""
     if not rising:
         seen = ", ".join(controls.values()) or "no control (baseline) runs"
         return HypothesisVerdict(name, UNTESTED, (), (
@@ -718,43 +797,56 @@ def _verdict(name: str, comparisons: list[Comparison], rising: tuple[str, ...],
         return HypothesisVerdict(name, INCONCLUSIVE, rising, (
             f"no intervention of this explanation ran against a rising control "
             f"({', '.join(rising)})",))
-    per_control = []
-    for control in rising:
-        mine = [c for c in comparisons if c.control == control]
-        # a censored arm whose longer run (the same change, another length) was compared
-        # is decided by that run
-        mine = [c for c in mine if not (c.outcome == CENSORED and superseded_by(c, mine))]
-        outcomes = {c.outcome for c in mine}
-        if AS_PREDICTED in outcomes and SURVIVES in outcomes \
-                and not outcomes & {AGAINST, PERSISTS}:
-            per_control.append(PART)
-        elif outcomes & {AS_PREDICTED} and outcomes & {AGAINST, PERSISTS, SURVIVES}:
-            per_control.append(MIXED)
-        elif AS_PREDICTED in outcomes:
-            per_control.append(SUPPORTED)
-        elif outcomes & {AGAINST, PERSISTS, SURVIVES}:
-            # a censored intervention that removes the cause could still show the rise
-            # gone: no refutation while one is undetermined
-            censored = any(c.outcome == CENSORED and c.removes_cause for c in mine)
-            per_control.append(UNDETERMINED if censored else NOT_SUPPORTED
-                               if outcomes & {AGAINST, PERSISTS} else NOT_WHOLE)
-        elif CENSORED in outcomes:
-            per_control.append(UNDETERMINED)
-        elif mine:
-            per_control.append(INCONCLUSIVE)
-    verdict = combined_verdict(per_control)
-    return HypothesisVerdict(name, verdict, rising, tuple(_reason(c) for c in comparisons),
-                             tuple(comparisons))
+    per_control = [_control_verdict([c for c in comparisons if c.control == control])
+                   for control in rising]
+    verdict = combined_verdict([v for v in per_control if v is not None]) \
+        if any(v is not None for v in per_control) else INCONCLUSIVE
+    scoped = tuple((control, v[0]) for control in crossed
+                   if (v := _control_verdict([c for c in comparisons if c.control == control]))
+                   is not None)
+    judged = tuple(control for control in (*rising, *crossed)
+                   if any(c.control == control for c in comparisons))
+    return HypothesisVerdict(name, verdict, judged, tuple(_reason(c) for c in comparisons),
+                             tuple(comparisons), scoped)
 
 
-def combined_verdict(per_control: Sequence[str]) -> str:
-    """One verdict from the verdicts against each control: a control where nothing was
-    decided (undetermined, inconclusive) leaves the others' standing; support under one
-    control and a rise surviving the cause's removal under another make the cause part of
-    the rise; any other disagreement is mixed."""
-    decided = set(per_control) - {UNDETERMINED, INCONCLUSIVE} or set(per_control)
-    if decided <= {SUPPORTED, NOT_WHOLE, PART} and len(decided) > 1:
-        return PART
+def _control_verdict(mine: Sequence[Comparison]) -> tuple[str, bool] | None:
+    """The verdict against one control, and whether it rests on evidence (an outcome
+    against the explanation, or support) rather than on nothing decided; None without
+    comparisons."""
+    if not mine:
+        return None
+    # a censored arm whose longer run (the same change, another length) was compared
+    # is decided by that run
+    mine = [c for c in mine if not (c.outcome == CENSORED and superseded_by(c, mine))]
+    outcomes = {c.outcome for c in mine}
+    evidence = bool(outcomes & {AS_PREDICTED, AGAINST, PERSISTS, SURVIVES})
+    if AS_PREDICTED in outcomes and SURVIVES in outcomes \
+            and not outcomes & {AGAINST, PERSISTS}:
+        return PART, evidence
+    if outcomes & {AS_PREDICTED} and outcomes & {AGAINST, PERSISTS, SURVIVES}:
+        return MIXED, evidence
+    if AS_PREDICTED in outcomes:
+        return SUPPORTED, evidence
+    if outcomes & {AGAINST, PERSISTS, SURVIVES}:
+        # a censored intervention that removes the cause could still show the rise
+        # gone: no refutation while one is undetermined
+        censored = any(c.outcome == CENSORED and c.removes_cause for c in mine)
+        return (UNDETERMINED if censored else NOT_SUPPORTED
+                if outcomes & {AGAINST, PERSISTS} else NOT_WHOLE), evidence
+    if CENSORED in outcomes:
+        return UNDETERMINED, evidence
+    return INCONCLUSIVE, evidence
+
+
+def combined_verdict(per_control: Sequence[tuple[str, bool]]) -> str:
+    """One verdict from the verdicts against each rising control, each with whether it
+    rests on evidence: a control against which nothing was decided and nothing counted
+    against the explanation leaves the others' verdicts standing; any disagreement between
+    the rest is mixed."""
+    decided = {v for v, evidence in per_control
+               if evidence or v not in (UNDETERMINED, INCONCLUSIVE)}
+    decided = decided or {v for v, _ in per_control}
     return decided.pop() if len(decided) == 1 else MIXED
 
 
@@ -822,6 +914,8 @@ def _reason(c: Comparison) -> str:
                   "it rises within the run)" if c.basis == EQUAL_STEPS and c.different_split
              else " at equal steps (it rises before reaching the control's onset fit)"
              if c.basis == EQUAL_STEPS else "")
+    if c.onset_shift is not None and c.onsets:
+        return _dose_up_reason(c, interval)
     text = f"{c.arm} vs {c.control}: rise{where} {t.estimate:+.3f} nats{interval}"
     if c.outcome == AS_PREDICTED:
         text += ": removes the rise" if c.removes else f": {reduces_words(c)}" \
@@ -865,6 +959,31 @@ def _reason(c: Comparison) -> str:
                  f"{theirs:.0f} ({their_low:.0f} to {their_high:.0f}), after "
                  f"{their_passes:.1f} passes")
     return text
+
+
+def _dose_up_reason(c: Comparison, interval: str) -> str:
+    """More of the cause on the arm's own split: decided by when it turns (steps against
+    passes), with its rise at equal steps and over equal passes beside."""
+    (mine, low, high, passes), (theirs, their_low, their_high, their_passes) = c.onsets
+    shift = c.onset_shift
+    shift_text = ("" if shift.ci_low is None else
+                  f", 95% CI {shift.ci_low:+.0f} to {shift.ci_high:+.0f}, paired p "
+                  f"{fx.format_p(shift.p_value)}")
+    verdict = ("the onset follows the passes over the data, not the steps, as predicted "
+               "(an explanation that acts per step, as the LR schedule and the balancing loss "
+               "do, predicts the same step)" if c.outcome == AS_PREDICTED else
+               "not sooner beyond noise: no detected change")
+    per_passes = "" if c.rise_per_passes is None else (
+        f"; over as many passes after its onset as the control made after its own, it rises "
+        f"{c.rise_per_passes[0]:.3f} where the control rises {c.rise_per_passes[1]:.3f} "
+        "(mean over seeds, descriptive): the rise at equal steps includes the earlier onset and "
+        "the longer run after it")
+    return (f"{c.arm} vs {c.control}: more repetition per step, on its own train split (no "
+            f"common scale of fit): it turns at step {mine:.0f} (seeds {low:.0f} to "
+            f"{high:.0f}), after {passes:.1f} passes over its split, where the control turns "
+            f"at step {theirs:.0f} ({their_low:.0f} to {their_high:.0f}), after "
+            f"{their_passes:.1f} passes: {shift.estimate:+.0f} steps{shift_text}; {verdict}. "
+            f"Its rise at equal steps: {c.change.estimate:+.3f} nats{interval}{per_passes}")
 
 
 def leader(curves: Mapping[str, fx.ArmCurves], alpha: float = fx.ALPHA) -> dict[str, Any]:

@@ -48,6 +48,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # `python -m moe_core.cli.suite`: Dask pickles runs.runner.execute_run by reference, so
+    # `python -m moe_core.cli.suite`: Dask pickles runs.runner.execute_batch by reference, so
     # nothing of this __main__ copy travels to the workers
     sys.exit(main())

@@ -263,14 +263,23 @@ def _where_it_rises(study: Study) -> list[str]:
 def _deciding(verdict: vd.HypothesisVerdict) -> str:
     if not verdict.comparisons:
         return esc.md(verdict.reasons[0]) if verdict.reasons else ""
-    decisive = [c for c in verdict.comparisons if c.outcome in (vd.AS_PREDICTED, vd.AGAINST,
-                                                                  vd.PERSISTS, vd.SURVIVES)]
+    scoped = dict(verdict.scoped)
+    own = [c for c in verdict.comparisons if c.control not in scoped]
+    decisive = [c for c in own if c.outcome in (vd.AS_PREDICTED, vd.AGAINST, vd.PERSISTS,
+                                                vd.SURVIVES)]
     if verdict.verdict == vd.UNDETERMINED:  # what keeps it open first, then the rest
-        first = [c for c in verdict.comparisons if c.outcome == vd.CENSORED
-                 and c.removes_cause] + decisive
-        decisive = first + [c for c in verdict.comparisons if c not in first]
-    shown = (decisive or list(verdict.comparisons))[:3]
-    return "; ".join(_deciding_one(c) for c in shown)
+        first = [c for c in own if c.outcome == vd.CENSORED and c.removes_cause] + decisive
+        decisive = first + [c for c in own if c not in first]
+    shown = (decisive or own)[:3]
+    text = "; ".join(_deciding_one(c) for c in shown)
+    for control, scoped_verdict in scoped.items():
+        theirs = [c for c in verdict.comparisons if c.control == control
+                  and c.outcome != vd.CENSORED]
+        if theirs:
+            text += (f". Apart, on another experiment's rise ({esc.md(control)}, a crossed "
+                     f"control): {scoped_verdict}: "
+                     + "; ".join(_deciding_one(c) for c in theirs))
+    return text
 
 
 def _deciding_one(c: vd.Comparison) -> str:
@@ -284,9 +293,23 @@ def _deciding_one(c: vd.Comparison) -> str:
             return (f"{esc.md(c.arm)}: no rise, but it fitted only to {p.arm_end_fit:.2f} "
                     f"(the control turned at {p.onset_fit:.2f}): {_outcome_words(c)}")
         return f"{esc.md(c.arm)}: {_outcome_words(c)}"
+    if c.onset_shift is not None and c.onsets:
+        (mine, *_, passes), (theirs, *_, their_passes) = c.onsets
+        shift = c.onset_shift
+        interval = ("" if shift.ci_low is None else
+                    f", 95% CI {shift.ci_low:+.0f} to {shift.ci_high:+.0f}")
+        return (f"{esc.md(c.arm)}: turns at step {mine:.0f} where the control turns at "
+                f"{theirs:.0f} ({shift.estimate:+.0f} steps{interval}), after "
+                f"{passes:.1f} passes over its split against the control's {their_passes:.1f}: "
+                f"{_outcome_words(c)}")
     where = "at matched fit" if c.basis == vd.MATCHED_FIT else "at equal steps"
+    kept = ""
+    if c.basis == vd.MATCHED_FIT and c.progress is not None and \
+            c.progress.arm_rise is not None and c.progress.control_rise.mean > 0:
+        kept = (f" (it keeps {c.progress.arm_rise.mean / c.progress.control_rise.mean:.0%} "
+                "of that control's rise there)" if c.outcome == vd.AS_PREDICTED else "")
     return (f"{esc.md(c.arm)}: rise {where} changes {with_interval(c.change)} nats, "
-            f"{_outcome_words(c)}")
+            f"{_outcome_words(c)}{kept}")
 
 
 def _outcome_words(c: vd.Comparison) -> str:
@@ -298,6 +321,8 @@ def _outcome_words(c: vd.Comparison) -> str:
     if c.outcome == vd.AS_PREDICTED:
         if c.predicted < 0:
             return "removes the rise" if c.removes else vd.reduces_words(c)
+        if c.onset_shift is not None:
+            return "the rise comes sooner, after about as many passes, as predicted"
         return "raises it, as predicted"
     if c.outcome == vd.AGAINST:
         return "against the prediction"
@@ -331,11 +356,13 @@ def one_sentence(a: vd.StudyAnalysis) -> str:
                               "never fitted as far as the control had when it turned)"}
     parts = [f"{words[v]}: {_listing(names)}" for v, names in by_verdict.items()]
     controls = ", ".join(esc.md(c) for c in a.rising_controls)
-    crossed = ("" if not a.crossed else "; and against the arms under its schedule that rise "
-               "themselves, for the same experiment under the other schedule ("
-               + ", ".join(esc.md(c) for c in a.crossed) + ")")
-    return (f"Judged against the control that rises ({controls}){crossed}: "
-            + "; ".join(parts) + ".")
+    scoped = [f"{name} {verdict} on {esc.md(control)}'s" for name, v in a.verdicts.items()
+              for control, verdict in v.scoped if verdict not in (vd.UNDETERMINED,
+                                                                  vd.INCONCLUSIVE)]
+    apart = ("" if not scoped else " Apart, on another experiment's rise (a crossed control: "
+             "the same experiment under the other schedule): " + _listing(scoped) + ".")
+    return (f"Judged against the control that rises ({controls}): "
+            + "; ".join(parts) + "." + apart)
 
 
 def _listing(names: Sequence[str]) -> str:

@@ -1,11 +1,14 @@
-"""Suites on a Dask cluster: each (experiment, seed) is a task that runs `execute_run` on a
-dask.distributed worker, so a suite spreads over this machine's cores or GPUs, or over the
-nodes of a cluster (SLURM through dask-jobqueue, for one).
+"""Suites on a Dask cluster: each batch (an experiment's seeds, or a share of them where
+there are fewer experiments than workers: `runner.batch_runs`) is a task that runs
+`execute_batch` on a dask.distributed worker: one kernel start and one set of imports per
+task, and still as many tasks as workers for a single experiment's seeds. So a suite
+spreads over this machine's cores or GPUs, or over the nodes of a cluster
+(SLURM through dask-jobqueue, for one).
 
     moe-suite run --quick --executor dask                  # a local cluster
     moe-suite run --quick --scheduler tcp://node17:8786    # the workers of a running scheduler
 
-A worker executes the training notebook exactly as the local executor does (`execute_run`:
+A worker executes the training notebook exactly as the local executor does (`execute_batch`:
 the same kernel, run lock, skipping and failure records), so where a run ran does not change
 its results. A run folder must be reachable from the workers at the same path (a shared
 filesystem on a cluster).
@@ -31,7 +34,7 @@ from tqdm import tqdm
 from moe_core.errors import UserInputError
 
 if TYPE_CHECKING:
-    from moe_core.runs.runner import RunOutcome, RunSpec
+    from moe_core.runs.runner import RunBatch, RunOutcome
 
 # This module is preloaded into every local worker as it starts (see dask_setup), so it imports
 # moe_core.runs.suite, and with it torch, only where a function needs it.
@@ -87,9 +90,9 @@ _RUNNING_LOCK = threading.Lock()
 _INTERRUPTED: weakref.WeakSet = weakref.WeakSet()
 
 
-def _unless_stopped(fn: Callable[[RunSpec], RunOutcome], spec: RunSpec,
-                    stop: str) -> RunOutcome | None:
-    """On a worker: fn(spec), unless the suite was stopped before this task started."""
+def _unless_stopped(fn: Callable[[RunBatch], list[RunOutcome]], batch: RunBatch,
+                    stop: str) -> list[RunOutcome] | None:
+    """On a worker: fn(batch), unless the suite was stopped before this task started."""
     from distributed import Event
 
     if Event(stop).is_set():
@@ -99,13 +102,13 @@ def _unless_stopped(fn: Callable[[RunSpec], RunOutcome], spec: RunSpec,
     # once and page-faults it in again: a cpu run took 80 s instead of 48 s (measured). The
     # kernel is no Dask worker, so it gets glibc's default.
     os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
-    with _RUNNING_LOCK:
-        _RUNNING.setdefault(stop, set()).add(str(spec.run_dir))
+    with _RUNNING_LOCK:  # its kernel is known by the batch's first run folder
+        _RUNNING.setdefault(stop, set()).add(str(batch.run_dir))
     try:
-        return fn(spec)
+        return fn(batch)
     finally:
         with _RUNNING_LOCK:
-            _RUNNING[stop].discard(str(spec.run_dir))
+            _RUNNING[stop].discard(str(batch.run_dir))
             if not _RUNNING[stop]:
                 del _RUNNING[stop]
 
@@ -126,24 +129,26 @@ def _signal_runs(stop: str, signum: int) -> int:
     return len(sent)
 
 
-def _outcome_of(future: Any, spec: RunSpec) -> RunOutcome:
-    """The task's RunOutcome; a task that raised, was lost or lost its worker is a failed run
-    (its folder is left as the worker left it: the next suite resumes it)."""
+def _outcomes_of(future: Any, batch: RunBatch) -> list[RunOutcome]:
+    """The task's RunOutcomes; a task that raised, was lost or lost its worker fails each of
+    its runs that has no outcome (its folders are left as the worker left them: the next
+    suite skips the finished ones and resumes the others)."""
     from distributed import KilledWorker
 
     from moe_core.runs.runner import failed_outcome
 
     if future.status == "finished":
-        return future.result()
+        return future.result() or []
     error = future.exception() if future.status == "error" else None
     if isinstance(error, KilledWorker):
-        return failed_outcome(spec, f"the Dask workers running it died, and its retries are "
-                              f"used up ({error}); see those workers' logs, then run the suite "
-                              "again to resume from the last checkpoint")
-    if error is not None:
-        return failed_outcome(spec, f"the Dask task failed: {type(error).__name__}: {error}")
-    return failed_outcome(spec, f"the Dask task was {future.status} (the scheduler lost it); "
-                          "run the suite again")
+        why = (f"the Dask workers running it died, and its retries are used up ({error}); "
+               "see those workers' logs, then run the suite again to resume from the last "
+               "checkpoint")
+    elif error is not None:
+        why = f"the Dask task failed: {type(error).__name__}: {error}"
+    else:
+        why = f"the Dask task was {future.status} (the scheduler lost it); run the suite again"
+    return [failed_outcome(spec, why) for spec in batch.specs]
 
 
 def _allowed_failures(dask_scheduler: Any) -> int:
@@ -188,7 +193,7 @@ class DaskExecutor:
 
         self.scheduler = scheduler
         self.gpus = [] if scheduler else list(visible_gpus() if gpus is None else gpus)
-        self.workers = workers or len(self.gpus) or cpu_cores()
+        self.workers = self.slots = workers or len(self.gpus) or cpu_cores()
         self.grace_s = grace_s
         self.connect_timeout_s = connect_timeout_s
         self.progress = progress
@@ -205,26 +210,28 @@ class DaskExecutor:
                 f"{self.threads_per_run} thread(s) each"
             self.description = f"on a local Dask cluster of {self.workers} workers, {per}"
 
-    def map(self, fn: Callable[[RunSpec], RunOutcome],
-            specs: Sequence[RunSpec]) -> Iterator[RunOutcome]:
+    def map(self, fn: Callable[[RunBatch], list[RunOutcome]],
+            batches: Sequence[RunBatch]) -> Iterator[RunOutcome]:
         from distributed import Event, as_completed
 
-        if not specs:
+        if not batches:
             return
         with self.connect() as client:
             self._announce(client)
             stop = Event(f"moe-suite-stop-{uuid.uuid4().hex}", client=client)
-            futures = {client.submit(_unless_stopped, fn, spec, stop.name, pure=False,
-                                     key=f"{spec.experiment}-seed{spec.seed}-"
-                                         f"{uuid.uuid4().hex[:8]}"): spec
-                       for spec in specs}
-            bar = tqdm(total=len(specs), desc="runs", unit="run", disable=not self.progress)
+            futures = {client.submit(_unless_stopped, fn, batch, stop.name, pure=False,
+                                     key=f"{batch.specs[0].experiment}-seeds"
+                                         f"{'-'.join(str(s.seed) for s in batch.specs)}-"
+                                         f"{uuid.uuid4().hex[:8]}"): batch
+                       for batch in batches}
+            bar = tqdm(total=sum(len(b.specs) for b in batches), desc="runs", unit="run",
+                       disable=not self.progress)
             try:
                 for future in as_completed(futures):
-                    outcome = _outcome_of(future, futures[future])
-                    bar.clear()  # the caller's lines go above the bar
-                    yield outcome
-                    bar.update(1)
+                    for outcome in _outcomes_of(future, futures[future]):
+                        bar.clear()  # the caller's lines go above the bar
+                        yield outcome
+                        bar.update(1)
             except BaseException:  # Ctrl-C, or the caller stopped reading: stop the runs
                 bar.close()
                 self._stop(client, stop, futures)

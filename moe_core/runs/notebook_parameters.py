@@ -134,20 +134,45 @@ class TrainingRun(NamedTuple):
 
 def training_run(experiment: Any, preset: Any, seed: Any, overrides: Any, data_source: Any,
                  out_dir: Any, force: Any, threads: Any) -> TrainingRun:
-    """The training notebook's parameters, checked, as a validated config and its run folder.
+    """The training notebook's parameters for one run, checked: `training_runs` with no
+    seeds list."""
+    [run] = training_runs(experiment, preset, seed, [], overrides, data_source, out_dir, force,
+                          threads)
+    return run
 
-    preset "" is $MOE_NOTEBOOK_PRESET or cpu; out_dir "" is runs/notebook/<experiment>/seed<k>;
-    a relative out_dir is under the repository root, whatever the kernel's working folder.
-    threads > 0 sets torch's intra-op threads.
+
+def seeds_parameter(name: str, value: Any) -> list[int]:
+    """A list of distinct whole numbers; YAML/JSON text of one (`'[0, 1, 2]'`) from `-p`."""
+    example = f"papermill -p {name} '[0, 1, 2]'"
+    if isinstance(value, str):
+        value = _yaml_text(name, value, example) if value.strip() else []
+    if not isinstance(value, (list, tuple)):
+        raise UserInputError(f"notebook parameter '{name}' = {_described(value)}: expected a "
+                             f"list of seeds; e.g. {example}")
+    seeds = [whole_number_parameter(name, v) for v in value]
+    if len(set(seeds)) != len(seeds):
+        raise UserInputError(f"notebook parameter '{name}' = {value!r}: a seed is listed twice")
+    return seeds
+
+
+def training_runs(experiment: Any, preset: Any, seed: Any, seeds: Any, overrides: Any,
+                  data_source: Any, out_dir: Any, force: Any, threads: Any) -> list[TrainingRun]:
+    """The training notebook's parameters, checked, as a validated config and the runs to
+    train in turn: with no `seeds`, the one run of `seed` in out_dir (""
+    runs/notebook/<experiment>/seed<k>); with `seeds` (a suite's batch), one run per seed in
+    <out_dir>/seed<k> ("" runs/notebook/<experiment>). A relative out_dir is under the
+    repository root, whatever the kernel's working folder. preset "" is
+    $MOE_NOTEBOOK_PRESET or cpu; threads > 0 sets torch's intra-op threads.
     """
     experiment = text_parameter("experiment", experiment)
     preset = text_parameter("preset", preset) or os.environ.get(PRESET_ENV) or DEFAULT_PRESET
     seed = whole_number_parameter("seed", seed)
+    seeds = seeds_parameter("seeds", seeds)
     config_overrides = mapping_parameter("overrides", overrides)
     data_source = text_parameter("data_source", data_source)
     if data_source:
         config_overrides["data_source"] = data_source
-    out_dir = text_parameter("out_dir", out_dir) or f"runs/notebook/{experiment}/seed{seed}"
+    out_dir = text_parameter("out_dir", out_dir)
     force = flag_parameter("force", force)
     threads = whole_number_parameter("threads", threads)
     cfg = build_config(experiment, preset, config_overrides)
@@ -155,7 +180,11 @@ def training_run(experiment: Any, preset: Any, seed: Any, overrides: Any, data_s
         import torch
 
         torch.set_num_threads(threads)
-    return TrainingRun(cfg, seed, project_root() / out_dir, force)
+    if not seeds:
+        folder = project_root() / (out_dir or f"runs/notebook/{experiment}/seed{seed}")
+        return [TrainingRun(cfg, seed, folder, force)]
+    folder = project_root() / (out_dir or f"runs/notebook/{experiment}")
+    return [TrainingRun(cfg, k, folder / f"seed{k}", force) for k in seeds]
 
 
 def report_folders(run_dirs: Any, reference_dirs: Any) -> tuple[list[str], list[str]]:

@@ -1,12 +1,18 @@
 """One run of a suite: its spec (config, seed, folder, already validated), the plan of a
 suite's runs, the lock that keeps two suites from training one run, executing the training
 notebook for it, and its outcome (failures recorded, never raised).
+
+A suite hands the runs of one experiment to one notebook execution (a `RunBatch`): its kernel
+starts and imports once and trains the seeds in turn, while each run keeps its own folder,
+lock, skip and resume, executed notebook and failure record. A run that fails inside the
+execution is recorded failed and the batch's runs after it go on in a fresh execution.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -246,9 +252,110 @@ def record_failure(spec: RunSpec, metrics: RunRecord | None, error: str,
     return failed
 
 
+@dataclass(frozen=True)
+class RunBatch:
+    """Runs of one experiment (one config, one notebook) that one notebook execution trains
+    in turn: the kernel's start and imports are paid once for them all."""
+
+    specs: tuple[RunSpec, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.specs[0].experiment} seed(s) {', '.join(str(s.seed) for s in self.specs)}"
+
+    @property
+    def run_dir(self) -> Path:
+        """The folder of its first run: where its kernel writes kernel.log."""
+        return self.specs[0].run_dir
+
+    @property
+    def steps(self) -> int:
+        """Training steps it runs in all: what orders the batches, longest first."""
+        return sum(spec.config.max_steps for spec in self.specs)
+
+
+def batch_runs(specs: Sequence[RunSpec], slots: int = 1) -> list[RunBatch]:
+    """The runs of each experiment as batches, longest first (so that the last to start are
+    the short ones): one batch per experiment, or more where there are fewer experiments than
+    `slots` (runs that execute at once), so that a single experiment's seeds still fill them.
+    Each batch takes its experiment's seeds in order, as evenly as they divide."""
+    groups: dict[str, list[RunSpec]] = {}
+    for spec in specs:
+        groups.setdefault(spec.experiment, []).append(spec)
+    per_group = max(1, -(-slots // max(1, len(groups))))  # ceil(slots / experiments)
+    batches = []
+    for group in groups.values():
+        parts = min(per_group, len(group))
+        size, extra = divmod(len(group), parts)
+        start = 0
+        for i in range(parts):
+            end = start + size + (i < extra)
+            batches.append(RunBatch(tuple(group[start:end])))
+            start = end
+    return sorted(batches, key=lambda b: -b.steps)
+
+
 def execute_run(spec: RunSpec, log: Callable[[str], None] = print) -> RunOutcome:
     """Run the training notebook for one spec, unless it is finished or another suite holds
     it. Never raises for a failing run: the outcome (and metrics.json) says it failed."""
+    return execute_batch(RunBatch((spec,)), log)[0]
+
+
+def execute_batch(batch: RunBatch, log: Callable[[str], None] = print) -> list[RunOutcome]:
+    """Train a batch's runs in one notebook execution, each unless it is finished or another
+    suite holds it; one outcome per run, in the batch's order. Never raises for a failing
+    run: its outcome (and metrics.json) says it failed, and the runs after it are trained in
+    a fresh execution; after an interrupt (Ctrl-C, SIGTERM) the runs not yet started are
+    left alone and have no outcome."""
+    specs = batch.specs
+    outcomes: dict[int, RunOutcome] = {}  # by the run's place in the batch
+    locks: list[RunLock] = []
+    todo: list[int] = []
+    try:
+        for i, spec in enumerate(specs):
+            claimed = _claim(spec, locks, log)
+            if claimed is None:
+                todo.append(i)
+            else:
+                outcomes[i] = claimed
+        while todo:
+            first = specs[todo[0]]
+            seeds = ", ".join(f"seed{specs[i].seed}" for i in todo)
+            log(f"{first.experiment} {seeds}: running"
+                + (" in turn in one notebook execution" if len(todo) > 1 else "")
+                + f" -> {first.run_dir / first.notebook.name}")
+            error = _execute_notebook([specs[i] for i in todo])
+            started = []
+            for i in todo:
+                spec = specs[i]
+                metrics = _read_quietly(spec.run_dir)
+                started.append(spec)
+                if _records_this_run_ending(metrics, spec):
+                    outcomes[i] = _outcome(spec, "ran", metrics)
+                    continue
+                if error is None:  # the notebook ended without training it: a bug, say so
+                    error = "the training notebook ended without recording this run's end"
+                ending = INTERRUPTED if error.startswith("KeyboardInterrupt") else FAILED
+                outcomes[i] = _outcome(spec, "ran", record_failure(spec, metrics, error,
+                                                                   status=ending), error=error)
+                break  # the runs after the failing one never started in this execution
+            _share_notebook(started)
+            todo = [i for i in todo if i not in outcomes]
+            if error is not None and error.startswith("KeyboardInterrupt"):
+                break
+    except OSError as e:  # a run folder itself misbehaves: its runs fail, not the suite
+        for i, spec in enumerate(specs):
+            outcomes.setdefault(i, failed_outcome(spec, f"{type(e).__name__}: {e}"))
+    finally:
+        for lock in locks:
+            lock.release()
+    return [outcomes[i] for i in range(len(specs)) if i in outcomes]
+
+
+def _claim(spec: RunSpec, locks: list[RunLock], log: Callable[[str], None]
+           ) -> RunOutcome | None:
+    """Lock a run to train it (None; its lock joins `locks`), or its outcome without
+    training: busy elsewhere, finished before, or unreadable."""
     try:
         lock = RunLock(spec.run_dir)
         holder = lock.acquire()
@@ -258,25 +365,15 @@ def execute_run(spec: RunSpec, log: Callable[[str], None] = print) -> RunOutcome
         log(f"{spec.label}: busy, another suite is training it ({holder}); not run here")
         metrics = _read_quietly(spec.run_dir)
         return _outcome(spec, "busy", metrics, status=(metrics or {}).get("status", RUNNING))
+    locks.append(lock)
     try:
-        try:
-            metrics = read_metrics(spec.run_dir)
-        except UserInputError as e:  # an unreadable metrics.json: leave it for the user
-            return failed_outcome(spec, str(e))
-        if not spec.force and is_finished_run(metrics, spec.config.config_hash(), spec.seed):
-            log(f"{spec.label}: skipped, finished before ({metrics['status']})")
-            return _outcome(spec, "skipped", metrics)
-        log(f"{spec.label}: running -> {spec.run_dir / spec.notebook.name}")
-        error = _execute_notebook(spec)
-        metrics = _read_quietly(spec.run_dir)
-        if error is not None and not _records_this_run_ending(metrics, spec):
-            ending = INTERRUPTED if error.startswith("KeyboardInterrupt") else FAILED
-            metrics = record_failure(spec, metrics, error, status=ending)
-        return _outcome(spec, "ran", metrics, error=error)
-    except OSError as e:  # the run folder itself misbehaves: this run fails, not the suite
-        return failed_outcome(spec, f"{type(e).__name__}: {e}")
-    finally:
-        lock.release()
+        metrics = read_metrics(spec.run_dir)
+    except UserInputError as e:  # an unreadable metrics.json: leave it for the user
+        return failed_outcome(spec, str(e))
+    if not spec.force and is_finished_run(metrics, spec.config.config_hash(), spec.seed):
+        log(f"{spec.label}: skipped, finished before ({metrics['status']})")
+        return _outcome(spec, "skipped", metrics)
+    return None
 
 
 def _records_this_run_ending(metrics: RunRecord | None, spec: RunSpec) -> bool:
@@ -284,19 +381,35 @@ def _records_this_run_ending(metrics: RunRecord | None, spec: RunSpec) -> bool:
     return is_this_run(metrics, spec.config.config_hash(), spec.seed) and has_ended(metrics)
 
 
-def _execute_notebook(spec: RunSpec) -> str | None:
-    """papermill on the training notebook; the error (None if none), the executed notebook
-    (showing any failing cell) kept in the run folder."""
+def _execute_notebook(specs: Sequence[RunSpec]) -> str | None:
+    """papermill on the training notebook, training these runs of one experiment in turn;
+    the error (None if none). The executed notebook (showing any failing cell) is written to
+    the first run's folder."""
+    first = specs[0]
     try:
         execute_notebook(
-            spec.notebook, spec.run_dir / spec.notebook.name,
-            {"experiment": spec.config.name, "preset": spec.preset, "seed": spec.seed,
-             "overrides": {**spec.overrides, "condition": spec.config.condition},
-             "out_dir": str(spec.run_dir), "force": spec.force, "threads": spec.threads},
-            run_dir=spec.run_dir, threads=spec.threads)
+            first.notebook, first.run_dir / first.notebook.name,
+            {"experiment": first.config.name, "preset": first.preset, "seed": first.seed,
+             "seeds": [spec.seed for spec in specs],
+             "overrides": {**first.overrides, "condition": first.config.condition},
+             "out_dir": str(first.run_dir.parent), "force": first.force,
+             "threads": first.threads},
+            run_dir=first.run_dir, threads=first.threads)
     except Exception as e:  # a failing run must not stop the others
         return describe_error(e, getattr(e, "died_with", None))
     return None
+
+
+def _share_notebook(specs: Sequence[RunSpec]) -> None:
+    """Each run keeps the executed notebook that trained it: a copy in the folders of the
+    execution's other runs."""
+    if not specs:
+        return
+    executed = specs[0].run_dir / specs[0].notebook.name
+    if not executed.is_file():
+        return
+    for spec in specs[1:]:
+        shutil.copyfile(executed, spec.run_dir / spec.notebook.name)
 
 
 def _read_quietly(run_dir: Path) -> RunRecord | None:

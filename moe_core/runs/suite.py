@@ -1,13 +1,16 @@
-"""Suites of runs: the training notebook executed by papermill once per (experiment, seed)
-(`moe-suite run`, cli.run, is its command line).
+"""Suites of runs: the training notebook executed by papermill once per experiment, training
+its seeds in turn, each in its own run folder (more executions per experiment only where
+there are fewer experiments than runs executing at once); `moe-suite run`, cli.run, is its
+command line.
 
 Every configuration is built (and so validated) before the first run starts. A run whose
 folder holds a finished metrics.json with the same config hash and seed is skipped; an
 interrupted one resumes from its checkpoint; a failing one is recorded as failed and the
 others go on. A lock file per run keeps two suites on one folder from training a run twice.
 Ctrl-C or SIGTERM interrupts the running kernels, which record "interrupted"; the same command
-again continues. The Python API (`plan_runs`, `execute_run`, `run_suite`, `LocalExecutor`,
-`runs.dask_executor.DaskExecutor`, ...) does the work; cli.run is a thin argparse skin.
+again continues. The Python API (`plan_runs`, `batch_runs`, `execute_batch`, `run_suite`,
+`LocalExecutor`, `runs.dask_executor.DaskExecutor`, ...) does the work; cli.run is a thin
+argparse skin.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from moe_core.paths import TRAIN_NOTEBOOK
 from moe_core.record.metrics_json import check_writable
 from moe_core.runs.executors import Executor, LocalExecutor
 from moe_core.runs.jupyter_kernel import kernel_for_this_python
-from moe_core.runs.runner import RunOutcome, execute_run, plan_runs
+from moe_core.runs.runner import RunOutcome, batch_runs, execute_batch, plan_runs
 
 
 @dataclass
@@ -86,7 +89,8 @@ def run_suite(
     log(f"{len(specs)} runs ({len(dict.fromkeys(s.experiment for s in specs))} experiment(s) x "
         f"{len(dict.fromkeys(s.seed for s in specs))} seed(s), preset {preset}) in "
         f"{result.out_dir}, {executor.description}")
-    for outcome in executor.map(functools.partial(execute_run, log=log), specs):
+    batches = batch_runs(specs, getattr(executor, "slots", 1))
+    for outcome in executor.map(functools.partial(execute_batch, log=log), batches):
         result.outcomes.append(outcome)
         if outcome.action == "ran":
             if outcome.ok:

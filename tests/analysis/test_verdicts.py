@@ -1,6 +1,8 @@
 """The verdict pipeline on simulated studies whose answer is set: the real configs of the
 `study` suite, curves drawn per val sequence (moe_core.analysis.calibration), the real analysis."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -88,21 +90,54 @@ def test_more_repetition_per_step_that_brings_a_larger_rise_sooner_supports_over
     assert mine < theirs and passes == pytest.approx(2 * cal.EPOCHS * mine / 400)
     assert f"it turns at step {mine:.0f}" in vd._reason(c)
     assert "on its own train split" in vd._reason(c)
+    assert c.onset_shift.estimate < 0 and c.onset_shift.p_value < 0.05
     # the same arm with no larger rise: no support from it
     same = analyse(cal.study_like(ARMS), seeds=4)
     assert comparison(same, "small_split@reference_lr").outcome != vd.AS_PREDICTED
+    # a larger rise at equal steps whose onset is not sooner beyond noise moves nothing
+    not_sooner = vd._judge(dataclasses.replace(
+        c, onset_shift=dataclasses.replace(c.onset_shift, p_value=0.2)))
+    assert not_sooner.change.significant and not_sooner.change.estimate > 0
+    assert not_sooner.outcome == vd.NO_CHANGE
+    assert "not sooner beyond noise" in vd._reason(not_sooner)
 
 
 @pytest.mark.parametrize("per_control, verdict", [
-    ((vd.SUPPORTED, vd.NOT_WHOLE), vd.PART),
-    ((vd.NOT_WHOLE, vd.SUPPORTED, vd.UNDETERMINED), vd.PART),
-    ((vd.SUPPORTED, vd.UNDETERMINED), vd.SUPPORTED),
-    ((vd.NOT_SUPPORTED, vd.INCONCLUSIVE), vd.NOT_SUPPORTED),
-    ((vd.SUPPORTED, vd.NOT_SUPPORTED), vd.MIXED),
-    ((vd.UNDETERMINED, vd.INCONCLUSIVE), vd.MIXED),
-    ((vd.UNDETERMINED,), vd.UNDETERMINED)])
-def test_verdicts_against_several_controls_combine(per_control, verdict):
+    # (the verdict against each rising control, whether it rests on evidence)
+    (((vd.SUPPORTED, True), (vd.UNDETERMINED, False)), vd.SUPPORTED),
+    (((vd.NOT_SUPPORTED, True), (vd.INCONCLUSIVE, False)), vd.NOT_SUPPORTED),
+    # an undetermined verdict that came with evidence against is not dropped
+    (((vd.SUPPORTED, True), (vd.UNDETERMINED, True)), vd.MIXED),
+    (((vd.SUPPORTED, True), (vd.NOT_WHOLE, True)), vd.MIXED),
+    (((vd.SUPPORTED, True), (vd.NOT_SUPPORTED, True)), vd.MIXED),
+    (((vd.UNDETERMINED, False), (vd.INCONCLUSIVE, False)), vd.MIXED),
+    (((vd.UNDETERMINED, False),), vd.UNDETERMINED)])
+def test_verdicts_against_several_rising_controls_combine(per_control, verdict):
     assert vd.combined_verdict(per_control) == verdict
+
+
+def test_a_crossed_controls_verdict_is_reported_apart_and_never_upgrades_the_verdict():
+    """The LR removed on the full split leaves a rise (not the whole cause); on the smaller
+    split it halves the rise at matched fit: support there, scoped to that experiment's
+    rise, while the verdict on the control's rise stays as the control's arms say."""
+    arms = [a for a in ARMS if a not in ("linear_decay", "baseline_long")]
+    truths = cal.study_like(arms, {
+        "baseline": cal.Truth(rise=0.1, speed=0.6), "no_lb": cal.Truth(rise=0.1, speed=0.6),
+        "baseline_extended": cal.Truth(rise=0.07, speed=1.2),
+        "lr_drop_long@reference_lr": cal.Truth(rise=0.07), "slower_min_lr": cal.Truth(rise=0.1),
+        "small_split@reference_lr": cal.Truth(rise=0.3),
+        "small_split": cal.Truth(rise=0.1, speed=0.9)}, rise=0.1)
+    a = analyse(truths, seeds=4)
+    crossed = comparison(a, "small_split", control="small_split@reference_lr")
+    assert crossed.outcome == vd.AS_PREDICTED and crossed.basis == vd.MATCHED_FIT
+    lr = a.verdicts[vd.LR_SCHEDULE]
+    assert dict(lr.scoped)["small_split@reference_lr"] == vd.SUPPORTED
+    assert lr.verdict not in (vd.SUPPORTED, vd.PART)
+    # the crossed comparison is a Holm family of its own: the control's family is unchanged
+    alone = analyse({k: v for k, v in truths.items() if not k.startswith("small_split")},
+                    seeds=4)
+    assert comparison(alone, "baseline_extended").change.p_adjusted == pytest.approx(
+        comparison(a, "baseline_extended").change.p_adjusted)
 
 
 def test_the_lr_prediction_comes_from_the_measured_late_lr():
@@ -466,3 +501,14 @@ def test_a_rise_left_without_the_cause_and_no_change_beyond_noise_is_not_the_who
             assert a.verdicts[vd.LR_SCHEDULE].verdict == vd.NOT_WHOLE
             assert "a rise survives without the cause" in " ".join(
                 a.verdicts[vd.LR_SCHEDULE].reasons)
+
+
+def test_a_reduction_and_a_surviving_rise_against_one_control_make_part_of_the_cause():
+    a = analyse(cal.study_like(ARMS), seeds=4)
+    base = comparison(a, "baseline_extended")
+    lowers = dataclasses.replace(base, arm="slower_min_lr", outcome=vd.AS_PREDICTED)
+    survives = dataclasses.replace(base, outcome=vd.SURVIVES)
+    assert vd._control_verdict([lowers, survives]) == (vd.PART, True)
+    against = dataclasses.replace(base, arm="linear_decay", outcome=vd.AGAINST)
+    assert vd._control_verdict([lowers, survives, against]) == (vd.MIXED, True)
+    assert vd._control_verdict([survives]) == (vd.NOT_WHOLE, True)

@@ -174,6 +174,31 @@ def test_a_failing_notebook_is_recorded_failed_while_the_others_complete(capsys,
 
 
 @pytest.mark.slow
+def test_one_execution_trains_an_experiments_seeds_and_a_failing_one_stops_only_itself(
+        capsys, tmp_path):
+    out = tmp_path / "runs"
+    # seed 1's folder holds a checkpoint that cannot be loaded: its training raises
+    (out / "baseline" / "seed1").mkdir(parents=True)
+    (out / "baseline" / "seed1" / "checkpoint.pt").write_text("not a checkpoint")
+    code, stdout, _ = suite_cli(capsys, "run", "-e", "baseline", "--seeds", "3", "--out", out,
+                                *SMOKE)
+    assert code == 1
+    assert "baseline seed0, seed1, seed2: running in turn in one notebook execution" in stdout
+    assert "baseline seed2: running -> " in stdout  # after the failure, a fresh execution
+    status = {k: metrics(out / "baseline" / f"seed{k}")["status"] for k in range(3)}
+    assert status == {0: "completed", 1: "failed", 2: "completed"}
+    assert "cannot be loaded as a checkpoint" in metrics(out / "baseline" / "seed1")["error"]
+    first, failed, fresh = (nbformat.read(out / "baseline" / f"seed{k}" / NOTEBOOK,
+                                          as_version=4) for k in range(3))
+    # the first execution trained seed 0 and failed on seed 1: both keep its notebook
+    assert first.metadata["papermill"]["parameters"]["seeds"] == [0, 1, 2]
+    assert failed == first
+    assert fresh.metadata["papermill"]["parameters"]["seeds"] == [2]
+    for k in (0, 2):  # each run's own figures, in its folder
+        assert (out / "baseline" / f"seed{k}" / "metrics_plot.png").is_file()
+
+
+@pytest.mark.slow
 def test_two_concurrent_suites_on_one_folder_never_train_a_run_twice(tmp_path):
     out = tmp_path / "runs"
     args = ["run", "-e", "baseline", "short_run", "--out", out, *SMOKE]

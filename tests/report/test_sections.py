@@ -45,10 +45,12 @@ def test_the_answer_gives_where_it_rises_and_each_verdict_with_its_numbers(simul
         and "95% CI" in text
     assert "removes the rise" in text and "the rise persists" in text
     sentence = html.unescape(sections.one_sentence(simulated.analysis))
-    assert sentence.startswith("Judged against the control that rises (baseline@reference_lr)"
-                               "; and against the arms under its schedule that rise themselves")
-    assert "small_split@reference_lr" in sentence and sentence.endswith(
-        "): supported: overfitting and the LR schedule; not supported: load balancing.")
+    assert sentence.startswith(
+        "Judged against the control that rises (baseline@reference_lr): supported: "
+        "overfitting and the LR schedule; not supported: load balancing.")
+    # what the schedule does to another experiment's rise is said apart
+    assert "Apart, on another experiment's rise" in sentence
+    assert "the LR schedule supported on small_split@reference_lr's" in sentence
 
 
 def test_numbers_are_rounded_to_what_their_noise_supports():

@@ -1,6 +1,7 @@
-"""moe-suite on Dask: each (experiment, seed) a task on a dask.distributed cluster that runs the
-notebook as the local executor does, with the same results; a task that fails fails only its
-run; local workers share the cores or get one GPU each; Ctrl-C stops the runs cleanly."""
+"""moe-suite on Dask: each batch (an experiment's seeds) a task on a dask.distributed cluster
+that runs the notebook as the local executor does, with the same results; a task that fails
+fails only its runs; local workers share the cores or get one GPU each; Ctrl-C stops the runs
+cleanly."""
 
 import os
 import signal
@@ -25,50 +26,57 @@ from moe_core.runs import runner
 from moe_core.runs.dask_executor import LOST_WORKER_RETRIES, DaskExecutor, local_worker_specs
 
 
-def specs(tmp_path, *experiments):
-    return runner.plan_runs(list(experiments), [0], "smoke", out_dir=tmp_path)
+def specs(tmp_path, *experiments, seeds=(0,)):
+    """The suite's batches (one per experiment) of these experiments' runs."""
+    return runner.batch_runs(runner.plan_runs(list(experiments), list(seeds), "smoke",
+                                              out_dir=tmp_path))
 
 
-# what the workers run in the fast tests below, instead of the training notebook
+# what the workers run in the fast tests below, instead of the training notebook: one
+# outcome per run of the batch
 
 
-def finish(spec: runner.RunSpec) -> runner.RunOutcome:
+def _finished(spec: runner.RunSpec) -> runner.RunOutcome:
     return runner.RunOutcome(spec.experiment, spec.seed, spec.run_dir, action="ran",
                             status="completed", final_val_loss=float(os.getpid()))
 
 
-def finish_or_raise(spec: runner.RunSpec) -> runner.RunOutcome:
-    if spec.experiment == "no_lb":
+def finish(batch: runner.RunBatch) -> list[runner.RunOutcome]:
+    return [_finished(spec) for spec in batch.specs]
+
+
+def finish_or_raise(batch: runner.RunBatch) -> list[runner.RunOutcome]:
+    if batch.specs[0].experiment == "no_lb":
         raise RuntimeError("a bug in the task")
-    return finish(spec)
+    return finish(batch)
 
 
-def finish_or_die(spec: runner.RunSpec) -> runner.RunOutcome:
-    if spec.experiment == "short_run":
+def finish_or_die(batch: runner.RunBatch) -> list[runner.RunOutcome]:
+    if batch.specs[0].experiment == "short_run":
         time.sleep(1.0)  # let the other run finish first
         os._exit(1)  # the worker process itself dies
-    return finish(spec)
+    return finish(batch)
 
 
-def die_once(spec: runner.RunSpec) -> runner.RunOutcome:
+def die_once(batch: runner.RunBatch) -> list[runner.RunOutcome]:
     """The first attempt's worker process dies (a preempted node); the retry finishes."""
-    spec.run_dir.mkdir(parents=True, exist_ok=True)
-    marker = spec.run_dir / "attempts"
+    batch.run_dir.mkdir(parents=True, exist_ok=True)
+    marker = batch.run_dir / "attempts"
     attempts = int(marker.read_text()) + 1 if marker.exists() else 1
     marker.write_text(str(attempts))
     if attempts == 1:
         os._exit(1)
-    return finish(spec)
+    return finish(batch)
 
 
-def report_child_malloc_trim(spec: runner.RunSpec) -> runner.RunOutcome:
+def report_child_malloc_trim(batch: runner.RunBatch) -> list[runner.RunOutcome]:
     """What a process the task starts (as papermill starts the kernel) sees of
     MALLOC_TRIM_THRESHOLD_, in the outcome's error field."""
     seen = subprocess.run([sys.executable, "-c", "import os; "
                            "print(os.environ.get('MALLOC_TRIM_THRESHOLD_'))"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    return runner.RunOutcome(spec.experiment, spec.seed, spec.run_dir, action="ran",
-                            status="completed", error=seen)
+    return [runner.RunOutcome(spec.experiment, spec.seed, spec.run_dir, action="ran",
+                              status="completed", error=seen) for spec in batch.specs]
 
 
 # ---------------------------------------------------------------- the executor
@@ -93,6 +101,15 @@ def test_a_task_that_raises_fails_only_its_run(tmp_path):
     raised = outcomes["no_lb"]
     assert (raised.status, raised.ok) == ("failed", False)
     assert raised.error == "the Dask task failed: RuntimeError: a bug in the task"
+
+
+@pytest.mark.slow
+def test_a_batch_whose_task_raises_fails_each_of_its_runs(tmp_path):
+    executor = DaskExecutor(workers=2, progress=False)
+    outcomes = list(executor.map(finish_or_raise, specs(tmp_path, "baseline", "no_lb",
+                                                         seeds=(0, 1))))
+    assert sorted((o.experiment, o.seed, o.ok) for o in outcomes) == [
+        ("baseline", 0, True), ("baseline", 1, True), ("no_lb", 0, False), ("no_lb", 1, False)]
 
 
 @pytest.mark.slow

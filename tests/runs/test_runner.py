@@ -82,3 +82,20 @@ def test_record_failure_marks_a_run_failed_keeping_what_training_recorded(tmp_pa
     other = {**running, "status": "completed", "config_hash": "0123", "actual_steps": 80}
     replaced = runner.record_failure(spec, other, "DeadKernelError: kernel died")
     assert replaced["actual_steps"] == 0 and replaced["config_hash"] == spec.config.config_hash()
+
+
+def test_an_experiments_seeds_are_one_batch_longest_first_and_fill_the_slots(tmp_path):
+    specs = runner.plan_runs(["short_run", "baseline", "no_lb"], [0, 1, 2, 3], "smoke",
+                             out_dir=tmp_path)
+    batches = runner.batch_runs(specs, slots=2)
+    # one notebook execution per experiment; the shorter experiment last
+    assert [(b.specs[0].experiment, [s.seed for s in b.specs]) for b in batches] == [
+        ("baseline", [0, 1, 2, 3]), ("no_lb", [0, 1, 2, 3]), ("short_run", [0, 1, 2, 3])]
+    assert batches[0].run_dir == tmp_path / "baseline" / "seed0"
+    # fewer experiments than slots: the seeds are shared out so that every slot has work
+    one = runner.plan_runs(["baseline"], [0, 1, 2, 3, 4], "smoke", out_dir=tmp_path)
+    assert [[s.seed for s in b.specs] for b in runner.batch_runs(one, slots=2)] == \
+        [[0, 1, 2], [3, 4]]
+    assert [len(b.specs) for b in runner.batch_runs(one, slots=8)] == [1, 1, 1, 1, 1]
+    assert sorted(s.seed for b in runner.batch_runs(specs, slots=5) for s in b.specs) == \
+        sorted(s.seed for s in specs)
