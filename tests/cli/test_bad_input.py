@@ -206,17 +206,22 @@ def test_a_corrupted_metrics_json_is_listed_unreadable_while_the_rest_render_and
     assert corrupted.read_text() == content  # left for the user to look at
 
 
-def raise_for_no_lb(spec: runner.RunSpec) -> runner.RunOutcome:
-    if spec.experiment == "no_lb":
+def raise_for_no_lb(batch: runner.RunBatch) -> list[runner.RunOutcome]:
+    if batch.specs[0].experiment == "no_lb":
         raise KeyError("a bug")
-    return runner.RunOutcome(spec.experiment, spec.seed, spec.run_dir, "ran", "completed")
+    return [runner.RunOutcome(spec.experiment, spec.seed, spec.run_dir, "ran", "completed")
+            for spec in batch.specs]
 
 
 def test_a_run_whose_execution_raises_fails_alone_and_the_others_finish(tmp_path):
-    specs = runner.plan_runs(["baseline", "no_lb", "short_run"], [0], "smoke", out_dir=tmp_path)
-    outcomes = {o.experiment: o for o in executors.LocalExecutor(2).map(raise_for_no_lb, specs)}
-    assert outcomes["no_lb"].status == "failed" and outcomes["no_lb"].error == "KeyError: 'a bug'"
-    assert outcomes["baseline"].ok and outcomes["short_run"].ok
+    batches = runner.batch_runs(runner.plan_runs(["baseline", "no_lb", "short_run"], [0, 1],
+                                                 "smoke", out_dir=tmp_path), slots=2)
+    outcomes = list(executors.LocalExecutor(2).map(raise_for_no_lb, batches))
+    failed = [o for o in outcomes if o.experiment == "no_lb"]
+    # every run of the batch that raised is failed, each with the error; the others finish
+    assert [(o.seed, o.status, o.error) for o in sorted(failed, key=lambda o: o.seed)] == [
+        (0, "failed", "KeyError: 'a bug'"), (1, "failed", "KeyError: 'a bug'")]
+    assert len(outcomes) == 6 and all(o.ok for o in outcomes if o.experiment != "no_lb")
 
 
 def test_a_diverging_run_is_recorded_diverged_saying_when_and_what_to_change(tmp_path,
@@ -238,7 +243,8 @@ def test_a_diverging_run_is_recorded_diverged_saying_when_and_what_to_change(tmp
 
 def killer_notebook(folder: Path) -> Path:
     """The training notebook, plus a cell that SIGKILLs the kernel of the experiment named by
-    $KILL_KERNEL_OF as soon as its first checkpoint is written: a kernel that dies mid-run."""
+    $KILL_KERNEL_OF as soon as its first run's first checkpoint is written: a kernel that
+    dies mid-run."""
     nb = nbformat.read(runner.TRAIN_NOTEBOOK, as_version=4)
     at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     nb.cells.insert(at + 1, nbformat.v4.new_code_cell(
@@ -248,7 +254,8 @@ def killer_notebook(folder: Path) -> Path:
         "        time.sleep(0.01)\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
         "if experiment == os.environ.get('KILL_KERNEL_OF'):\n"
-        f"    path = pathlib.Path(out_dir) / '{CHECKPOINT_FILE}'\n"
+        "    run_dir = pathlib.Path(out_dir) / (f'seed{seeds[0]}' if seeds else '')\n"
+        f"    path = run_dir / '{CHECKPOINT_FILE}'\n"
         "    threading.Thread(target=_die_after_first_checkpoint, args=(path,),"
         " daemon=True).start()\n"))
     path = folder / NOTEBOOK

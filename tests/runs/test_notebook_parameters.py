@@ -59,9 +59,9 @@ def test_help_notebook_lists_every_parameter_with_its_type(path):
                if n in listed)
 
 
-def test_training_notebook_parameters_are_what_training_run_takes():
+def test_training_notebook_parameters_are_what_training_runs_takes():
     listed = list(inspect_notebook(str(TRAIN_NOTEBOOK)))
-    assert listed == list(inspect.signature(notebook_parameters.training_run).parameters)
+    assert listed == list(inspect.signature(notebook_parameters.training_runs).parameters)
 
 
 # ---------------------------------------------------------------- each form of a value
@@ -149,6 +149,21 @@ def test_training_run_puts_a_relative_out_dir_under_the_repo_and_keeps_an_absolu
     assert run.run_dir == paths.CHECKOUT / "runs/notebook/no_lb/seed2"
     assert (run.seed, run.force, run.config.dropout) == (2, False, 0.0)
     assert notebook_parameters.training_run(out_dir=str(tmp_path), **args).run_dir == tmp_path
+
+
+def test_a_seeds_list_trains_each_seed_in_its_own_folder_under_out_dir(tmp_path):
+    args = dict(experiment="no_lb", preset="smoke", seed=0, overrides={}, data_source="",
+                force=False, threads=0)
+    runs = notebook_parameters.training_runs(seeds="[3, 1]", out_dir=str(tmp_path), **args)
+    assert [(r.seed, r.run_dir) for r in runs] == [(3, tmp_path / "seed3"),
+                                                   (1, tmp_path / "seed1")]
+    assert runs[0].config == runs[1].config  # one config, built once
+    default = notebook_parameters.training_runs(seeds=[0], out_dir="", **args)
+    assert default[0].run_dir == paths.CHECKOUT / "runs/notebook/no_lb/seed0"
+    for bad, says in (([0, 0], "a seed is listed twice"), ("{a: 1}", "expected a list"),
+                      ([-1], "seeds")):
+        with pytest.raises(UserInputError, match=says):
+            notebook_parameters.training_runs(seeds=bad, out_dir="", **args)
 
 
 def test_training_run_gives_the_config_error_of_the_cli():
