@@ -141,7 +141,7 @@ def test_training_notebook_runs_in_a_kernel_opened_through_the_server(lab, tmp_p
             reply, outputs, seen = channel.execute(cell.source)
             errors = [o for o in outputs if o["output_type"] == "error"]
             assert reply["status"] == "ok", f"cell {index}: {errors}"
-            if "train(cfg" in cell.source:
+            if "metrics = train(" in cell.source:
                 training = outputs, seen
     finally:
         channel.close()
