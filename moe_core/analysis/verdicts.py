@@ -797,25 +797,23 @@ def _verdict(name: str, comparisons: list[Comparison], rising: tuple[str, ...],
         return HypothesisVerdict(name, INCONCLUSIVE, rising, (
             f"no intervention of this explanation ran against a rising control "
             f"({', '.join(rising)})",))
-    per_control = [_control_verdict([c for c in comparisons if c.control == control])
-                   for control in rising]
-    verdict = combined_verdict([v for v in per_control if v is not None]) \
-        if any(v is not None for v in per_control) else INCONCLUSIVE
-    scoped = tuple((control, v[0]) for control in crossed
-                   if (v := _control_verdict([c for c in comparisons if c.control == control]))
-                   is not None)
-    judged = tuple(control for control in (*rising, *crossed)
-                   if any(c.control == control for c in comparisons))
+    by_control: dict[str, list[Comparison]] = {}
+    for c in comparisons:
+        by_control.setdefault(c.control, []).append(c)
+    per_control = [_control_verdict(by_control[control]) for control in rising
+                   if control in by_control]
+    verdict = combined_verdict(per_control) if per_control else INCONCLUSIVE
+    scoped = tuple((control, _control_verdict(by_control[control])[0]) for control in crossed
+                   if control in by_control)
+    judged = tuple(control for control in (*rising, *crossed) if control in by_control)
     return HypothesisVerdict(name, verdict, judged, tuple(_reason(c) for c in comparisons),
                              tuple(comparisons), scoped)
 
 
-def _control_verdict(mine: Sequence[Comparison]) -> tuple[str, bool] | None:
-    """The verdict against one control, and whether it rests on evidence (an outcome
-    against the explanation, or support) rather than on nothing decided; None without
-    comparisons."""
-    if not mine:
-        return None
+def _control_verdict(mine: Sequence[Comparison]) -> tuple[str, bool]:
+    """The verdict against one control (given its comparisons), and whether it rests on
+    evidence (an outcome against the explanation, or support) rather than on nothing
+    decided."""
     # a censored arm whose longer run (the same change, another length) was compared
     # is decided by that run
     mine = [c for c in mine if not (c.outcome == CENSORED and superseded_by(c, mine))]
@@ -953,18 +951,22 @@ def _reason(c: Comparison) -> str:
         detect = "" if t.detectable is None else f"; could detect about {t.detectable:.3f}"
         text += f": no detected change{detect}"
     if c.onsets and c.different_split:
-        (mine, low, high, passes), (theirs, their_low, their_high, their_passes) = c.onsets
-        text += (f"; it turns at step {mine:.0f} (seeds {low:.0f} to {high:.0f}), after "
-                 f"{passes:.1f} passes over its train split, where the control turns at step "
-                 f"{theirs:.0f} ({their_low:.0f} to {their_high:.0f}), after "
-                 f"{their_passes:.1f} passes")
+        text += f"; {_onset_words(c)}"
     return text
+
+
+def _onset_words(c: Comparison) -> str:
+    """Both onsets, in steps with their seeds' range and in passes over each split."""
+    (mine, low, high, passes), (theirs, their_low, their_high, their_passes) = c.onsets
+    return (f"it turns at step {mine:.0f} (seeds {low:.0f} to {high:.0f}), after "
+            f"{passes:.1f} passes over its train split, where the control turns at step "
+            f"{theirs:.0f} ({their_low:.0f} to {their_high:.0f}), after {their_passes:.1f} "
+            "passes")
 
 
 def _dose_up_reason(c: Comparison, interval: str) -> str:
     """More of the cause on the arm's own split: decided by when it turns (steps against
     passes), with its rise at equal steps and over equal passes beside."""
-    (mine, low, high, passes), (theirs, their_low, their_high, their_passes) = c.onsets
     shift = c.onset_shift
     shift_text = ("" if shift.ci_low is None else
                   f", 95% CI {shift.ci_low:+.0f} to {shift.ci_high:+.0f}, paired p "
@@ -979,10 +981,8 @@ def _dose_up_reason(c: Comparison, interval: str) -> str:
         "(mean over seeds, descriptive): the rise at equal steps includes the earlier onset and "
         "the longer run after it")
     return (f"{c.arm} vs {c.control}: more repetition per step, on its own train split (no "
-            f"common scale of fit): it turns at step {mine:.0f} (seeds {low:.0f} to "
-            f"{high:.0f}), after {passes:.1f} passes over its split, where the control turns "
-            f"at step {theirs:.0f} ({their_low:.0f} to {their_high:.0f}), after "
-            f"{their_passes:.1f} passes: {shift.estimate:+.0f} steps{shift_text}; {verdict}. "
+            f"common scale of fit): {_onset_words(c)}: {shift.estimate:+.0f} "
+            f"steps{shift_text}; {verdict}. "
             f"Its rise at equal steps: {c.change.estimate:+.3f} nats{interval}{per_passes}")
 
 

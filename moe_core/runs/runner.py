@@ -260,10 +260,6 @@ class RunBatch:
     specs: tuple[RunSpec, ...]
 
     @property
-    def label(self) -> str:
-        return f"{self.specs[0].experiment} seed(s) {', '.join(str(s.seed) for s in self.specs)}"
-
-    @property
     def run_dir(self) -> Path:
         """The folder of its first run: where its kernel writes kernel.log."""
         return self.specs[0].run_dir
@@ -293,12 +289,6 @@ def batch_runs(specs: Sequence[RunSpec], slots: int = 1) -> list[RunBatch]:
             batches.append(RunBatch(tuple(group[start:end])))
             start = end
     return sorted(batches, key=lambda b: -b.steps)
-
-
-def execute_run(spec: RunSpec, log: Callable[[str], None] = print) -> RunOutcome:
-    """Run the training notebook for one spec, unless it is finished or another suite holds
-    it. Never raises for a failing run: the outcome (and metrics.json) says it failed."""
-    return execute_batch(RunBatch((spec,)), log)[0]
 
 
 def execute_batch(batch: RunBatch, log: Callable[[str], None] = print) -> list[RunOutcome]:
