@@ -16,9 +16,12 @@ x t is the progress of its train-subset fit (speed unless set), so an arm can ge
 the control's time course while fitting its train split more slowly. ramp(p) starts at the
 onset (1 - rise_fraction + delay) and grows by 1 per rise_fraction of progress.
 
-wander is AR(1) over evals, one per run; sequence[s] is each val sequence's difficulty and
-h[s] how much of the rise falls on it, both properties of the split shared by every run
-(paired comparisons remove the first and most of the second); drift[t, s] is a run's own
+wander is AR(1) over evals, one per run; the curves are drawn on the grid the noise was
+measured on (an eval every 4 steps, 100 evals) and recorded at every `record_every`-th
+of those evals, as the preset records them (eval_every 16: every 4th, 25 evals);
+sequence[s] is each val sequence's difficulty and h[s] how much of the rise falls on it,
+both properties of the split shared by every run (paired comparisons remove the first and
+most of the second); drift[t, s] is a run's own
 slow AR(1) deviation per sequence, noise[t, s] white. The defaults are the sizes measured
 on the built-in data (cpu preset, two pilot studies; README, "Calibration"). Runs of one
 seed in different arms are drawn independently here, although real ones share their
@@ -67,7 +70,8 @@ class Noise:
     drift_sd: float = 0.06  # a run's slow per-sequence deviation (0.04-0.10)
     noise_sd: float = 0.015  # white per sequence and eval (0.006-0.018)
     n_sequences: int = 112  # the cpu preset's val split
-    n_evals: int = 100
+    n_evals: int = 100  # the grid the noise above was measured on: an eval every 4 steps...
+    record_every: int = 4  # ...of which the cpu preset (eval_every 16) records every 4th
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,6 @@ def simulate_results(truths: Mapping[str, Truth], seeds: int = 3, noise: Noise =
                             + rng.normal(0.0, noise.noise_sd, (n, n_seq)))
             val = per_sequence.mean(1)
             train = train_mean + offset + rng.normal(0.0, TRAIN_NOISE_SD, n)
-            sequences[run_id] = per_sequence
             configs[run_id] = cfg.to_dict()
             runs.append({"run_id": run_id, "experiment": experiment, "condition": condition,
                          "arm": arm, "variant": "", "group": arm, "seed": seed,
@@ -139,12 +142,21 @@ def simulate_results(truths: Mapping[str, Truth], seeds: int = 3, noise: Noise =
                          "val_sha": "simulated", "preset": preset,
                          "epochs_seen": EPOCHS * (1 if cfg.train_documents_factor == 1
                                                   else 1 / cfg.train_documents_factor)})
+            kept = _recorded(noise)
+            sequences[run_id] = per_sequence[kept]
             evals.append(pd.DataFrame({
                 "run_id": run_id, "experiment": experiment, "condition": condition, "arm": arm,
-                "seed": seed, "source": OURS, "step": steps, "fraction": fraction,
-                "val_loss": val, "lr": lr, "train_subset_loss": train}))
+                "seed": seed, "source": OURS, "step": steps[kept], "fraction": fraction[kept],
+                "val_loss": val[kept], "lr": np.asarray(lr)[kept],
+                "train_subset_loss": train[kept]}))
     return Results(pd.DataFrame(runs), pd.concat(evals, ignore_index=True),
                    val_sequences=sequences, configs=configs)
+
+
+def _recorded(noise: Noise) -> np.ndarray:
+    """The indices of the simulated grid's evals a run records: every `record_every`-th,
+    ending at the last."""
+    return np.arange(noise.n_evals - 1, -1, -noise.record_every)[::-1]
 
 
 def _decay(progress: np.ndarray) -> np.ndarray:
@@ -297,11 +309,11 @@ def per_run_false_inflections(studies: int, noise: Noise, seed: int = 0) -> floa
     rng = np.random.default_rng(seed)
     fraction = np.arange(1, noise.n_evals + 1) / noise.n_evals
     steps = np.arange(1, noise.n_evals + 1) * 4
-    decay = _decay(fraction)
+    decay, kept = _decay(fraction), _recorded(noise)
     hits = 0
     for _ in range(studies):
         wander = ar1_curves(noise.n_evals, noise.wander_sd, noise.wander_phi, 1, rng)[0]
-        hits += curve_rise(steps, decay + wander).verdict == INFLECTION
+        hits += curve_rise(steps[kept], (decay + wander)[kept]).verdict == INFLECTION
     return hits / studies
 
 

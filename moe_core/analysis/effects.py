@@ -266,11 +266,12 @@ def val_pairing(a: ArmStatistic, b: ArmStatistic) -> bool:
 # ---------------------------------------------------------------- tests
 
 
-def _seed_variance(values: np.ndarray) -> tuple[float, float] | None:
-    """(variance of the mean, df) over seeds; None for one seed."""
+def _seed_variance(values: np.ndarray, floor: float = 0.0) -> tuple[float, float] | None:
+    """(variance of the mean, df) over seeds, the seeds' variance at least `floor`; None for
+    one seed."""
     if values.size < 2:
         return None
-    return float(values.var(ddof=1) / values.size), float(values.size - 1)
+    return float(max(values.var(ddof=1), floor) / values.size), float(values.size - 1)
 
 
 def _val_variance(per_sequence: np.ndarray | None) -> tuple[float, float] | None:
@@ -352,14 +353,19 @@ def scaled(stat: ArmStatistic, factor: float) -> ArmStatistic:
 
 
 def two_sample(a: ArmStatistic, b: ArmStatistic, alternative: str = "two-sided",
-               new_text: bool = False) -> Test:
+               new_text: bool = False, resolution: float = 0.0) -> Test:
     """a minus b over seeds: paired t when the arms share their seeds (`seed_pairing`),
     else Welch; df from the seeds only. The val-set variance (sequence by sequence when both
     arms were scored on the same val split, `val_pairing`) enters the test's SE with
     `new_text`, and always when the arms were scored on different val splits (their
     difference then holds the splits' sampling error, which no seed spread contains).
-    alternative "greater": one-sided, a - b > 0."""
+    alternative "greater": one-sided, a - b > 0. `resolution`: the values were read off a
+    grid of this spacing (an onset at an eval's step), so each carries a rounding error of
+    variance at least resolution**2 / 12 that seeds falling in the same grid cell do not
+    show: the seed variance used is never below it (an identical difference in every seed
+    is then not a noiseless one)."""
     n = (int(a.per_seed.size), int(b.per_seed.size))
+    rounding = resolution ** 2 / 12
     name = f"{a.name}: {a.arm} - {b.arm}"
     order = seed_pairing(a, b)
     by_sequence = val_pairing(a, b)
@@ -377,21 +383,23 @@ def two_sample(a: ArmStatistic, b: ArmStatistic, alternative: str = "two-sided",
     val_in_test = new_text or (not same_split and val is not None)
     if order is not None:
         difference = a.per_seed - b.per_seed[order]
-        if difference.size >= 2 and not np.any(difference) and not (val and val[0] > 0):
+        if (difference.size >= 2 and not np.any(difference) and not (val and val[0] > 0)
+                and not rounding):
             return _finish(name, 0.0, _seed_variance(difference), val, alternative, n,
                            True, by_sequence, identical=True, val_in_test=val_in_test)
-        return _finish(name, float(difference.mean()), _seed_variance(difference), val,
-                       alternative, n, True, by_sequence, "; ".join(notes),
-                       val_in_test=val_in_test)
-    return _finish(name, a.mean - b.mean, welch(a.per_seed, b.per_seed), val, alternative, n,
-                   False, by_sequence, "; ".join(notes), val_in_test=val_in_test)
+        return _finish(name, float(difference.mean()),
+                       _seed_variance(difference, floor=2 * rounding), val, alternative, n,
+                       True, by_sequence, "; ".join(notes), val_in_test=val_in_test)
+    return _finish(name, a.mean - b.mean, welch(a.per_seed, b.per_seed, floor=rounding), val,
+                   alternative, n, False, by_sequence, "; ".join(notes),
+                   val_in_test=val_in_test)
 
 
-def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float] | None:
-    """(variance of mean(a) - mean(b), Welch-Satterthwaite df) from the two seed variances;
-    None when a side has one seed (its variation unknown). Both exactly zero: df
-    min(n_a, n_b) - 1, the lower end of the range Welch's df can take."""
-    parts = [_seed_variance(a), _seed_variance(b)]
+def welch(a: np.ndarray, b: np.ndarray, floor: float = 0.0) -> tuple[float, float] | None:
+    """(variance of mean(a) - mean(b), Welch-Satterthwaite df) from the two seed variances
+    (each at least `floor`); None when a side has one seed (its variation unknown). Both
+    exactly zero: df min(n_a, n_b) - 1, the lower end of the range Welch's df can take."""
+    parts = [_seed_variance(a, floor), _seed_variance(b, floor)]
     if None in parts:
         return None
     se, df = satterthwaite(parts)

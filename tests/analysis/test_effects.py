@@ -223,3 +223,22 @@ def test_a_p_value_that_two_digits_would_round_across_alpha_keeps_a_third():
     # "0.05" is then always not significant (p >= alpha), as 0.0504 is
     assert fx.format_p(0.0496) == "0.0496" and fx.format_p(0.0504) == "0.05"
     assert fx.format_p(0.0549) == "0.055" and fx.format_p(0.0449) == "0.045"
+
+
+def test_values_read_off_a_grid_keep_its_rounding_error_when_every_seed_shifts_alike():
+    """Onsets read at evals 16 steps apart: a shift of exactly -80 in every seed is a shift
+    known to within the grid, not a noiseless one; a spread larger than the grid's rounding
+    error is used as it is."""
+    arm, control = (fx.ArmStatistic(name, "onset", np.asarray(v, float), seeds=(0, 1, 2, 3))
+                    for name, v in (("arm", [176] * 4), ("control", [256] * 4)))
+    test = fx.two_sample(arm, control, resolution=16)
+    assert test.estimate == -80 and not test.identical
+    assert test.se == pytest.approx(math.sqrt(16 ** 2 / 6 / 4)) and test.df == 3
+    assert test.p_value == pytest.approx(2 * stats.t.sf(80 / test.se, 3))
+    assert fx.two_sample(arm, control).p_value is None  # without the grid: no noise estimate
+    spread = replace(arm, per_seed=np.array([150.0, 176, 190, 210]))
+    assert fx.two_sample(spread, control, resolution=16).se == pytest.approx(
+        fx.two_sample(spread, control).se)
+    unpaired = replace(arm, seeds=())
+    assert fx.two_sample(unpaired, control, resolution=16).se == pytest.approx(
+        math.sqrt(2 * 16 ** 2 / 12 / 4))

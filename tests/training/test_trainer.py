@@ -293,3 +293,23 @@ def test_ctrl_c_writes_a_checkpoint_at_once_and_the_resumed_run_matches_an_unint
     resumed = train(cfg, seed=0, out_dir=run_dir, progress=False)
     full = train(cfg, seed=0, out_dir=tmp_path / "full", progress=False)
     assert resumed["status"] == "completed" and history(resumed) == history(full)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", ["baseline", "aux_free_balance"])
+def test_evals_only_measure_a_sparser_run_is_the_same_run_at_its_evals(tmp_path, experiment):
+    """Eval spacing is a measurement choice: evals draw no random numbers and change no
+    state training reads (routing statistics, the aux-free bias), so a run evaluated every
+    2nd step holds, at its shared steps, the same val losses as one evaluated every step."""
+    dense = train(smoke(experiment, eval_every=2), seed=1, out_dir=tmp_path / "d",
+                  progress=False)
+    sparse = train(smoke(experiment, eval_every=6), seed=1, out_dir=tmp_path / "s",
+                   progress=False)
+
+    def at(metrics, steps):
+        return [(r["step"], r["val_loss"], r["val_loss_per_sequence"], r["train_subset_loss"])
+                for r in metrics["evals"] if r["step"] in steps]
+
+    shared = {r["step"] for r in sparse["evals"]} & {r["step"] for r in dense["evals"]}
+    assert len(shared) >= 3 and len(shared) < len(dense["evals"])
+    assert at(dense, shared) == at(sparse, shared)

@@ -1,0 +1,33 @@
+"""The calibration's simulated runs record what a real run of the cpu preset records."""
+
+import numpy as np
+
+from moe_core.analysis import calibration as cal
+from moe_core.config.run_config import build_config
+
+
+def test_simulated_runs_record_the_cpu_presets_eval_steps():
+    """(The simulator draws every arm on 100 evals over its own length: an arm run longer
+    than the preset's 400 steps records fewer evals than its real runs, not more.)"""
+    results = cal.simulate_results({"baseline@reference_lr": cal.Truth(rise=0.1),
+                                    "small_split": cal.Truth()}, 2, cal.Noise(),
+                                   np.random.default_rng(0))
+    for arm in ("baseline@reference_lr", "small_split"):
+        experiment, condition = arm.partition("@")[::2]
+        cfg = build_config(experiment, "cpu", condition=condition or None)
+        recorded = results.evals.loc[results.evals.arm == arm].groupby("seed")["step"]
+        expected = list(range(cfg.eval_every, cfg.max_steps + 1, cfg.eval_every))
+        for _, steps in recorded:
+            assert steps.tolist() == expected
+    run = results.runs.run_id.iloc[0]
+    assert results.val_sequences[run].shape == (len(expected), cal.Noise().n_sequences)
+
+
+def test_a_sparser_record_keeps_every_kth_eval_of_the_same_curve():
+    dense = cal.simulate_results({"baseline": cal.Truth(rise=0.1)}, 1,
+                                 cal.Noise(record_every=1), np.random.default_rng(3))
+    sparse = cal.simulate_results({"baseline": cal.Truth(rise=0.1)}, 1,
+                                  cal.Noise(record_every=4), np.random.default_rng(3))
+    merged = sparse.evals.merge(dense.evals, on="step", suffixes=("", "_dense"))
+    assert len(merged) == len(sparse.evals) == len(dense.evals) // 4
+    assert np.allclose(merged.val_loss, merged.val_loss_dense)
