@@ -21,9 +21,8 @@ measured on (an eval every 4 steps, 100 evals) and recorded at every `record_eve
 of those evals, as the preset records them (eval_every 16: every 4th, 25 evals);
 sequence[s] is each val sequence's difficulty and h[s] how much of the rise falls on it,
 both properties of the split shared by every run (paired comparisons remove the first and
-most of the second); drift[t, s] is a run's own
-slow AR(1) deviation per sequence, noise[t, s] white. The defaults are the sizes measured
-on the built-in data (cpu preset, two pilot studies; README, "Calibration"). Runs of one
+most of the second); drift[t, s] is a run's own slow AR(1) deviation per sequence,
+noise[t, s] white. The defaults are the sizes measured on the built-in data (cpu preset, two pilot studies; README, "Calibration"). Runs of one
 seed in different arms are drawn independently here, although real ones share their
 initialisation and batch order: the comparisons are still paired by seed (as the arms
 ran the same seeds), which is valid but costs degrees of freedom without the shared
