@@ -22,14 +22,17 @@ of those evals, as the preset records them (eval_every 16: every 4th, 25 evals);
 sequence[s] is each val sequence's difficulty and h[s] how much of the rise falls on it,
 both properties of the split shared by every run (paired comparisons remove the first and
 most of the second); drift[t, s] is a run's own slow AR(1) deviation per sequence,
-noise[t, s] white. The defaults are the sizes measured on the built-in data (cpu preset, two pilot studies; README, "Calibration"). Runs of one
-seed in different arms are drawn independently here, although real ones share their
-initialisation and batch order: the comparisons are still paired by seed (as the arms
-ran the same seeds), which is valid but costs degrees of freedom without the shared
+noise[t, s] white. The defaults are the sizes measured on the built-in data (cpu preset, two
+pilot studies; README, "Calibration"); `--noise FILE` takes sizes fitted to a study's runs
+instead (moe_core.analysis.noise_fit, which also checks simulated runs against real ones).
+Runs of one seed in different arms are drawn independently here, although real ones share
+their initialisation and batch order: the comparisons are still paired by seed (as the
+arms ran the same seeds), which is valid but costs degrees of freedom without the shared
 noise it removes from real runs: the power measured here is pairing's where runs of one
 seed do not correlate at all.
 
     python -m moe_core.analysis.calibration --studies 200     # the README's calibration table
+    python -m moe_core.analysis.calibration --noise noise.json   # under a fitted noise
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from moe_core.analysis.inflection import INFLECTION, ar1_curves, curve_rise
 from moe_core.analysis.results import OURS, Results
 from moe_core.config.run_config import RunConfig, build_config, split_arm
 from moe_core.config.schedule import lr_factor
+from moe_core.errors import UserInputError
 
 CONTROL = "baseline@reference_lr"
 EPOCHS = 21.0  # passes over the train split at the cpu preset (fresh_data: 20x fewer)
@@ -68,6 +72,7 @@ class Noise:
     rise_spread: float = 2.0  # sd of h[s]: per-sequence rise sd / rise (1.7-2.3)
     drift_sd: float = 0.06  # a run's slow per-sequence deviation (0.04-0.10)
     noise_sd: float = 0.015  # white per sequence and eval (0.006-0.018)
+    drift_phi: float | None = None  # the drift's lag-1 autocorrelation (None: wander_phi's)
     n_sequences: int = 112  # the cpu preset's val split
     n_evals: int = 100  # the grid the noise above was measured on: an eval every 4 steps...
     record_every: int = 4  # ...of which the cpu preset (eval_every 16) records every 4th
@@ -127,7 +132,8 @@ def simulate_results(truths: Mapping[str, Truth], seeds: int = 3, noise: Noise =
             run_id = f"{arm}/seed{seed}"
             offset = rng.normal(0.0, noise.seed_level_sd)
             wander = ar1_curves(n, noise.wander_sd, noise.wander_phi, 1, rng)[0]
-            drift = ar1_curves(n, noise.drift_sd, noise.wander_phi, n_seq, rng).T
+            drift = ar1_curves(n, noise.drift_sd, noise.wander_phi if noise.drift_phi is None
+                               else noise.drift_phi, n_seq, rng).T
             per_sequence = (mean + difficulty[None, :] + drift
                             + (offset + wander)[:, None]
                             + rng.normal(0.0, noise.noise_sd, (n, n_seq)))
@@ -501,6 +507,19 @@ def calibration_table(studies: int = 200, seeds: int = 4, noise: Noise = Noise()
     return pd.DataFrame(rows)
 
 
+def read_noise(path: Path) -> tuple[Noise, str | None]:
+    """A Noise from a noise_fit JSON file, and the runs it was fitted to."""
+    try:
+        data = json.loads(path.read_text())
+        return Noise(**data["noise"]), data.get("fitted_to")
+    except OSError as error:
+        raise UserInputError(f"--noise {path}: cannot be read ({error.strerror})") from error
+    except (ValueError, KeyError, TypeError) as error:
+        raise UserInputError(
+            f"--noise {path}: not a noise file ({type(error).__name__}: {error}); write one "
+            "with `python -m moe_core.analysis.noise_fit RUNS --out FILE`") from error
+
+
 def markdown_table(table: pd.DataFrame) -> str:
     lines = ["| scenario | indicator | rate | should be |", "| --- | --- | --- | --- |"]
     for _, row in table.iterrows():
@@ -517,11 +536,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=4, help="seeds per arm (the demo's)")
     parser.add_argument("--out", help="also write the table as JSON here (the report reads "
                         "moe_core/analysis/calibration_table.json, which the report quotes)")
+    parser.add_argument("--noise", type=Path, help="a fitted noise (JSON from `python -m "
+                        "moe_core.analysis.noise_fit RUNS --out FILE`) instead of Noise()'s")
     args = parser.parse_args(argv)
     if args.studies < 1 or args.seeds < 2:
         print("calibration: --studies must be >= 1 and --seeds >= 2", file=sys.stderr)
         return 2
-    noise = Noise()
+    try:
+        noise, fitted_to = (Noise(), None) if args.noise is None else read_noise(args.noise)
+    except UserInputError as error:
+        print(f"calibration: {error}", file=sys.stderr)
+        return 2
     print(f"{args.studies} simulated studies per scenario, {args.seeds} seeds per arm; "
           f"noise {noise}")
     started = time.perf_counter()
@@ -529,10 +554,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n" + markdown_table(table))
     if args.out:
         command = (f"python -m moe_core.analysis.calibration --studies {args.studies} "
-                   f"--seeds {args.seeds}")
+                   f"--seeds {args.seeds}" + (f" --noise {args.noise}" if args.noise else ""))
         Path(args.out).write_text(json.dumps({
             "command": command, "studies": args.studies, "seeds": args.seeds,
-            "noise": asdict(noise), "minutes": (time.perf_counter() - started) / 60,
+            "noise": asdict(noise), "noise_fitted_to": fitted_to,
+            "minutes": (time.perf_counter() - started) / 60,
             "rows": table.to_dict("records")}, indent=1))
         print(f"written to {args.out}")
     return 0

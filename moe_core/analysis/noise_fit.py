@@ -1,0 +1,306 @@
+"""The calibration's noise fitted to real runs, and a check that runs simulated with it
+look like the real ones.
+
+    python -m moe_core.analysis.noise_fit runs/study    # per arm, pooled, the check
+    python -m moe_core.analysis.noise_fit runs/study --out noise.json
+    python -m moe_core.analysis.calibration --noise noise.json   # the table under that noise
+
+`calibration.Noise` held sizes typed in from two pilot studies. Here they are estimated
+from a study's runs, arm by arm, over the second half of each arm's evals (where the rise
+is measured: near the low point and the end; the first half is the common fast descent,
+where seeds differ in speed more than in noise):
+
+  seed level    sd over seeds of each seed's mean deviation from the arm's mean curve
+  wander        sd and lag-1 autocorrelation of the rest of that deviation (AR(1); the
+                autocorrelation bias-corrected as `inflection.fit_wander` does, then
+                carried to the 4-step grid the simulator draws on: phi ** (1/record_every))
+  sequence sd   sd over val sequences of their mean loss (the split's difficulty)
+  drift, noise  each sequence's deviation from the arm's mean for that sequence and eval,
+                less its seed's whole-curve deviation: AR(1) drift plus white noise, from
+                its autocovariances at lags 1 and 2 (drift phi = c2 / c1, drift variance
+                c1 / phi, the rest of its variance white)
+
+Deviations from a mean over n seeds are scaled by n/(n - 1) in variance. rise_spread (how
+unevenly the rise falls on the sequences) is fitted by simulation on the checked arm: the
+value whose simulated per-sequence rise sd is nearest the real one (`fit_rise_spread`).
+
+Pooled: each variance averaged over the arms (every arm has the same number of seeds),
+each autocorrelation averaged. Whether the arms' noise differs by more than 4 seeds can
+show is tested (Levene's test, median-centred) on the per-seed rises of the rising arms
+and on the per-seed end losses of all arms.
+
+The check: the control simulated `draws` times with the pooled noise and a true rise
+scaled so that the simulated rise's median is the control's measured one; each statistic
+of the real control against the simulated median and 5-95% range. A real value outside
+its range is named. Runs of one seed in different arms share their initialisation and
+batch order, which the simulator does not draw: their correlation is printed beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from moe_core.analysis import effects as fx
+from moe_core.analysis.calibration import CONTROL, Noise, Truth, simulate_results
+from moe_core.analysis.results import Results, load_runs
+from moe_core.analysis.verdicts import arm_curves
+from moe_core.errors import UserInputError
+
+DRAWS = 200
+CHECKED = ("rise, seed sd", "end loss, seed sd", "wander sd", "wander lag-1 autocorrelation",
+           "rise per sequence, sd")
+
+
+@dataclass(frozen=True)
+class ArmNoise:
+    """One arm's fitted noise on its recorded evals (phi per recorded eval)."""
+
+    arm: str
+    seeds: int
+    seed_level_var: float
+    wander_var: float
+    wander_phi: float
+    sequence_sd: float | None
+    drift_var: float | None
+    noise_var: float | None
+    drift_phi: float | None = None
+
+
+def _bias_corrected_phi(residual: np.ndarray) -> float:
+    """Pooled lag-1 autocorrelation of rows of residuals, corrected for the short series'
+    downward bias (-(1 + 4 phi) / m) as `inflection.fit_wander` corrects it."""
+    power = float(np.sum(residual ** 2))
+    if power <= 0:
+        return 0.0
+    phi = float(np.sum(residual[:, 1:] * residual[:, :-1]) / power)
+    return float(np.clip(phi + (1 + 4 * phi) / residual.shape[1], 0.0, 0.99))
+
+
+def fit_arm(curves: fx.ArmCurves) -> ArmNoise:
+    """An arm's noise over the second half of its evals (see the module docstring)."""
+    n = curves.n_seeds
+    if n < 3:
+        raise UserInputError(f"arm {curves.arm!r} has {n} seed(s): fitting its noise needs 3 "
+                             "or more (run more seeds)")
+    half = slice(curves.loss.shape[1] // 2, None)
+    scale = n / (n - 1)
+    deviation = (curves.loss - curves.loss.mean(0))[:, half]
+    level = deviation.mean(1)
+    wander = deviation - level[:, None]
+    sequence_sd = drift_var = noise_var = drift_phi = None
+    phi = _bias_corrected_phi(wander)
+    if curves.per_sequence is not None:
+        sequences = curves.per_sequence[:, half]
+        sequence_sd = float(sequences.mean(axis=(0, 1)).std(ddof=1))
+        own = (sequences - sequences.mean(0)) - deviation[:, :, None]
+        total = float(np.mean(own ** 2)) * scale
+        lag1, lag2 = (float(np.mean(own[:, k:] * own[:, :-k])) * scale for k in (1, 2))
+        # AR(1) drift plus white noise: lag k covariance drift_var * drift_phi ** k (k >= 1)
+        drift_phi = float(np.clip(lag2 / lag1, 0.0, 0.99)) if lag1 > 0 and lag2 > 0 else 0.0
+        drift_var = float(np.clip(lag1 / drift_phi, 0.0, total)) if drift_phi > 0 else 0.0
+        noise_var = total - drift_var
+    return ArmNoise(curves.arm, n, float(level.var(ddof=1)),
+                    float(np.mean(wander ** 2)) * scale, phi, sequence_sd, drift_var, noise_var,
+                    drift_phi)
+
+
+def pooled(fits: Sequence[ArmNoise], record_every: int, base: Noise | None = None) -> Noise:
+    """One Noise from the arms' fits: variances averaged, autocorrelations averaged, then
+    carried from the recorded grid to the simulator's (phi ** (1 / record_every))."""
+    def mean(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return float(np.mean(known)) if known else None
+
+    phi = mean([f.wander_phi for f in fits]) ** (1 / record_every)
+    drift, noise = mean([f.drift_var for f in fits]), mean([f.noise_var for f in fits])
+    drift_phi = mean([f.drift_phi for f in fits])
+    sequence = mean([f.sequence_sd for f in fits])
+    return replace(
+        base or Noise(), record_every=record_every,
+        seed_level_sd=float(np.sqrt(mean([f.seed_level_var for f in fits]))),
+        wander_sd=float(np.sqrt(mean([f.wander_var for f in fits]))), wander_phi=float(phi),
+        **({} if sequence is None else {"sequence_sd": sequence}),
+        **({} if drift is None else {"drift_sd": float(np.sqrt(drift)),
+                                     "noise_sd": float(np.sqrt(noise)),
+                                     "drift_phi": float(drift_phi ** (1 / record_every))}))
+
+
+def statistics(curves: fx.ArmCurves) -> dict[str, float]:
+    """What the check compares, the same way for real and simulated runs."""
+    fit = fit_arm(curves)
+    rise = fx.rise_statistic(curves)
+    out = {"rise, mean": rise.mean, "rise, seed sd": float(rise.per_seed.std(ddof=1)),
+           "end loss, seed sd": float(fx.end_statistic(curves).per_seed.std(ddof=1)),
+           "wander sd": float(np.sqrt(fit.wander_var)),
+           "wander lag-1 autocorrelation": fit.wander_phi}
+    if rise.per_sequence is not None:
+        out["rise per sequence, sd"] = float(rise.per_sequence.std(ddof=1))
+    return out
+
+
+def heterogeneity(curves: Mapping[str, fx.ArmCurves], rising: Sequence[str]) -> dict[str, float]:
+    """Levene's test (median-centred) p-values: do the arms' seed spreads differ? On the
+    per-seed rises of the rising arms and the per-seed end losses of all arms."""
+    from scipy import stats
+
+    rises = [fx.rise_statistic(curves[a]).per_seed for a in rising]
+    ends = [fx.end_statistic(c).per_seed for c in curves.values()]
+    return {"rise (rising arms)": float(stats.levene(*rises).pvalue) if len(rises) > 1
+            else float("nan"),
+            "end loss (all arms)": float(stats.levene(*ends).pvalue)}
+
+
+def same_seed_correlation(curves: Mapping[str, fx.ArmCurves]) -> float:
+    """Mean over pairs of arms of the correlation, over the seeds both ran, of each seed's
+    end loss minus its arm's mean: how much runs of one seed share across arms."""
+    ends = {a: dict(zip(c.seeds, fx.end_statistic(c).per_seed - fx.end_statistic(c).mean,
+                        strict=True)) for a, c in curves.items()}
+    arms = list(ends)
+    values = []
+    for i, a in enumerate(arms):
+        for b in arms[i + 1:]:
+            shared = sorted(set(ends[a]) & set(ends[b]))
+            if len(shared) >= 3:
+                values.append(np.corrcoef([ends[a][s] for s in shared],
+                                          [ends[b][s] for s in shared])[0, 1])
+    return float(np.nanmean(values)) if values else float("nan")
+
+
+def _simulated(real: fx.ArmCurves, noise: Noise, rise: float, count: int,
+               rng: np.random.Generator) -> list[dict[str, float]]:
+    """The statistics of `count` simulations of the real arm (its seeds) under `noise`."""
+    out = []
+    for _ in range(count):
+        results = simulate_results({real.arm: Truth(rise=rise)}, real.n_seeds, noise, rng)
+        out.append(statistics(arm_curves(results)[real.arm]))
+    return out
+
+
+def true_rise(real: fx.ArmCurves, noise: Noise, seed: int = 0, pilot: int = 40) -> float:
+    """The true rise whose simulated window rise has about the real arm's median."""
+    target = max(statistics(real)["rise, mean"], 0.0)
+    guess = 2 * target  # a window rise measures about half the true one (calibration)
+    if target == 0:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    median = np.median([s["rise, mean"] for s in _simulated(real, noise, guess, pilot, rng)])
+    return guess * target / median if median > 0 else guess
+
+
+def fit_rise_spread(real: fx.ArmCurves, noise: Noise, grid: Sequence[float] = (
+        0.0, 0.5, 1.0, 1.5, 2.0, 2.5), draws: int = 40, seed: int = 0) -> float:
+    """rise_spread (how unevenly the rise falls on the val sequences) by simulation: the
+    grid value whose simulated per-sequence rise sd has its median nearest the real one."""
+    observed = statistics(real).get("rise per sequence, sd")
+    if observed is None:
+        return noise.rise_spread
+    rng = np.random.default_rng(seed)
+    best, distance = noise.rise_spread, np.inf
+    for spread in grid:
+        trial = replace(noise, rise_spread=spread)
+        rise = true_rise(real, trial, seed)
+        median = np.median([s["rise per sequence, sd"]
+                            for s in _simulated(real, trial, rise, draws, rng)])
+        if abs(median - observed) < distance:
+            best, distance = spread, abs(median - observed)
+    return float(best)
+
+
+def predictive_check(real: fx.ArmCurves, noise: Noise, draws: int = DRAWS,
+                     seed: int = 0) -> pd.DataFrame:
+    """The real arm's statistics against `draws` simulations of it under `noise` (its true
+    rise scaled so that the simulated rise's median is its measured one)."""
+    rng = np.random.default_rng(seed + 1)
+    simulated = pd.DataFrame(_simulated(real, noise, true_rise(real, noise, seed), draws, rng))
+    observed = statistics(real)
+    rows = []
+    for name in ("rise, mean", *CHECKED):
+        if name not in observed or name not in simulated:
+            continue
+        low, mid, high = np.quantile(simulated[name], [0.05, 0.5, 0.95])
+        rows.append({"statistic": name, "real": observed[name], "simulated median": mid,
+                     "5%": low, "95%": high,
+                     "inside": bool(low <= observed[name] <= high)})
+    return pd.DataFrame(rows)
+
+
+def fit_study(results: Results, arm: str = CONTROL) -> tuple[list[ArmNoise], Noise]:
+    """Every arm's fit (arms with 3 or more seeds) and the pooled Noise, its rise_spread
+    fitted on `arm` (the control), on the simulator's grid for `arm`'s eval spacing."""
+    curves = {a: c for a, c in arm_curves(results).items() if c.n_seeds >= 3}
+    if arm not in curves:
+        raise UserInputError(f"no arm {arm!r} with 3 or more finished seeds: its noise is "
+                             "what the calibration's control is drawn with (run the study)")
+    fits = [fit_arm(c) for c in curves.values()]
+    noise = pooled(fits, _record_every(curves[arm]))
+    return fits, replace(noise, rise_spread=fit_rise_spread(curves[arm], noise))
+
+
+def _table(fits: Sequence[ArmNoise]) -> str:
+    lines = ["| arm | seeds | seed level sd | wander sd | wander phi | drift sd | drift phi | "
+             "white sd |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for f in fits:
+        drift = "" if f.drift_var is None else f"{np.sqrt(f.drift_var):.4f}"
+        white = "" if f.noise_var is None else f"{np.sqrt(f.noise_var):.4f}"
+        drift_phi = "" if f.drift_phi is None else f"{f.drift_phi:.2f}"
+        lines.append(f"| {f.arm} | {f.seeds} | {np.sqrt(f.seed_level_var):.4f} | "
+                     f"{np.sqrt(f.wander_var):.4f} | {f.wander_phi:.2f} | {drift} | {drift_phi} "
+                     f"| {white} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m moe_core.analysis.noise_fit",
+        description="The calibration's noise fitted to a study's runs, and a predictive check.")
+    parser.add_argument("runs", help="a folder of runs (a study's --out)")
+    parser.add_argument("--arm", default=CONTROL, help=f"the arm checked (default {CONTROL})")
+    parser.add_argument("--draws", type=int, default=DRAWS)
+    parser.add_argument("--out", type=Path, help="write the pooled noise (and the check) here "
+                        "as JSON, for `python -m moe_core.analysis.calibration --noise FILE`")
+    args = parser.parse_args(argv)
+    try:
+        results = load_runs(args.runs)
+        curves = arm_curves(results)
+        if args.arm not in curves:
+            raise UserInputError(f"{args.runs}: no finished runs of arm {args.arm!r} (--arm)")
+        every = _record_every(curves[args.arm])
+        fits, noise = fit_study(results, args.arm)
+    except UserInputError as error:
+        print(f"noise_fit: {error}", file=sys.stderr)
+        return 2
+    print(_table(fits))
+    print(f"\npooled, on the simulator's 4-step grid (recorded every {every}): {noise}\n")
+    print("arms' seed spreads differ? Levene p:",
+          {k: round(v, 3) for k, v in heterogeneity(
+              {f.arm: curves[f.arm] for f in fits},
+              [f.arm for f in fits if fx.rise_statistic(curves[f.arm]).mean > 0]).items()})
+    print(f"same-seed correlation across arms (end loss): {same_seed_correlation(curves):+.2f} "
+          "(simulated: 0)\n")
+    check = predictive_check(curves[args.arm], noise, args.draws)
+    print(f"{args.arm}: real against {args.draws} simulations under the pooled noise")
+    print(check.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.out:
+        args.out.write_text(json.dumps({
+            "fitted_to": str(args.runs), "checked_arm": args.arm, "noise": asdict(noise),
+            "arms": [asdict(f) for f in fits], "check": check.to_dict("records")}, indent=1))
+        print(f"written to {args.out}")
+    return 0
+
+
+def _record_every(curves: fx.ArmCurves) -> int:
+    """How many of the simulator's 4-step grid points one recorded eval spans."""
+    spacing = float(np.median(np.diff(curves.steps)))
+    return max(1, int(round(spacing / 4)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
