@@ -7,6 +7,9 @@
 # The choice sticks: later targets reuse the installed variant until TORCH says otherwise.
 # INSTALLER=uv (default; the system uv, else one bootstrapped with pip into .cache/) or
 # INSTALLER=pip (pip only, slower). `make lock` regenerates requirements/*.txt.
+# uv compiles every installed module to bytecode at setup (~35 s on 2 cores): without it, a
+# machine that never writes .pyc files (PYTHONDONTWRITEBYTECODE, as these machines set it)
+# compiles torch, pandas and seaborn from source in every process, ~7 s per kernel start.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -64,9 +67,9 @@ ifeq ($(INSTALLER),uv)
 ifeq ($(VARIANT),cpu)
 	$(if $(LOCAL_CPU_TORCH),,$(UV_PIP) install --python $(BIN)/python --no-deps \
 	    --index-url $(TORCH_CPU_INDEX) "torch==$(TORCH_PIN)")
-	$(UV_PIP) sync --python $(BIN)/python $(foreach d,$(FIND_LINKS),--find-links $(d)) $(LOCK)
+	$(UV_PIP) sync --compile-bytecode --python $(BIN)/python $(foreach d,$(FIND_LINKS),--find-links $(d)) $(LOCK)
 else
-	$(UV_PIP) sync --python $(BIN)/python $(LOCK)
+	$(UV_PIP) sync --compile-bytecode --python $(BIN)/python $(LOCK)
 endif
 	$(UV_PIP) install --python $(BIN)/python --quiet --no-deps -e .
 	$(UV_PIP) check --python $(BIN)/python
