@@ -2,7 +2,7 @@
 runs split into training and everything else, and (with --whole) each revision's own study.
 
     python benchmarks/bench_study.py                        # 0da81fe (before issue 23) vs HEAD
-    python benchmarks/bench_study.py --before REV --after REV -e baseline@reference_lr
+    python benchmarks/bench_study.py --before REV --after REV -e baseline no_lb --seeds 2
     python benchmarks/bench_study.py --whole                # also each revision's `make demo`
     python benchmarks/bench_study.py --json FILE
 
@@ -12,8 +12,10 @@ machine:
 - setup: its own `make setup` with the installers' caches cold (an empty UV_CACHE_DIR;
   PIP_NO_CACHE_DIR=1), torch from $PIP_FIND_LINKS as on these machines;
 - runs: `moe-suite run -e EXPERIMENTS --seeds N --jobs J --no-report` (the way `make demo`
-  runs every run): wall and CPU time of the suite and its kernels, each run's training time
-  (its metrics.json: train()'s own clock), its evals, and the rest, per run:
+  runs every run; by default 2 experiments x 4 seeds, 2 at a time: as in the demo, each
+  execution of the notebook trains an experiment's 4 seeds where the code batches them):
+  wall and CPU time of the suite and its kernels, each run's training time (its
+  metrics.json: train()'s own clock), its evals, and the rest, per run:
   jobs x wall / runs - mean training time: kernel starts, imports, data, figures, writing
   and the suite's bookkeeping, i.e. the start-up tax a run pays beyond its training;
 - --whole: `make demo` of that revision (its own study design), wall time.
@@ -100,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", default=BEFORE)
     parser.add_argument("--after", default="HEAD")
-    parser.add_argument("-e", "--experiments", nargs="+", default=["baseline@reference_lr"],
+    parser.add_argument("-e", "--experiments", nargs="+",
+                        default=["baseline@reference_lr", "no_lb@reference_lr"],
                         help="the experiments whose runs are timed (each revision must know "
                         "them)")
     parser.add_argument("--seeds", type=int, default=4)
