@@ -335,11 +335,13 @@ def _finish(name: str, estimate: float, seeds: tuple[float, float] | None,
 
 
 def one_sample(stat: ArmStatistic, alternative: str = "greater",
-               new_text: bool = False) -> Test:
+               new_text: bool = False, resolution: float = 0.0) -> Test:
     """Is the arm's mean value above zero? t over seeds (df n - 1) on this val split; with
     `new_text`, the val-sequence sampling variance is added to the test's SE (never to its
-    df). The interval over new val text (`ci_text`) is computed either way."""
-    return _finish(f"{stat.name} of {stat.arm}", stat.mean, _seed_variance(stat.per_seed),
+    df). The interval over new val text (`ci_text`) is computed either way. `resolution`:
+    values read off a grid keep its rounding error (as in `two_sample`)."""
+    return _finish(f"{stat.name} of {stat.arm}", stat.mean,
+                   _seed_variance(stat.per_seed, floor=resolution ** 2 / 12),
                    _val_variance(stat.per_sequence), alternative, (int(stat.per_seed.size),),
                    val_in_test=new_text)
 

@@ -481,12 +481,10 @@ def onset_table(study: Study) -> pd.DataFrame:
         cells = sorted(f"{int(v)}" for v in onsets) + [f"> {last}"] * int((~turned).sum())
         interval = ""
         if onsets.size == len(part) >= 2:
-            from scipy import stats
-
-            half = stats.t.ppf(0.975, onsets.size - 1) * onsets.std(ddof=1) \
-                / math.sqrt(onsets.size)
-            interval = f"{onsets.mean():.0f} ({onsets.mean() - half:.0f} to " \
-                f"{onsets.mean() + half:.0f})"
+            # onsets are read at evals: an interval never narrower than the grid allows
+            mean = fx.one_sample(fx.ArmStatistic(arm, "onset step", onsets), "two-sided",
+                                 resolution=float(np.median(np.diff(a.curves[arm].steps))))
+            interval = f"{mean.estimate:.0f} ({mean.ci_low:.0f} to {mean.ci_high:.0f})"
         c = mine.get(arm)
         p = None if c is None else c.progress
         if arm == control:

@@ -242,3 +242,11 @@ def test_values_read_off_a_grid_keep_its_rounding_error_when_every_seed_shifts_a
     unpaired = replace(arm, seeds=())
     assert fx.two_sample(unpaired, control, resolution=16).se == pytest.approx(
         math.sqrt(2 * 16 ** 2 / 12 / 4))
+
+
+def test_one_mean_read_off_a_grid_has_an_interval_as_wide_as_its_rounding_error():
+    onsets = fx.ArmStatistic("arm", "onset", np.array([176.0] * 4))
+    test = fx.one_sample(onsets, "two-sided", resolution=16)
+    half = stats.t.ppf(0.975, 3) * math.sqrt(16 ** 2 / 12 / 4)
+    assert (test.ci_low, test.ci_high) == pytest.approx((176 - half, 176 + half))
+    assert fx.one_sample(onsets, "two-sided").ci_low is None  # no noise estimate without it
