@@ -220,6 +220,11 @@ def run_scenario(truths: Mapping[str, Truth], measure: Callable[[vd.StudyAnalysi
     return {key: value / studies for key, value in totals.items()}
 
 
+# an effect claimed against one crossed control (the share of studies where that arm was a
+# crossed control and one of its comparisons was significant)
+CROSSED_EFFECT = "an effect on the rise of the crossed control"
+
+
 def any_effect(analysis: vd.StudyAnalysis) -> dict[str, bool]:
     """Did the study claim anything where nothing differs? Per family (each explanation's
     comparisons, corrected together) and anywhere in the study."""
@@ -228,9 +233,13 @@ def any_effect(analysis: vd.StudyAnalysis) -> dict[str, bool]:
                    and c.control not in crossed]
     per_family = {f"an effect on {name}": any(c.hypothesis == name for c in significant)
                   for name in vd.HYPOTHESES}
-    apart = any(c.change.significant for c in analysis.comparisons if c.control in crossed)
+    apart = {control: any(c.change.significant for c in analysis.comparisons
+                          if c.control == control) for control in crossed}
     return {**per_family, "any intervention effect (study-wide)": bool(significant),
-            "an effect on a crossed control's rise (families of their own, apart)": apart,
+            # each crossed control is a family of its own: its rate is the one held to 5%
+            **{f"{CROSSED_EFFECT} {control}": hit for control, hit in apart.items()},
+            "an effect on any crossed control's rise (all their families together)":
+                any(apart.values()),
             "a leader named": bool(analysis.leader.get("named")),
             "any explanation supported": any(v.verdict in (vd.SUPPORTED, vd.PART)
                                              for v in analysis.verdicts.values())}
@@ -344,7 +353,10 @@ def calibration_table(studies: int = 200, seeds: int = 4, noise: Noise = Noise()
         {"any intervention effect (study-wide)": rates["any intervention effect (study-wide)"]})
     add("null: every arm a replicate of the rising control",
         "<= 0.05 per crossed control (reported apart)",
-        {k: v for k, v in rates.items() if k.startswith("an effect on a crossed")})
+        {k: v for k, v in rates.items() if k.startswith(CROSSED_EFFECT)})
+    add("null: every arm a replicate of the rising control",
+        "reported (every crossed control's family together)",
+        {k: v for k, v in rates.items() if k.startswith("an effect on any crossed")})
     add("null: every arm a replicate of the rising control", "<= 0.05",
         {k: rates[k] for k in ("a leader named", "any explanation supported")})
     flat = {arm: Truth(rise=0.0) for arm in arms}

@@ -31,3 +31,20 @@ def test_a_sparser_record_keeps_every_kth_eval_of_the_same_curve():
     merged = sparse.evals.merge(dense.evals, on="step", suffixes=("", "_dense"))
     assert len(merged) == len(sparse.evals) == len(dense.evals) // 4
     assert np.allclose(merged.val_loss, merged.val_loss_dense)
+
+
+def test_the_null_counts_each_crossed_control_as_its_own_family():
+    """Every crossed control is a Holm family of its own, so its false-effect rate is the
+    one held to 5%; the union over them grows with their number (4 in the null, where the
+    corrected schedule's arms rise too) and is reported apart."""
+    from moe_core.analysis import verdicts as vd
+
+    arms = cal.study_arms()
+    analysis = vd.analyse(cal.simulate_results({arm: cal.Truth(rise=0.1) for arm in arms}, 4,
+                                               cal.Noise(), np.random.default_rng(2)))
+    claims = cal.any_effect(analysis)
+    own = {k.removeprefix(cal.CROSSED_EFFECT).strip(): v for k, v in claims.items()
+           if k.startswith(cal.CROSSED_EFFECT)}
+    assert set(own) == set(analysis.crossed) and len(own) == 4
+    assert claims["an effect on any crossed control's rise (all their families together)"] \
+        == any(own.values())
