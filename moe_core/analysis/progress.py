@@ -147,28 +147,50 @@ def steps_to_fit(curves: ArmCurves, target: float) -> float | None:
     return float(ends[-1] + (mean[-1] - target) / -slope)
 
 
+def reaching_position(fit: np.ndarray, target: float) -> float | None:
+    """Where a run's window-mean fit first reaches `target`, as a fractional window index:
+    linear between the last window above it and the first at or below it (0 when its first
+    window is there already; None: never). The first window at or after the target alone
+    would move every matched value by up to a window, more the sparser the evals."""
+    first = first_reaching(fit, target)
+    if first is None:
+        return None
+    if first == 0:
+        return 0.0
+    above, below = float(fit[first - 1]), float(fit[first])
+    return first - 1 + (above - target) / (above - below) if above > below else float(first)
+
+
+def _interpolated(values: np.ndarray, position: float) -> np.ndarray:
+    """values (windows along the first axis) linearly interpolated at a fractional index."""
+    low = int(np.floor(position))
+    high = min(low + 1, len(values) - 1)
+    share = position - low
+    return values[low] * (1 - share) + values[high] * share
+
+
 def _rise_between(curves: ArmCurves, fit: np.ndarray, seed_index: int, onset: float,
                   matched: float) -> tuple[float, np.ndarray | None] | None:
-    """One run's val loss at the matched fit minus at the onset fit (window means), and
-    per sequence; None when the run never reached the onset fit."""
-    start = first_reaching(fit[seed_index], onset)
+    """One run's val loss at the matched fit minus at the onset fit (window means, each
+    interpolated to where the run's fit reaches it), and per sequence; None when the run
+    never reached the onset fit."""
+    start = reaching_position(fit[seed_index], onset)
     if start is None:
         return None
-    end = first_reaching(fit[seed_index], max(matched, float(fit[seed_index].min())))
+    end = reaching_position(fit[seed_index], max(matched, float(fit[seed_index].min())))
     end = start if end is None or end < start else end
     return _val_change(curves, seed_index, start, end)
 
 
-def _val_change(curves: ArmCurves, seed_index: int, start: int, end: int
+def _val_change(curves: ArmCurves, seed_index: int, start: float, end: float
                 ) -> tuple[float, np.ndarray | None]:
-    """Window-mean val loss at window `end` minus at window `start`, and per sequence."""
+    """Window-mean val loss at window position `end` minus at `start`, and per sequence."""
     means = window_means(curves.loss[seed_index], curves.window)
     sequences = None
     if curves.per_sequence is not None:
-        w = curves.window
-        per = curves.per_sequence[seed_index]
-        sequences = per[end:end + w].mean(0) - per[start:start + w].mean(0)
-    return float(means[end] - means[start]), sequences
+        per_window = window_means(curves.per_sequence[seed_index].T, curves.window).T
+        sequences = _interpolated(per_window, end) - _interpolated(per_window, start)
+    return float(_interpolated(means, end) - _interpolated(means, start)), sequences
 
 
 def _statistic(curves: ArmCurves, name: str, values: list, sequences: list) -> ArmStatistic:

@@ -108,3 +108,27 @@ def test_the_span_is_the_share_of_the_controls_fit_range_after_its_onset():
         assert found.span_covered is covered
         assert found.fit_for_span == pytest.approx(
             found.onset_fit - mp.MIN_SPAN_SHARE * (found.onset_fit - found.control_end_fit))
+
+
+def test_a_rise_between_two_fits_is_read_between_windows_not_at_the_next_one():
+    """25 evals, 16 steps apart: an arm on the control's curve that reaches the fits at other
+    steps than the control rises as much between them. Reading each fit at the first window
+    at or after it would be off by up to a window (~0.011 nats of this rise per window)."""
+    steps = np.arange(16, 416, 16)
+    t = steps / steps[-1]
+
+    def sparse(arm, speed):
+        p = speed * t
+        val = 4.0 + 0.2 * np.clip(0.5 - p, 0, None) + 0.1 * np.clip((p - 0.5) / 0.35, 0, None)
+        return ArmCurves(arm, steps, np.tile(val, (4, 1)), (0, 1, 2, 3),
+                         tuple(f"{arm}/{s}" for s in range(4)),
+                         train_loss=np.tile(4.0 - 2.0 * p, (4, 1)))
+
+    control, arm = sparse("control", 1.0), sparse("arm", 0.93)
+    progress = mp.matched_progress(arm, control)
+    assert progress.reached and progress.arm_rise is not None
+    assert progress.control_rise.mean > 0.1
+    assert progress.arm_rise.mean == pytest.approx(progress.control_rise.mean, abs=0.002)
+    assert mp.reaching_position(np.array([3.0, 2.0, 1.0]), 2.5) == pytest.approx(0.5)
+    assert mp.reaching_position(np.array([3.0, 2.0, 1.0]), 3.5) == 0.0
+    assert mp.reaching_position(np.array([3.0, 2.0, 1.0]), 0.5) is None
