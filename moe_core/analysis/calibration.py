@@ -16,8 +16,10 @@ x t is the progress of its train-subset fit (speed unless set), so an arm can ge
 the control's time course while fitting its train split more slowly. ramp(p) starts at the
 onset (1 - rise_fraction + delay) and grows by 1 per rise_fraction of progress.
 
-wander is AR(1) over evals, one per run; the curves are drawn on the grid the noise was
-measured on (an eval every 4 steps, 100 evals) and recorded at every `record_every`-th
+wander is AR(1) over evals, one per run (drift[t, s] below is centred over the
+sequences, so the val mean's run noise is the offset and wander alone); the curves are
+drawn on the grid the noise was measured on (an eval every 4 steps, 100 evals) and
+recorded at every `record_every`-th
 of those evals, as the preset records them (eval_every 16: every 4th, 25 evals);
 sequence[s] is each val sequence's difficulty and h[s] how much of the rise falls on it,
 both properties of the split shared by every run (paired comparisons remove the first and
@@ -134,6 +136,9 @@ def simulate_results(truths: Mapping[str, Truth], seeds: int = 3, noise: Noise =
             wander = ar1_curves(n, noise.wander_sd, noise.wander_phi, 1, rng)[0]
             drift = ar1_curves(n, noise.drift_sd, noise.wander_phi if noise.drift_phi is None
                                else noise.drift_phi, n_seq, rng).T
+            # centred over the sequences: the run's whole-curve noise is its offset and
+            # wander alone (as noise_fit measures them), not also the drift's mean
+            drift -= drift.mean(1, keepdims=True)
             per_sequence = (mean + difficulty[None, :] + drift
                             + (offset + wander)[:, None]
                             + rng.normal(0.0, noise.noise_sd, (n, n_seq)))
@@ -520,10 +525,13 @@ def calibration_table(studies: int = 200, seeds: int = 4, noise: Noise = Noise()
 
 
 def read_noise(path: Path) -> tuple[Noise, str | None]:
-    """A Noise from a noise_fit JSON file, and the runs it was fitted to."""
+    """A Noise from a noise_fit JSON file, and the runs it was fitted to. Its sizes are on
+    the simulator's 4-step grid whatever grid the runs were recorded on; what a simulated
+    run records (record_every) is the preset's, as in Noise()."""
     try:
         data = json.loads(path.read_text())
-        return Noise(**data["noise"]), data.get("fitted_to")
+        noise = replace(Noise(**data["noise"]), record_every=Noise().record_every)
+        return noise, data.get("fitted_to")
     except OSError as error:
         raise UserInputError(f"--noise {path}: cannot be read ({error.strerror})") from error
     except (ValueError, KeyError, TypeError) as error:

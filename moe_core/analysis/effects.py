@@ -274,6 +274,17 @@ def _seed_variance(values: np.ndarray, floor: float = 0.0) -> tuple[float, float
     return float(max(values.var(ddof=1), floor) / values.size), float(values.size - 1)
 
 
+def _grid_variance(values: np.ndarray, rounding: float) -> tuple[float, float] | None:
+    """(variance of the mean, df) of values read off a grid whose rounding error has
+    variance `rounding` per value: the seeds' variance, at least `rounding`; and when every
+    value is the same reading, `rounding` itself as the variance of the mean (the seeds may
+    share one rounding error, which averaging over them does not shrink)."""
+    part = _seed_variance(values, floor=rounding)
+    if part is None or not rounding or np.ptp(values) > 0:
+        return part
+    return rounding, part[1]
+
+
 def _val_variance(per_sequence: np.ndarray | None) -> tuple[float, float] | None:
     """(variance of the mean over sequences, df); None without per-sequence values."""
     if per_sequence is None or per_sequence.size < 2:
@@ -341,7 +352,7 @@ def one_sample(stat: ArmStatistic, alternative: str = "greater",
     df). The interval over new val text (`ci_text`) is computed either way. `resolution`:
     values read off a grid keep its rounding error (as in `two_sample`)."""
     return _finish(f"{stat.name} of {stat.arm}", stat.mean,
-                   _seed_variance(stat.per_seed, floor=resolution ** 2 / 12),
+                   _grid_variance(stat.per_seed, resolution ** 2 / 12),
                    _val_variance(stat.per_sequence), alternative, (int(stat.per_seed.size),),
                    val_in_test=new_text)
 
@@ -364,8 +375,8 @@ def two_sample(a: ArmStatistic, b: ArmStatistic, alternative: str = "two-sided",
     alternative "greater": one-sided, a - b > 0. `resolution`: the values were read off a
     grid of this spacing (an onset at an eval's step), so each carries a rounding error of
     variance at least resolution**2 / 12 that seeds falling in the same grid cell do not
-    show: the seed variance used is never below it (an identical difference in every seed
-    is then not a noiseless one)."""
+    show: the seed variance used is never below it, and an identical difference in every
+    seed is read as one reading, known to within the grid (`_grid_variance`)."""
     n = (int(a.per_seed.size), int(b.per_seed.size))
     rounding = resolution ** 2 / 12
     name = f"{a.name}: {a.arm} - {b.arm}"
@@ -390,7 +401,7 @@ def two_sample(a: ArmStatistic, b: ArmStatistic, alternative: str = "two-sided",
             return _finish(name, 0.0, _seed_variance(difference), val, alternative, n,
                            True, by_sequence, identical=True, val_in_test=val_in_test)
         return _finish(name, float(difference.mean()),
-                       _seed_variance(difference, floor=2 * rounding), val, alternative, n,
+                       _grid_variance(difference, 2 * rounding), val, alternative, n,
                        True, by_sequence, "; ".join(notes), val_in_test=val_in_test)
     return _finish(name, a.mean - b.mean, welch(a.per_seed, b.per_seed, floor=rounding), val,
                    alternative, n, False, by_sequence, "; ".join(notes),

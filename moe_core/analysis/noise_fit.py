@@ -20,12 +20,18 @@ where seeds differ in speed more than in noise):
                 its autocovariances at lags 1 and 2 (drift phi = c2 / c1, drift variance
                 c1 / phi, the rest of its variance white)
 
-Deviations from a mean over n seeds are scaled by n/(n - 1) in variance. rise_spread (how
-unevenly the rise falls on the sequences) is fitted by simulation on the checked arm: the
-value whose simulated per-sequence rise sd is nearest the real one (`fit_rise_spread`).
+Deviations from a mean over n seeds are scaled by n/(n - 1) in variance. The wander and
+seed-level sizes are then scaled by simulation until the same estimators, applied to runs
+simulated under the fitted noise, give the real pooled values (their median over 40
+simulations, 3 rounds): a slow wander over 50 evals is otherwise partly taken for a
+level. rise_spread (how unevenly the rise falls on the sequences) is fitted by simulation
+on the checked arm: the value whose simulated per-sequence rise sd is nearest the real one
+(`fit_rise_spread`).
 
-Pooled: each variance averaged over the arms (every arm has the same number of seeds),
-each autocorrelation averaged. Whether the arms' noise differs by more than 4 seeds can
+Pooled: over the arms of the checked arm's late-LR group (the LR over the last quarter
+above or below half its peak: the runs that keep a high LR wander 2-4x as much, measured),
+each variance averaged (every arm has the same number of seeds), each autocorrelation
+averaged. Whether the arms' noise differs by more than 4 seeds can
 show is tested (Levene's test, median-centred) on the per-seed rises of the rising arms
 and on the per-seed end losses of all arms.
 
@@ -55,8 +61,11 @@ from moe_core.analysis.verdicts import arm_curves
 from moe_core.errors import UserInputError
 
 DRAWS = 200
-CHECKED = ("rise, seed sd", "end loss, seed sd", "wander sd", "wander lag-1 autocorrelation",
-           "rise per sequence, sd")
+CHECKED = ("rise, seed sd", "end loss, seed sd", "seed level sd", "wander sd",
+           "wander lag-1 autocorrelation", "rise per sequence, sd")
+# the fitted sizes the estimators above measure short of the truth (a slow wander over 50
+# evals is partly absorbed by each seed's level): corrected by simulation (`_matched`)
+MATCHED = (("wander_sd", "wander sd"), ("seed_level_sd", "seed level sd"))
 
 
 @dataclass(frozen=True)
@@ -139,6 +148,7 @@ def statistics(curves: fx.ArmCurves) -> dict[str, float]:
     rise = fx.rise_statistic(curves)
     out = {"rise, mean": rise.mean, "rise, seed sd": float(rise.per_seed.std(ddof=1)),
            "end loss, seed sd": float(fx.end_statistic(curves).per_seed.std(ddof=1)),
+           "seed level sd": float(np.sqrt(fit.seed_level_var)),
            "wander sd": float(np.sqrt(fit.wander_var)),
            "wander lag-1 autocorrelation": fit.wander_phi}
     if rise.per_sequence is not None:
@@ -232,16 +242,53 @@ def predictive_check(real: fx.ArmCurves, noise: Noise, draws: int = DRAWS,
     return pd.DataFrame(rows)
 
 
+LATE_LR_SPLIT = 0.5  # arms whose LR over their last quarter is above / below this share of peak
+
+
+def late_lr_share(curves: fx.ArmCurves) -> float:
+    """The LR over the arm's last quarter of evals as a share of its peak (NaN unknown)."""
+    if curves.lr is None or not np.isfinite(curves.lr).any():
+        return float("nan")
+    last = curves.lr[:, -max(1, curves.lr.shape[1] // 4):]
+    return float(np.nanmean(last) / np.nanmax(curves.lr))
+
+
 def fit_study(results: Results, arm: str = CONTROL) -> tuple[list[ArmNoise], Noise]:
-    """Every arm's fit (arms with 3 or more seeds) and the pooled Noise, its rise_spread
-    fitted on `arm` (the control), on the simulator's grid for `arm`'s eval spacing."""
+    """Every arm's fit (arms with 3 or more seeds) and the Noise pooled over the arms of
+    `arm`'s late-LR group (a late LR above or below LATE_LR_SPLIT of the peak: a high late
+    LR makes a run wander more, measured on the built-in data), its rise_spread fitted on
+    `arm` (the control), on the simulator's grid for `arm`'s eval spacing. Returns the
+    fits of the pooled arms."""
     curves = {a: c for a, c in arm_curves(results).items() if c.n_seeds >= 3}
     if arm not in curves:
         raise UserInputError(f"no arm {arm!r} with 3 or more finished seeds: its noise is "
                              "what the calibration's control is drawn with (run the study)")
-    fits = [fit_arm(c) for c in curves.values()]
+    high = late_lr_share(curves[arm]) > LATE_LR_SPLIT
+    group = {a: c for a, c in curves.items()
+             if (late_lr_share(c) > LATE_LR_SPLIT) == high or a == arm}
+    fits = [fit_arm(c) for c in group.values()]
     noise = pooled(fits, _record_every(curves[arm]))
-    return fits, replace(noise, rise_spread=fit_rise_spread(curves[arm], noise))
+    noise = replace(noise, rise_spread=fit_rise_spread(curves[arm], noise))
+    return fits, _matched(curves[arm], noise, {
+        "wander sd": float(np.sqrt(np.mean([f.wander_var for f in fits]))),
+        "seed level sd": float(np.sqrt(np.mean([f.seed_level_var for f in fits])))})
+
+
+def _matched(real: fx.ArmCurves, noise: Noise, targets: Mapping[str, float],
+             rounds: int = 3, draws: int = 40, seed: int = 0) -> Noise:
+    """Each size in MATCHED scaled until the pooled estimate it gives on runs simulated
+    under `noise` (the real arm's seeds and evals) has its median at the real pooled
+    estimate (`targets`): the estimators' own bias removed by simulation."""
+    rng = np.random.default_rng(seed)
+    for _ in range(rounds):
+        simulated = pd.DataFrame(_simulated(real, noise, true_rise(real, noise, seed),
+                                            draws, rng))
+        for size, statistic in MATCHED:
+            median = float(np.median(simulated[statistic]))
+            if median > 0:
+                noise = replace(noise, **{size: getattr(noise, size) * targets[statistic]
+                                          / median})
+    return noise
 
 
 def _table(fits: Sequence[ArmNoise]) -> str:

@@ -461,7 +461,10 @@ def crossed_controls(curves: Mapping[str, fx.ArmCurves], groups: Mapping[str, An
     own: of the same experiment under the other conditions, which differ from it only in
     the condition's keys. So the condition's change (the LR schedule) is also tested where
     the experiment changed the rise (a smaller train split: larger and sooner), at matched
-    fit on that experiment's own train split. {control arm: its counterparts}."""
+    fit on that experiment's own train split. {control arm: its counterparts}. Where both
+    conditions' controls rise (both cells of a pair rise), the pair is compared once, with
+    the arm under the first rising condition as its control: the reverse is the same
+    comparison, not a second test."""
     crossed: dict[str, tuple[str, ...]] = {}
     for condition, control in controls.items():
         if control not in rising:
@@ -472,7 +475,8 @@ def crossed_controls(curves: Mapping[str, fx.ArmCurves], groups: Mapping[str, An
                     or not rise_tests[arm].significant):
                 continue
             others = tuple(o for o in curves if groups[o].experiment == group.experiment
-                           and groups[o].condition != condition and not groups[o].variant)
+                           and groups[o].condition != condition and not groups[o].variant
+                           and arm not in crossed.get(o, ()))  # each pair tested once
             if others:
                 crossed[arm] = others
     return crossed

@@ -233,12 +233,17 @@ def test_values_read_off_a_grid_keep_its_rounding_error_when_every_seed_shifts_a
                     for name, v in (("arm", [176] * 4), ("control", [256] * 4)))
     test = fx.two_sample(arm, control, resolution=16)
     assert test.estimate == -80 and not test.identical
-    assert test.se == pytest.approx(math.sqrt(16 ** 2 / 6 / 4)) and test.df == 3
+    # every seed the same reading: possibly one shared rounding error, not 4 independent
+    assert test.se == pytest.approx(math.sqrt(16 ** 2 / 6)) and test.df == 3
     assert test.p_value == pytest.approx(2 * stats.t.sf(80 / test.se, 3))
     assert fx.two_sample(arm, control).p_value is None  # without the grid: no noise estimate
     spread = replace(arm, per_seed=np.array([150.0, 176, 190, 210]))
     assert fx.two_sample(spread, control, resolution=16).se == pytest.approx(
         fx.two_sample(spread, control).se)
+    # one seed a cell later: readings that differ are independent, and their own spread
+    # (sd 8) is used, above the floor
+    close = replace(arm, per_seed=np.array([176.0, 176, 176, 192]))
+    assert fx.two_sample(close, control, resolution=16).se == pytest.approx(8 / 2)
     unpaired = replace(arm, seeds=())
     assert fx.two_sample(unpaired, control, resolution=16).se == pytest.approx(
         math.sqrt(2 * 16 ** 2 / 12 / 4))
@@ -247,6 +252,6 @@ def test_values_read_off_a_grid_keep_its_rounding_error_when_every_seed_shifts_a
 def test_one_mean_read_off_a_grid_has_an_interval_as_wide_as_its_rounding_error():
     onsets = fx.ArmStatistic("arm", "onset", np.array([176.0] * 4))
     test = fx.one_sample(onsets, "two-sided", resolution=16)
-    half = stats.t.ppf(0.975, 3) * math.sqrt(16 ** 2 / 12 / 4)
+    half = stats.t.ppf(0.975, 3) * math.sqrt(16 ** 2 / 12)  # one reading: the grid's error
     assert (test.ci_low, test.ci_high) == pytest.approx((176 - half, 176 + half))
     assert fx.one_sample(onsets, "two-sided").ci_low is None  # no noise estimate without it

@@ -61,6 +61,9 @@ def test_a_noise_file_feeds_the_calibration_and_a_bad_one_is_named(tmp_path, sim
     good = tmp_path / "noise.json"
     good.write_text(json.dumps({"fitted_to": "runs/study", "noise": asdict(TRUE)}))
     assert cal.read_noise(good) == (TRUE, "runs/study")
+    recorded_every_step = {"noise": {**asdict(TRUE), "record_every": 1}}
+    good.write_text(json.dumps(recorded_every_step))
+    assert cal.read_noise(good)[0].record_every == cal.Noise().record_every
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"noise": {"wander": 1}}))
     from moe_core.errors import UserInputError
