@@ -253,12 +253,13 @@ def late_lr_share(curves: fx.ArmCurves) -> float:
     return float(np.nanmean(last) / np.nanmax(curves.lr))
 
 
-def fit_study(results: Results, arm: str = CONTROL) -> tuple[list[ArmNoise], Noise]:
+def fit_study(results: Results, arm: str = CONTROL
+              ) -> tuple[list[ArmNoise], Noise, tuple[str, ...]]:
     """Every arm's fit (arms with 3 or more seeds) and the Noise pooled over the arms of
     `arm`'s late-LR group (a late LR above or below LATE_LR_SPLIT of the peak: a high late
     LR makes a run wander more, measured on the built-in data), its rise_spread fitted on
     `arm` (the control), on the simulator's grid for `arm`'s eval spacing. Returns the
-    fits of the pooled arms."""
+    fits of the pooled arms, the noise and the sizes it could not identify (`_matched`)."""
     curves = {a: c for a, c in arm_curves(results).items() if c.n_seeds >= 3}
     if arm not in curves:
         raise UserInputError(f"no arm {arm!r} with 3 or more finished seeds: its noise is "
@@ -269,26 +270,44 @@ def fit_study(results: Results, arm: str = CONTROL) -> tuple[list[ArmNoise], Noi
     fits = [fit_arm(c) for c in group.values()]
     noise = pooled(fits, _record_every(curves[arm]))
     noise = replace(noise, rise_spread=fit_rise_spread(curves[arm], noise))
-    return fits, _matched(curves[arm], noise, {
+    return (fits, *_matched(curves[arm], noise, {
         "wander sd": float(np.sqrt(np.mean([f.wander_var for f in fits]))),
-        "seed level sd": float(np.sqrt(np.mean([f.seed_level_var for f in fits])))})
+        "seed level sd": float(np.sqrt(np.mean([f.seed_level_var for f in fits])))}))
 
 
 def _matched(real: fx.ArmCurves, noise: Noise, targets: Mapping[str, float],
-             rounds: int = 3, draws: int = 40, seed: int = 0) -> Noise:
+             rounds: int = 5, draws: int = 40, seed: int = 0, tolerance: float = 0.05
+             ) -> tuple[Noise, tuple[str, ...]]:
     """Each size in MATCHED scaled until the pooled estimate it gives on runs simulated
-    under `noise` (the real arm's seeds and evals) has its median at the real pooled
-    estimate (`targets`): the estimators' own bias removed by simulation."""
+    under `noise` (the real arm's seeds and evals) has its median within `tolerance` of the
+    real pooled estimate (`targets`): the estimators' own bias removed by simulation. A
+    size whose statistic stays above its target even at 0 (the other sizes alone produce
+    it) is not identifiable: it is set to 0 and returned by name beside the noise."""
     rng = np.random.default_rng(seed)
+    done: set[str] = set()
     for _ in range(rounds):
         simulated = pd.DataFrame(_simulated(real, noise, true_rise(real, noise, seed),
                                             draws, rng))
         for size, statistic in MATCHED:
             median = float(np.median(simulated[statistic]))
-            if median > 0:
+            if abs(median / targets[statistic] - 1) <= tolerance or size in done:
+                done.add(size)
+            elif median > 0:
                 noise = replace(noise, **{size: getattr(noise, size) * targets[statistic]
                                           / median})
-    return noise
+        if len(done) == len(MATCHED):
+            return noise, ()
+    unmatched = []
+    for size, statistic in MATCHED:
+        if size in done:
+            continue
+        at_zero = replace(noise, **{size: 0.0})
+        medians = pd.DataFrame(_simulated(real, at_zero, true_rise(real, at_zero, seed),
+                                          draws, rng))[statistic]
+        if float(np.median(medians)) >= targets[statistic]:
+            noise = at_zero
+            unmatched.append(size)
+    return noise, tuple(unmatched)
 
 
 def _table(fits: Sequence[ArmNoise]) -> str:
@@ -320,12 +339,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.arm not in curves:
             raise UserInputError(f"{args.runs}: no finished runs of arm {args.arm!r} (--arm)")
         every = _record_every(curves[args.arm])
-        fits, noise = fit_study(results, args.arm)
+        fits, noise, unmatched = fit_study(results, args.arm)
     except UserInputError as error:
         print(f"noise_fit: {error}", file=sys.stderr)
         return 2
     print(_table(fits))
-    print(f"\npooled, on the simulator's 4-step grid (recorded every {every}): {noise}\n")
+    print(f"\npooled, on the simulator's 4-step grid (recorded every {every}): {noise}")
+    for size in unmatched:
+        print(f"  {size}: not identifiable (the other sizes alone give simulated runs more of "
+              "it than the real ones show): set to 0")
+    print()
     print("arms' seed spreads differ? Levene p:",
           {k: round(v, 3) for k, v in heterogeneity(
               {f.arm: curves[f.arm] for f in fits},
@@ -338,6 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out:
         args.out.write_text(json.dumps({
             "fitted_to": str(args.runs), "checked_arm": args.arm, "noise": asdict(noise),
+            "not_identifiable": list(unmatched),
             "arms": [asdict(f) for f in fits], "check": check.to_dict("records")}, indent=1))
         print(f"written to {args.out}")
     return 0

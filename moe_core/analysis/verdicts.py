@@ -463,8 +463,8 @@ def crossed_controls(curves: Mapping[str, fx.ArmCurves], groups: Mapping[str, An
     the experiment changed the rise (a smaller train split: larger and sooner), at matched
     fit on that experiment's own train split. {control arm: its counterparts}. Where both
     conditions' controls rise (both cells of a pair rise), the pair is compared once, with
-    the arm under the first rising condition as its control: the reverse is the same
-    comparison, not a second test."""
+    the arm under the first rising condition as its control: the reverse is nearly the same
+    comparison (only the onset it is anchored on differs), not a second test."""
     crossed: dict[str, tuple[str, ...]] = {}
     for condition, control in controls.items():
         if control not in rising:

@@ -71,3 +71,15 @@ def test_a_noise_file_feeds_the_calibration_and_a_bad_one_is_named(tmp_path, sim
     with pytest.raises(UserInputError, match=r"bad\.json.*noise_fit"):
         cal.read_noise(bad)
     assert cal.main(["--noise", str(tmp_path / "absent.json"), "--studies", "1"]) == 2
+
+
+def test_a_size_the_other_sizes_already_produce_is_not_identifiable_and_set_to_zero(simulated):
+    """Seed level asked to be smaller than what the wander alone gives simulated runs: no
+    scaling reaches it, so it is 0 and named, not the value where the loop stopped."""
+    real = simulated["baseline@reference_lr"]
+    noise, unmatched = noise_fit._matched(real, TRUE, {"wander sd": 0.004,
+                                                       "seed level sd": 1e-6}, draws=8)
+    assert unmatched == ("seed_level_sd",) and noise.seed_level_sd == 0.0
+    reachable, none = noise_fit._matched(real, TRUE, {"wander sd": 0.004,
+                                                      "seed level sd": 0.02}, draws=8)
+    assert none == () and reachable.seed_level_sd > TRUE.seed_level_sd
