@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -35,13 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from profile_run import children_cpu_s  # the script beside this one
+
 REPO = Path(__file__).resolve().parents[1]
 BEFORE = "0da81fe"  # main before issue 23: pip setup, one notebook execution per run, 100 evals
-
-
-def children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
