@@ -105,6 +105,12 @@ class ArmCurves:
     def window(self) -> int:
         return window_size(self.loss.shape[1])
 
+    @property
+    def eval_spacing(self) -> float:
+        """Steps between the arm's evals (their median): the grid its onsets are read off;
+        0 with one eval."""
+        return float(np.median(np.diff(self.steps))) if len(self.steps) > 1 else 0.0
+
 
 @dataclass(frozen=True)
 class ArmStatistic:

@@ -57,7 +57,7 @@ import pandas as pd
 from moe_core.analysis import effects as fx
 from moe_core.analysis.calibration import CONTROL, Noise, Truth, simulate_results
 from moe_core.analysis.results import Results, load_runs
-from moe_core.analysis.verdicts import arm_curves
+from moe_core.analysis.verdicts import arm_configs, arm_curves, late_lr_fraction
 from moe_core.errors import UserInputError
 
 DRAWS = 200
@@ -171,8 +171,10 @@ def heterogeneity(curves: Mapping[str, fx.ArmCurves], rising: Sequence[str]) -> 
 def same_seed_correlation(curves: Mapping[str, fx.ArmCurves]) -> float:
     """Mean over pairs of arms of the correlation, over the seeds both ran, of each seed's
     end loss minus its arm's mean: how much runs of one seed share across arms."""
-    ends = {a: dict(zip(c.seeds, fx.end_statistic(c).per_seed - fx.end_statistic(c).mean,
-                        strict=True)) for a, c in curves.items()}
+    ends = {}
+    for a, c in curves.items():
+        end = fx.end_statistic(c)
+        ends[a] = dict(zip(c.seeds, end.per_seed - end.mean, strict=True))
     arms = list(ends)
     values = []
     for i, a in enumerate(arms):
@@ -245,14 +247,6 @@ def predictive_check(real: fx.ArmCurves, noise: Noise, draws: int = DRAWS,
 LATE_LR_SPLIT = 0.5  # arms whose LR over their last quarter is above / below this share of peak
 
 
-def late_lr_share(curves: fx.ArmCurves) -> float:
-    """The LR over the arm's last quarter of evals as a share of its peak (NaN unknown)."""
-    if curves.lr is None or not np.isfinite(curves.lr).any():
-        return float("nan")
-    last = curves.lr[:, -max(1, curves.lr.shape[1] // 4):]
-    return float(np.nanmean(last) / np.nanmax(curves.lr))
-
-
 def fit_study(results: Results, arm: str = CONTROL
               ) -> tuple[list[ArmNoise], Noise, tuple[str, ...]]:
     """Every arm's fit (arms with 3 or more seeds) and the Noise pooled over the arms of
@@ -264,9 +258,10 @@ def fit_study(results: Results, arm: str = CONTROL
     if arm not in curves:
         raise UserInputError(f"no arm {arm!r} with 3 or more finished seeds: its noise is "
                              "what the calibration's control is drawn with (run the study)")
-    high = late_lr_share(curves[arm]) > LATE_LR_SPLIT
-    group = {a: c for a, c in curves.items()
-             if (late_lr_share(c) > LATE_LR_SPLIT) == high or a == arm}
+    configs = arm_configs(results)
+    high = {a: late_lr_fraction(c, configs[a].get("lr")) > LATE_LR_SPLIT
+            for a, c in curves.items()}
+    group = {a: c for a, c in curves.items() if high[a] == high[arm] or a == arm}
     fits = [fit_arm(c) for c in group.values()]
     noise = pooled(fits, _record_every(curves[arm]))
     noise = replace(noise, rise_spread=fit_rise_spread(curves[arm], noise))
@@ -369,8 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _record_every(curves: fx.ArmCurves) -> int:
     """How many of the simulator's 4-step grid points one recorded eval spans."""
-    spacing = float(np.median(np.diff(curves.steps)))
-    return max(1, int(round(spacing / 4)))
+    return max(1, int(round(curves.eval_spacing / 4)))
 
 
 if __name__ == "__main__":

@@ -412,8 +412,8 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
                     comparison,
                     onset_shift=fx.two_sample(
                         _onset_statistic(rise_stats[arm]), _onset_statistic(rise_stats[control]),
-                        resolution=max(_eval_spacing(curves[arm]),
-                                       _eval_spacing(curves[control]))),
+                        resolution=max(curves[arm].eval_spacing,
+                                       curves[control].eval_spacing)),
                     rise_per_passes=_rise_over_control_passes(
                         curves[arm], rise_stats[arm], exposure[arm].epochs,
                         curves[control], rise_stats[control], exposure[control].epochs))
@@ -542,11 +542,6 @@ SPLIT_KEYS = ("data_source", "seq_len", "num_documents", "val_fraction", "data_s
 def _onset_steps(rise: fx.ArmStatistic) -> np.ndarray:
     """Each seed's onset: the middle step of the window its rise is measured from."""
     return np.array([(first + last) / 2 for first, last in rise.low_windows])
-
-
-def _eval_spacing(curves: fx.ArmCurves) -> float:
-    """Steps between an arm's evals: the grid its onsets are read off."""
-    return float(np.median(np.diff(curves.steps))) if len(curves.steps) > 1 else 0.0
 
 
 def _onset_statistic(rise: fx.ArmStatistic) -> fx.ArmStatistic:

@@ -483,7 +483,7 @@ def onset_table(study: Study) -> pd.DataFrame:
         if onsets.size == len(part) >= 2:
             # onsets are read at evals: an interval never narrower than the grid allows
             mean = fx.one_sample(fx.ArmStatistic(arm, "onset step", onsets), "two-sided",
-                                 resolution=float(np.median(np.diff(a.curves[arm].steps))))
+                                 resolution=a.curves[arm].eval_spacing)
             interval = f"{mean.estimate:.0f} ({mean.ci_low:.0f} to {mean.ci_high:.0f})"
         c = mine.get(arm)
         p = None if c is None else c.progress
