@@ -18,6 +18,10 @@ TORCH ?= $(or $(shell cat $(STAMP) 2>/dev/null),cpu)
 INSTALLER ?= uv
 PRESET ?= cpu
 SEEDS ?= 4
+# the control's gate seeds: runs of baseline@reference_lr that test only whether it rises and
+# are never compared (moe_core.analysis.verdicts.gate_seeds; the calibration simulates the
+# same design: moe_core.analysis.calibration.GATE_SEEDS)
+GATE_SEEDS ?= 100,101,102,103
 JOBS ?= 2
 
 # --- the torch variant and its lock file -------------------------------------------------
@@ -103,9 +107,10 @@ lock: | $(filter $(UV_BOOTSTRAP)/%,$(UV))
 	    -o requirements/cuda.txt
 	sed -i 's/^torch==/torch===/' requirements/cuda.txt
 
-# the inflection study (parameters/suites.yaml: study) x $(SEEDS) seeds, then
-# reports/inflection_report.html
+# the inflection study (parameters/suites.yaml: study) x $(SEEDS) seeds and the control's gate
+# seeds, then reports/inflection_report.html
 demo: setup
+	$(BIN)/moe-suite run -e baseline@reference_lr --preset $(PRESET) --seeds $(GATE_SEEDS) --jobs $(JOBS) --out runs/study --no-report
 	$(BIN)/moe-suite run --suite study --preset $(PRESET) --seeds $(SEEDS) --jobs $(JOBS) --out runs/study
 
 # the quick variant: the study's control and its no-balancing-loss arm, 3 seeds

@@ -209,6 +209,9 @@ class StudyAnalysis:
     # crossed_controls: an arm that rises under a rising control's condition -> the same
     # experiment under the other conditions, each compared with it
     crossed: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # a control with gate seeds -> its curves there: its rise test (rise_tests) is theirs,
+    # and `curves` holds its other runs, the ones compared (verdicts.gate_seeds)
+    gates: dict[str, fx.ArmCurves] = field(default_factory=dict)
 
     @property
     def judging_controls(self) -> tuple[str, ...]:
@@ -330,19 +333,27 @@ def predicted_direction(hypothesis: str, keys: Sequence[str], config: Mapping,
 
 def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
     """Rise tests, interventions against rising controls, and the three verdicts."""
-    curves = arm_curves(results)
+    every_seed = arm_curves(results)
     configs = arm_configs(results)
-    rise_stats = {arm: fx.rise_statistic(c) for arm, c in curves.items()}
     groups = results.groups
-    controls = {groups[arm].condition: arm for arm in curves
+    controls = {groups[arm].condition: arm for arm in every_seed
                 if groups[arm].experiment == CONTROL_EXPERIMENT and not groups[arm].variant}
+    # a control's gate seeds test whether it rises and nothing else; everything below
+    # compares its other runs
+    gates = {control: every_seed[control].of_seeds(seeds)
+             for control, seeds in gate_seeds(results, controls.values()).items()}
+    curves = {arm: c.of_seeds(set(c.seeds) - set(gates[arm].seeds)) if arm in gates else c
+              for arm, c in every_seed.items()}
+    rise_stats = {arm: fx.rise_statistic(c) for arm, c in curves.items()}
     # two families: does each condition's control rise (the gate, the study's primary
-    # question), and does each intervention still rise (what an outcome is called)
+    # question: on its gate seeds where it has them), and does each intervention still rise
+    # (what an outcome is called)
     rise_tests: dict[str, fx.Test] = {}
     for family in (list(controls.values()),
                    [arm for arm in curves if arm not in controls.values()]):
-        rise_tests.update(zip(family, fx.correct([fx.one_sample(rise_stats[a]) for a in family],
-                                                 alpha), strict=True))
+        rise_tests.update(zip(family, fx.correct(
+            [fx.one_sample(fx.rise_statistic(gates[a]) if a in gates else rise_stats[a])
+             for a in family], alpha), strict=True))
     rise_tests = {arm: rise_tests[arm] for arm in curves}
     rising = tuple(c for c in controls.values() if rise_tests[c].significant)
     crossed = crossed_controls(curves, groups, controls, rising, rise_tests)
@@ -449,7 +460,31 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
         if stat is not None:
             gap[control] = fx.one_sample(stat)
     return StudyAnalysis(curves, configs, rise_tests, controls, rising, comparisons, verdicts,
-                         late_lr, leader(curves, alpha), gap, crossed)
+                         late_lr, leader(curves, alpha), gap, crossed, gates)
+
+
+def gate_seeds(results: Results, controls: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """Each control's gate seeds: the seeds it ran that no other arm ran (the design: which
+    runs were launched, finished or not, never their results). Its rise is tested on these
+    alone and every comparison uses its other seeds, so the runs that decide whether a
+    control rises are not the runs compared with it: a control that passes its gate by
+    chance does not carry that luck into the comparisons (reused, a barely rising control's
+    inflated rise makes every intervention look lower). Only where both parts have at least
+    2 finished runs; a control without them is gated on the runs it is compared with, and
+    the report says so."""
+    launched = results.runs[results.runs["source"] == OURS].dropna(subset=["seed"])
+    seeds_of = {group: set(part["seed"].astype(int))
+                for group, part in launched.groupby("group", sort=False)}
+    finished = {group: set(part["seed"].astype(int)) for group, part
+                in counted_runs(results).dropna(subset=["seed"]).groupby("group", sort=False)}
+    out = {}
+    for control in controls:
+        others = set().union(*(seeds for group, seeds in seeds_of.items() if group != control))
+        own = seeds_of.get(control, set()) - others
+        done = finished.get(control, set())
+        if len(own & done) >= 2 and len(done - own) >= 2:
+            out[control] = tuple(sorted(own & done))
+    return out
 
 
 def crossed_controls(curves: Mapping[str, fx.ArmCurves], groups: Mapping[str, Any],

@@ -17,6 +17,7 @@ import pandas as pd
 
 from moe_core import escape as esc
 from moe_core.analysis import effects as fx
+from moe_core.analysis import verdicts as vd
 from moe_core.analysis.results import OURS
 from moe_core.paths import CALIBRATION_TABLE, PACKAGE_DIR
 from moe_core.record.metrics_json import is_finished_status
@@ -62,7 +63,9 @@ def method_markdown(study: Study) -> str:
         "p-values are t-based on the seeds' df and printed no finer than < 0.001 (with 4 "
         "seeds a distribution-free test could not go below 0.029 for 4 vs 4, 0.125 paired).",
         f"- **Tests and correction.** Does a control rise: one-sided t, Holm-Sidak over the "
-        f"controls (the interventions' own rises are a second family). Does an intervention "
+        f"controls (the interventions' own rises are a second family), on the control's "
+        f"gate seeds where it has them (seeds no other arm ran: the runs that decide "
+        f"whether it rises are then not the runs compared with it). Does an intervention "
         f"change the rise of a control: two-sided t, Holm-Sidak "
         f"within each explanation (statsmodels), family-wise alpha {fx.ALPHA}. "
         "Not finding an effect is *inconclusive*, never a refutation; a table's 'could "
@@ -114,10 +117,34 @@ def _limits_bullet(study: Study) -> str:
             "is held at the stated alpha; across the three families the chance of some false "
             "effect is higher (the calibration's study-wide row). The t-tests assume per-seed "
             "values roughly normal, which a handful of seeds cannot check. A change beyond "
-            "noise can still be small beside the control's rise: read its size. A cause is "
-            "judged only where the control's rise passed its test; for a control that barely "
-            "passes, that selection raises the chance of a false reduction, and the "
-            "calibration does not yet measure it.")
+            "noise can still be small beside the control's rise: read its size. "
+            + _gate_words(a))
+
+
+def _gate_words(a: vd.StudyAnalysis | None) -> str:
+    """Whether the runs that decided that a control rises are also the runs compared with
+    it (the selection then biases the comparisons), for this study's controls."""
+    if a is None or not a.controls:
+        return ""
+    gated = [c for c in a.controls.values() if c in a.gates]
+    reused = [c for c in a.controls.values() if c not in a.gates]
+    words = []
+    if gated:
+        words.append(
+            "A cause is judged only where the control rises, and "
+            + ", ".join(f"{esc.md(c)}'s rise was tested on its {a.gates[c].n_seeds} gate "
+                        f"seeds ({', '.join(map(str, a.gates[c].seeds))})" for c in gated)
+            + ": runs no comparison uses, so a control that passes by luck does not carry "
+            "that luck into its comparisons.")
+    if reused:
+        words.append(
+            ", ".join(esc.md(c) for c in reused)
+            + (" has" if len(reused) == 1 else " have")
+            + " no gate seeds (seeds that no other arm ran), so whether it rises was tested "
+            "on the runs compared with it: where it barely passes, that selection raises the "
+            "chance of a false reduction (the calibration's marginal-gate rows measure "
+            "it).")
+    return " ".join(words)
 
 
 def calibration_table() -> dict | None:
@@ -247,12 +274,16 @@ def arms_table(study: Study) -> pd.DataFrame:
     for arm, c in a.curves.items():
         end = fx.one_sample(fx.end_statistic(c))
         rise = a.rise_tests[arm]
-        rows.append({"arm": arm, "seeds": c.n_seeds,
+        gate = a.gates.get(arm)
+        rows.append({"arm": arm, "seeds": c.n_seeds if gate is None else
+                     f"{c.n_seeds} compared + {gate.n_seeds} gate",
                      "end loss (nats)": with_interval(end, signed=False),
                      "rise (nats)": with_interval(rise, signed=False),
                      "rise Holm-Sidak p": fx.format_p(rise.p_adjusted),
                      "rise 95% CI over new val text too": text_interval(rise),
                      "rises": "yes" if rise.significant else "no",
+                     "rise tested on": "its runs" if gate is None else
+                     f"its gate seeds {', '.join(map(str, gate.seeds))} (never compared)",
                      "runs that inflect": inflect_count(study, arm),
                      "late LR (% of peak)": f"{100 * a.late_lr[arm]:.0f}"})
     return pd.DataFrame(rows)

@@ -253,7 +253,12 @@ def _where_it_rises(study: Study) -> list[str]:
                    f"{inflect_count(study, control)} seeds inflect")
         else:
             state = "rises" if test.significant else "does not rise beyond noise"
-            how = (f"{state}: by {with_interval(test, signed=False)} nats, "
+            gate = a.gates.get(control)
+            where = ("" if gate is None else
+                     f" on its {gate.n_seeds} gate seeds ({', '.join(map(str, gate.seeds))}: "
+                     f"runs no comparison uses; its {a.curves[control].n_seeds} compared runs "
+                     f"rise {fx.rise_statistic(a.curves[control]).mean:.3f})")
+            how = (f"{state}: by {with_interval(test, signed=False)} nats{where}, "
                    f"{inflect_count(study, control)} seeds inflect on their own")
         sentences.append(f"Under {esc.md(study.condition_labels[condition])} the control "
                          f"({esc.md(control)}) {how}.")

@@ -516,3 +516,47 @@ def test_a_reduction_and_a_surviving_rise_against_one_control_make_part_of_the_c
     against = dataclasses.replace(base, arm="linear_decay", outcome=vd.AGAINST)
     assert vd._control_verdict([lowers, survives, against]) == (vd.MIXED, True)
     assert vd._control_verdict([survives]) == (vd.NOT_WHOLE, True)
+
+
+GATE = (100, 101, 102, 103)
+
+
+def _study_with_gate(gates, seed=0):
+    return cal.simulate_results(cal.null_truths(ARMS[:6]), 3, cal.Noise(),
+                                np.random.default_rng(seed), gates=gates)
+
+
+def test_a_control_s_gate_seeds_decide_whether_it_rises_and_its_other_runs_are_compared():
+    results = _study_with_gate({CONTROL: GATE})
+    a = vd.analyse(results)
+    assert a.gates[CONTROL].seeds == GATE
+    assert a.curves[CONTROL].seeds == (0, 1, 2)  # the runs every comparison uses
+    assert comparison(a, "no_lb@reference_lr").change.paired_seeds
+    assert CONTROL in a.rising_controls
+    # the gate runs flattened (each seed's val loss never above its running minimum): the
+    # compared runs still rise, but the control is not judged rising, so nothing is judged
+    gate_runs = results.runs.loc[(results.runs["group"] == CONTROL)
+                                 & results.runs["seed"].isin(GATE), "run_id"]
+    evals = results.evals.copy()
+    for run in gate_runs:
+        rows = evals["run_id"] == run
+        evals.loc[rows, "val_loss"] = np.minimum.accumulate(evals.loc[rows, "val_loss"])
+    flat = vd.analyse(dataclasses.replace(results, evals=evals))
+    assert flat.rising_controls == ()
+    assert {v.verdict for v in flat.verdicts.values()} == {vd.UNTESTED}
+    assert fx.one_sample(fx.rise_statistic(flat.curves[CONTROL])).p_value < 0.05
+
+
+def test_gate_seeds_are_seeds_no_other_arm_ran_and_need_two_runs_on_each_side():
+    # a seed another arm also ran (launched, whatever became of it) is no gate seed
+    shared = vd.analyse(_study_with_gate({CONTROL: GATE, "no_lb@reference_lr": (100,)}))
+    assert shared.gates[CONTROL].seeds == (101, 102, 103)
+    runs = _study_with_gate({CONTROL: GATE}).runs
+    failed = runs[runs["group"] == "no_lb@reference_lr"].iloc[[0]].assign(
+        seed=101, run_id="no_lb@reference_lr/seed101", status="failed")
+    results = _study_with_gate({CONTROL: GATE})
+    results = dataclasses.replace(results, runs=pd.concat([results.runs, failed]))
+    assert vd.analyse(results).gates[CONTROL].seeds == (100, 102, 103)
+    # one seed of its own: no gate, the control's rise is tested on its compared runs
+    single = vd.analyse(_study_with_gate({CONTROL: (100,)}))
+    assert single.gates == {} and single.curves[CONTROL].seeds == (0, 1, 2, 100)
