@@ -123,11 +123,13 @@ def _limits_bullet(study: Study) -> str:
 
 def _gate_words(a: vd.StudyAnalysis | None) -> str:
     """Whether the runs that decided that a control rises are also the runs compared with
-    it (the selection then biases the comparisons), for this study's controls."""
+    it (the selection then biases the comparisons), for this study's controls: each gated
+    on seeds of its own, and each rising one gated on its compared runs."""
     if a is None or not a.controls:
         return ""
     gated = [c for c in a.controls.values() if c in a.gates]
-    reused = [c for c in a.controls.values() if c not in a.gates]
+    # a control that does not rise judges nothing: how it was gated then matters not
+    reused = [c for c in a.rising_controls if c not in a.gates]
     words = []
     if gated:
         words.append(
@@ -160,8 +162,32 @@ def calibration_table() -> dict | None:
     over = _over_bound(rows, stored.get("studies"))
     if over:
         table += ["", "**Rows above their bound:** " + "; ".join(over) + "."]
+    summary = _error_summary(rows)
+    if summary:
+        table = [summary, ""] + table
     return {"command": esc.md(stored.get("command", "python -m moe_core.analysis.calibration")),
             "markdown": "\n".join(table)}
+
+
+def _error_summary(rows: list[dict]) -> str:
+    """The verdicts' own error rate as the table measured it: the largest rate among the
+    rows that bound a wrong call, and how often some explanation was wrongly supported
+    where nothing differs between arms (every null scenario)."""
+    bounded = [r for r in rows if str(r.get("what it should be", "")).startswith("<=")]
+    nulls = [r for r in bounded if r["indicator"] == "any explanation supported"]
+    if not bounded:
+        return ""
+    worst = max(bounded, key=lambda r: r["rate"])
+    text = (f"**The verdicts' error rates, measured:** the largest of the {len(bounded)} "
+            f"rates bounded at 0.05 (a wrong call where the truth is set) is "
+            f"{worst['rate']:.3f} ({esc.md(worst['indicator'])} under "
+            f"\"{esc.md(worst['scenario'])}\")")
+    if nulls:
+        top = max(nulls, key=lambda r: r["rate"])
+        text += (f"; where nothing differs between arms ({len(nulls)} null scenarios, "
+                 f"marginal gates included) some explanation was wrongly supported in at "
+                 f"most {top['rate']:.3f} of studies (\"{esc.md(top['scenario'])}\")")
+    return text + "."
 
 
 def _over_bound(rows: list[dict], studies: int | None) -> list[str]:

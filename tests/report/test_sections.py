@@ -170,3 +170,39 @@ def test_calibration_rows_above_their_bound_are_named_with_their_interval():
     assert line.startswith("an effect under") and "0.095 against 0.05" in line
     assert "19 of 200 studies, 95% CI 0.058 to 0.144" in line
     assert appendix._over_bound(rows[1:], 200) == []
+
+
+def test_the_calibration_states_the_verdicts_largest_measured_error_rate():
+    rows = [{"scenario": "null A", "indicator": "any explanation supported", "rate": 0.005,
+             "what it should be": "<= 0.05"},
+            {"scenario": "marginal <b>", "indicator": "any explanation supported",
+             "rate": 0.035, "what it should be": "<= 0.05"},
+            {"scenario": "slows", "indicator": "removes called", "rate": 0.04,
+             "what it should be": "<= 0.05"},
+            {"scenario": "power", "indicator": "detected", "rate": 0.6,
+             "what it should be": "power"}]
+    text = appendix._error_summary(rows)
+    assert "the largest of the 3 rates bounded at 0.05" in text
+    assert "is 0.040 (removes called under \"slows\")" in text
+    assert "(2 null scenarios, marginal gates included)" in text
+    assert "at most 0.035 of studies" in text and "<b>" not in text  # names escaped
+    assert appendix._error_summary(rows[3:]) == ""
+
+
+def test_a_control_with_gate_seeds_says_its_rise_was_tested_on_them():
+    arms = ["baseline@reference_lr", "no_lb@reference_lr"]
+    results = cal.simulate_results(cal.null_truths(arms), 3, cal.Noise(),
+                                   np.random.default_rng(1), gates=cal.GATE_SEEDS)
+    study = sections.study_of(results)
+    text = html.unescape(sections.answer_markdown(study))
+    assert "on its 4 gate seeds (100, 101, 102, 103: runs no comparison uses; its 3 " \
+           "compared runs rise" in text
+    limits = html.unescape(appendix._gate_words(study.analysis))
+    assert "baseline@reference_lr's rise was tested on its 4 gate seeds" in limits
+    table = appendix.arms_table(study).set_index("arm")
+    assert table.loc["baseline@reference_lr", "seeds"] == "3 compared + 4 gate"
+    assert table.loc["no_lb@reference_lr", "rise tested on"] == "its runs"
+    # without them, the report says the gate reused the compared runs
+    plain = sections.study_of(cal.simulate_results(cal.null_truths(arms), 3, cal.Noise(),
+                                                   np.random.default_rng(1)))
+    assert "no gate seeds" in appendix._gate_words(plain.analysis)
