@@ -51,3 +51,42 @@ def test_the_null_counts_each_crossed_control_as_its_own_family():
     assert len(pairs) == 2
     assert claims["an effect on any crossed control's rise (all their families together)"] \
         == any(own.values())
+
+
+QUIET = cal.Noise(seed_level_sd=0.0, wander_sd=0.001, drift_sd=0.001, noise_sd=0.001,
+                  rise_spread=0.0)
+
+
+def test_a_truth_can_make_only_its_first_seeds_rise_and_shift_each_runs_onset():
+    arm = "no_lb@reference_lr"
+    one = cal.simulate_results({arm: cal.Truth(rise=0.1, rising_seeds=1)}, 4, QUIET,
+                               np.random.default_rng(0))
+    by_seed = one.evals.groupby("seed")["val_loss"]
+    rises = (by_seed.last() - by_seed.min()).to_numpy()  # each run's own, unsmoothed
+    assert rises[0] > 0.05 and np.all(rises[1:] < 0.01)
+    jittered = cal.simulate_results({arm: cal.Truth(rise=0.1, onset_jitter=0.1)}, 4, QUIET,
+                                    np.random.default_rng(0))
+    first_up = [part.loc[part.val_loss.diff() > 0.002, "step"].min()
+                for _, part in jittered.evals.groupby("seed")]
+    assert len(set(first_up)) > 1  # each run turns at its own step
+    plain = cal.simulate_results({arm: cal.Truth(rise=0.1)}, 4, QUIET,
+                                 np.random.default_rng(0))
+    assert len({part.loc[part.val_loss.diff() > 0.002, "step"].min()
+                for _, part in plain.evals.groupby("seed")}) == 1
+
+
+def test_noise_can_differ_between_arms_and_be_shared_by_the_runs_of_one_seed():
+    arms = {"baseline@reference_lr": cal.Truth(), "no_lb@reference_lr": cal.Truth(),
+            "aux_free_balance@reference_lr": cal.Truth(noise_scale=3.0)}
+    noise = cal.Noise(seed_level_sd=0.05, wander_sd=0.0001, drift_sd=0.0001, noise_sd=0.0)
+    ends = {}
+    for correlation in (0.0, 0.95):
+        results = cal.simulate_results(arms, 40, cal.replace(noise, seed_correlation=correlation),
+                                       np.random.default_rng(1))
+        last = results.evals.groupby(["arm", "seed"])["val_loss"].last().unstack("arm")
+        ends[correlation] = last
+    spread = ends[0.0].std()
+    assert spread["aux_free_balance@reference_lr"] > 2 * spread["no_lb@reference_lr"]
+    pair = ["baseline@reference_lr", "no_lb@reference_lr"]
+    assert abs(ends[0.0][pair].corr().iloc[0, 1]) < 0.4
+    assert ends[0.95][pair].corr().iloc[0, 1] > 0.85
