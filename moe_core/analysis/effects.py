@@ -62,7 +62,7 @@ lowest. A place chosen on a seed's own curve would be low partly by its own nois
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -110,18 +110,6 @@ class ArmCurves:
         """Steps between the arm's evals (their median): the grid its onsets are read off;
         0 with one eval."""
         return float(np.median(np.diff(self.steps))) if len(self.steps) > 1 else 0.0
-
-    def of_seeds(self, seeds: Collection[int]) -> ArmCurves:
-        """The same curves, only the runs of these seeds (on the same eval steps)."""
-        rows = [i for i, seed in enumerate(self.seeds) if seed in seeds]
-
-        def pick(values: np.ndarray | None) -> np.ndarray | None:
-            return None if values is None else values[rows]
-
-        return replace(self, loss=self.loss[rows], seeds=tuple(self.seeds[i] for i in rows),
-                       run_ids=tuple(self.run_ids[i] for i in rows),
-                       per_sequence=pick(self.per_sequence), train_loss=pick(self.train_loss),
-                       lr=pick(self.lr))
 
 
 @dataclass(frozen=True)

@@ -212,6 +212,9 @@ class StudyAnalysis:
     # a control with gate seeds -> its curves there: its rise test (rise_tests) is theirs,
     # and `curves` holds its other runs, the ones compared (verdicts.gate_seeds)
     gates: dict[str, fx.ArmCurves] = field(default_factory=dict)
+    # a control -> its own seeds (no other arm ran them), compared with nothing: its gate
+    # seeds, or too few to be a gate (fewer than 2)
+    own_seeds: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property
     def judging_controls(self) -> tuple[str, ...]:
@@ -229,9 +232,17 @@ def counted_runs(results: Results) -> pd.DataFrame:
     return runs[(runs["source"] == OURS) & runs["status"].map(is_finished_status)]
 
 
-def arm_curves(results: Results) -> dict[str, fx.ArmCurves]:
-    """Each group's curves (seeds x common evals), in the order the runs were read."""
+def arm_curves(results: Results, leave_out: Mapping[str, Sequence[int]] | None = None,
+               only: Mapping[str, Sequence[int]] | None = None) -> dict[str, fx.ArmCurves]:
+    """Each group's curves (seeds x common evals), in the order the runs were read: without
+    the runs of `leave_out` (group -> seeds), or of the runs of `only` alone; the curves are
+    built from the runs read (their common evals, their val split)."""
     runs = counted_runs(results)
+    for seeds_of, keep in ((leave_out, False), (only, True)):
+        if seeds_of is not None:
+            listed = np.array([seed in seeds_of.get(group, ()) for group, seed
+                               in zip(runs["group"], runs["seed"], strict=True)], dtype=bool)
+            runs = runs[listed == keep]
     by_run = dict(tuple(results.evals[results.evals["run_id"].isin(runs["run_id"])]
                         .groupby("run_id", sort=False)))
     out = {}
@@ -333,17 +344,18 @@ def predicted_direction(hypothesis: str, keys: Sequence[str], config: Mapping,
 
 def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
     """Rise tests, interventions against rising controls, and the three verdicts."""
-    every_seed = arm_curves(results)
     configs = arm_configs(results)
     groups = results.groups
-    controls = {groups[arm].condition: arm for arm in every_seed
+    # a control's own seeds (no other arm ran them) test whether it rises and nothing else;
+    # every comparison reads its other runs: two sets of curves, each from its own runs
+    own = gate_seeds(results, [g for g in dict.fromkeys(counted_runs(results)["group"])
+                               if groups[g].experiment == CONTROL_EXPERIMENT
+                               and not groups[g].variant])
+    curves = arm_curves(results, leave_out=own)
+    controls = {groups[arm].condition: arm for arm in curves
                 if groups[arm].experiment == CONTROL_EXPERIMENT and not groups[arm].variant}
-    # a control's gate seeds test whether it rises and nothing else; everything below
-    # compares its other runs
-    gates = {control: every_seed[control].of_seeds(seeds)
-             for control, seeds in gate_seeds(results, controls.values()).items()}
-    curves = {arm: c.of_seeds(set(c.seeds) - set(gates[arm].seeds)) if arm in gates else c
-              for arm, c in every_seed.items()}
+    gates = {control: c for control, c in arm_curves(results, only=own).items()
+             if control in curves and c.n_seeds >= 2}
     rise_stats = {arm: fx.rise_statistic(c) for arm, c in curves.items()}
     # two families: does each condition's control rise (the gate, the study's primary
     # question: on its gate seeds where it has them), and does each intervention still rise
@@ -354,6 +366,11 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
         rise_tests.update(zip(family, fx.correct(
             [fx.one_sample(fx.rise_statistic(gates[a]) if a in gates else rise_stats[a])
              for a in family], alpha), strict=True))
+    # where a gated control is itself the arm of a comparison, its rise there is its
+    # compared runs' (the runs the change is taken over), corrected over the controls too
+    compared_rise = dict(rise_tests)
+    compared_rise.update(zip(controls.values(), fx.correct(
+        [fx.one_sample(rise_stats[a]) for a in controls.values()], alpha), strict=True))
     rise_tests = {arm: rise_tests[arm] for arm in curves}
     rising = tuple(c for c in controls.values() if rise_tests[c].significant)
     crossed = crossed_controls(curves, groups, controls, rising, rise_tests)
@@ -382,7 +399,7 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
             family, keys, configs[arm], configs[control], exposure[arm], exposure[control])
         at_steps = fx.two_sample(rise_stats[arm], rise_stats[control])
         comparison = Comparison(control, arm, family, keys, predicted, basis,
-                                removes_cause, change=at_steps, arm_rise=rise_tests[arm],
+                                removes_cause, change=at_steps, arm_rise=compared_rise[arm],
                                 # runs of another length have no equal steps
                                 at_equal_steps=None if set(keys) & set(LENGTH_KEYS)
                                 else at_steps)
@@ -460,18 +477,20 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
         if stat is not None:
             gap[control] = fx.one_sample(stat)
     return StudyAnalysis(curves, configs, rise_tests, controls, rising, comparisons, verdicts,
-                         late_lr, leader(curves, alpha), gap, crossed, gates)
+                         late_lr, leader(curves, alpha), gap, crossed, gates,
+                         {c: seeds for c, seeds in own.items() if c in curves})
 
 
 def gate_seeds(results: Results, controls: Sequence[str]) -> dict[str, tuple[int, ...]]:
-    """Each control's gate seeds: the seeds it ran that no other arm ran (the design: which
-    runs were launched, finished or not, never their results). Its rise is tested on these
-    alone and every comparison uses its other seeds, so the runs that decide whether a
-    control rises are not the runs compared with it: a control that passes its gate by
-    chance does not carry that luck into the comparisons (reused, a barely rising control's
-    inflated rise makes every intervention look lower). Only where both parts have at least
-    2 finished runs; a control without them is gated on the runs it is compared with, and
-    the report says so."""
+    """Each control's own seeds, finished: the seeds it ran that no other arm ran (the
+    design: which runs were launched, finished or not, never their results), where it has
+    at least 2 other finished runs to compare. They never enter a comparison (no other arm
+    has their seed to pair with); with at least 2 of them its rise is tested on these alone
+    (its gate seeds), so the runs that decide whether a control rises are not the runs
+    compared with it: a control that passes its gate by chance does not carry that luck
+    into the comparisons (reused, a barely rising control's inflated rise makes every
+    intervention look lower). With fewer, its rise is tested on its compared runs, and the
+    report says so."""
     launched = results.runs[results.runs["source"] == OURS].dropna(subset=["seed"])
     seeds_of = {group: set(part["seed"].astype(int))
                 for group, part in launched.groupby("group", sort=False)}
@@ -482,7 +501,7 @@ def gate_seeds(results: Results, controls: Sequence[str]) -> dict[str, tuple[int
         others = set().union(*(seeds for group, seeds in seeds_of.items() if group != control))
         own = seeds_of.get(control, set()) - others
         done = finished.get(control, set())
-        if len(own & done) >= 2 and len(done - own) >= 2:
+        if own & done and len(done - own) >= 2:
             out[control] = tuple(sorted(own & done))
     return out
 
@@ -1048,14 +1067,18 @@ def leader(curves: Mapping[str, fx.ArmCurves], alpha: float = fx.ALPHA) -> dict[
 
 
 def arms_frame(analysis: StudyAnalysis) -> pd.DataFrame:
-    """One row per arm with its numbers and their noise: seeds, end loss and rise (mean,
-    SE, 95% interval, corrected p for the rise), late LR; for export."""
+    """One row per arm with its numbers and their noise: seeds (the compared runs), end loss
+    and rise (mean, SE, 95% interval, corrected p for the rise: a gated control's on its
+    gate seeds, listed), late LR; for export."""
     rows = []
     for arm, curves in analysis.curves.items():
         end = fx.one_sample(fx.end_statistic(curves))
         rise = analysis.rise_tests[arm]
+        gate = analysis.gates.get(arm)
         rows.append({"arm": arm, "seeds": curves.n_seeds, "is_control":
                      arm in analysis.controls.values(),
+                     # the rise below is its gate runs' where it has them (never compared)
+                     "gate_seeds": ",".join(map(str, gate.seeds)) if gate else "",
                      "end_loss": end.estimate, "end_loss_se": end.se,
                      "end_loss_ci_low": end.ci_low, "end_loss_ci_high": end.ci_high,
                      "rise": rise.estimate, "rise_se": rise.se, "rise_se_seeds": rise.se_seeds,

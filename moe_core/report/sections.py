@@ -398,9 +398,11 @@ def rise_rows(study: Study) -> pd.DataFrame:
 def answer_figure(study: Study):
     if study.analysis is None:
         return figures._message_figure("no finished runs of ours")
+    gated = "on its gate seeds, " if study.analysis.gates else ""
     return figures.rise_forest(rise_rows(study), study.colors,
                              "Filled: rises beyond noise (Holm-Sidak; the controls one family, "
-                             "the interventions another). Shaded: the control's interval.\n"
+                             f"the interventions another). Shaded: the control's interval "
+                             f"({gated}what decides whether it rises).\n"
                              "A rise of exactly 0 without an interval: the arm's lowest "
                              "window is its last (still falling at the end).")
 

@@ -521,8 +521,8 @@ def test_a_reduction_and_a_surviving_rise_against_one_control_make_part_of_the_c
 GATE = (100, 101, 102, 103)
 
 
-def _study_with_gate(gates, seed=0):
-    return cal.simulate_results(cal.null_truths(ARMS[:6]), 3, cal.Noise(),
+def _study_with_gate(gates, seed=0, arms=tuple(ARMS[:6])):
+    return cal.simulate_results(cal.null_truths(arms), 3, cal.Noise(),
                                 np.random.default_rng(seed), gates=gates)
 
 
@@ -557,6 +557,29 @@ def test_gate_seeds_are_seeds_no_other_arm_ran_and_need_two_runs_on_each_side():
     results = _study_with_gate({CONTROL: GATE})
     results = dataclasses.replace(results, runs=pd.concat([results.runs, failed]))
     assert vd.analyse(results).gates[CONTROL].seeds == (100, 102, 103)
-    # one seed of its own: no gate, the control's rise is tested on its compared runs
+    # one seed of its own: no gate, the control's rise is tested on its compared runs, and
+    # the lone run (no other arm has its seed to pair with) enters no comparison
     single = vd.analyse(_study_with_gate({CONTROL: (100,)}))
-    assert single.gates == {} and single.curves[CONTROL].seeds == (0, 1, 2, 100)
+    assert single.gates == {} and single.curves[CONTROL].seeds == (0, 1, 2)
+    assert single.own_seeds == {CONTROL: (100,)}
+    assert comparison(single, "no_lb@reference_lr").change.paired_seeds
+
+
+def test_the_gate_and_the_compared_runs_are_read_apart():
+    """A gate run cut short (early stopping, say) shortens the gate's curves, never the
+    compared runs'; a gated control compared as an arm rises by its compared runs."""
+    results = _study_with_gate({CONTROL: GATE}, arms=(*ARMS[:6], "baseline"))
+    evals = results.evals
+    cut = (evals["run_id"] == f"{CONTROL}/seed100") & (evals["step"] > 352)
+    a = vd.analyse(dataclasses.replace(results, evals=evals[~cut]))
+    full = vd.analyse(results)
+    assert a.gates[CONTROL].steps[-1] == 352
+    assert CONTROL in a.rising_controls and CONTROL in full.rising_controls
+    assert np.array_equal(a.curves[CONTROL].steps, full.curves[CONTROL].steps)
+    assert comparison(a, "no_lb@reference_lr").change == comparison(
+        full, "no_lb@reference_lr").change
+    # the corrected schedule's control against it: its rise there is its compared runs'
+    reverse = comparison(full, CONTROL, control="baseline")
+    assert reverse.arm_rise.estimate == pytest.approx(
+        fx.rise_statistic(full.curves[CONTROL]).mean)
+    assert reverse.arm_rise.estimate != full.rise_tests[CONTROL].estimate
