@@ -905,6 +905,11 @@ def combined_verdict(per_control: Sequence[tuple[str, bool]]) -> str:
     decided = {v for v, evidence in per_control
                if evidence or v not in (UNDETERMINED, INCONCLUSIVE)}
     decided = decided or {v for v, _ in per_control}
+    if decided == {NOT_SUPPORTED, NOT_WHOLE}:
+        # one control keeps more than half of its rise without the cause, another keeps a
+        # rise of undetermined share: both say the cause is not needed, and the first says
+        # more (in a null where both controls rise, 38% of studies were called mixed so)
+        return NOT_SUPPORTED
     return decided.pop() if len(decided) == 1 else MIXED
 
 

@@ -110,6 +110,10 @@ def test_more_repetition_per_step_that_brings_a_larger_rise_sooner_supports_over
     (((vd.SUPPORTED, True), (vd.UNDETERMINED, True)), vd.MIXED),
     (((vd.SUPPORTED, True), (vd.NOT_WHOLE, True)), vd.MIXED),
     (((vd.SUPPORTED, True), (vd.NOT_SUPPORTED, True)), vd.MIXED),
+    # the rise kept without the cause against one control, a rise of undetermined share
+    # kept against the other: both against the cause, the first says more
+    (((vd.NOT_SUPPORTED, True), (vd.NOT_WHOLE, True)), vd.NOT_SUPPORTED),
+    (((vd.NOT_SUPPORTED, True), (vd.NOT_WHOLE, True), (vd.SUPPORTED, True)), vd.MIXED),
     (((vd.UNDETERMINED, False), (vd.INCONCLUSIVE, False)), vd.MIXED),
     (((vd.UNDETERMINED, False),), vd.UNDETERMINED)])
 def test_verdicts_against_several_rising_controls_combine(per_control, verdict):
