@@ -91,8 +91,9 @@ class Truth:
     what the control reaches at 60% of training; `fit_speed`: its train-subset fit alone,
     default `speed`) and how much later in progress its rise starts (`delay`). Per run:
     only its first `rising_seeds` runs rise (None: all), each run's onset is shifted by a
-    normal draw of sd `onset_jitter` (progress), and its noise is `noise_scale` x the
-    study's (every size: seed level, wander, drift, white)."""
+    normal draw of sd `onset_jitter` (progress; the slope is kept, so its rise by the end
+    changes with it), and its noise is `noise_scale` x the study's (seed level, wander,
+    drift, white; not the train-subset loss's nor the split's sequence difficulty)."""
 
     rise: float = 0.0
     level: float = 0.0

@@ -906,9 +906,10 @@ def combined_verdict(per_control: Sequence[tuple[str, bool]]) -> str:
                if evidence or v not in (UNDETERMINED, INCONCLUSIVE)}
     decided = decided or {v for v, _ in per_control}
     if decided == {NOT_SUPPORTED, NOT_WHOLE}:
-        # one control keeps more than half of its rise without the cause, another keeps a
-        # rise of undetermined share: both say the cause is not needed, and the first says
-        # more (in a null where both controls rise, 38% of studies were called mixed so)
+        # against one control the rise persists without the cause (or moves against the
+        # prediction), against another a rise of undetermined share survives: both speak
+        # against the cause being the whole of the rise, and the first says more (in a null
+        # where both controls rise, 38.5% of studies were called mixed so)
         return NOT_SUPPORTED
     return decided.pop() if len(decided) == 1 else MIXED
 

@@ -173,32 +173,44 @@ def test_calibration_rows_above_their_bound_are_named_with_their_interval():
 
 
 def test_the_calibration_states_the_verdicts_largest_measured_error_rate():
+    gated, reused = "marginal gate <b>, with gate seeds", "marginal gate, without gate seeds"
     rows = [{"scenario": "null A", "indicator": "any explanation supported", "rate": 0.005,
              "what it should be": "<= 0.05"},
             {"scenario": "null A", "indicator": "any intervention effect (study-wide)",
              "rate": 0.125, "what it should be": "reported (3 families)"},
-            {"scenario": "marginal gate <b>", "indicator": "load balancing supported",
+            {"scenario": gated, "indicator": "load balancing supported",
              "rate": 0.035, "what it should be": "<= 0.05 (each explanation)"},
-            {"scenario": "marginal gate <b>", "indicator": "any explanation supported",
+            {"scenario": gated, "indicator": "any explanation supported",
              "rate": 0.06, "what it should be": "reported (3 explanations)"},
+            {"scenario": gated, "indicator": "control called rising", "rate": 0.25,
+             "what it should be": "reported"},
+            {"scenario": reused, "indicator": "load balancing supported", "rate": 0.045,
+             "what it should be": "<= 0.05 (each explanation)"},
             {"scenario": "overfitting false", "indicator": "supported", "rate": 0.04,
              "what it should be": "supported <= 0.05, not supported high"},
             {"scenario": "overfitting false", "indicator": "not supported", "rate": 0.8,
              "what it should be": "supported <= 0.05, not supported high"},
+            {"scenario": "overfitting true", "indicator": "supported", "rate": 0.6,
+             "what it should be": "supported high, not supported <= 0.05"},
             {"scenario": "power", "indicator": "detected", "rate": 0.6,
              "what it should be": "power"}]
+    # a compound bound counts for the indicator it names, and for no other
+    assert [appendix._bound(r) for r in rows[6:9]] == [0.05, None, None]
     text = html.unescape(appendix._error_summary(rows))
-    # the compound bound counts for the indicator it names, not for the others
     assert "the largest of the 3 rates bounded by their row is 0.040 (supported under " \
            "\"overfitting false\")" in text
-    assert "one explanation was wrongly supported in at most 0.035 of studies (1 row)" in text
-    assert "some explanation was wrongly supported in at most 0.060 of studies (2 rows)" \
-        in text
-    assert "some comparison claimed an effect anywhere in the study" in text and "0.125" in text
+    # over every study, and among those that judged (a false support needs a rising control)
+    assert "one explanation was wrongly supported in at most 0.035 of studies, 0.140 of " \
+           "those that judged (load balancing supported under" in text
+    assert "some explanation was wrongly supported in at most 0.060 of studies, 0.240" in text
+    assert "some comparison claimed an effect anywhere in the study in at most 0.125" in text
+    assert "0.045" not in text  # the design without gate seeds is the comparison, left out
     assert "<b>" not in appendix._error_summary(rows)  # names escaped
     assert appendix._error_summary(rows[-1:]) == ""
-    [over] = appendix._over_bound([{**rows[4], "rate": 0.09}], 200)
-    assert "0.090 against 0.05" in over
+    # a row's own study count where its scenario states one
+    [over] = appendix._over_bound([{**rows[6], "rate": 0.09,
+                                    "scenario": "crossed (1000 studies)"}], 200)
+    assert "0.090 against 0.05 (90 of 1000 studies" in over
 
 
 def test_a_control_with_gate_seeds_says_its_rise_was_tested_on_them():
