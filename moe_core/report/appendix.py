@@ -18,6 +18,7 @@ import pandas as pd
 from moe_core import escape as esc
 from moe_core.analysis import effects as fx
 from moe_core.analysis import verdicts as vd
+from moe_core.analysis.calibration import WITHOUT_GATE_SEEDS
 from moe_core.analysis.results import OURS
 from moe_core.paths import CALIBRATION_TABLE, PACKAGE_DIR
 from moe_core.record.metrics_json import is_finished_status
@@ -196,9 +197,6 @@ def _studies(row: dict, table_studies: int | None) -> int | None:
     return int(found.group(1)) if found else table_studies
 
 
-NO_GATE = "without gate seeds"  # the marginal-gate rows of a design without them
-
-
 def _error_summary(rows: list[dict]) -> str:
     """The verdicts' own error rates as the table measured them: the largest rate among the
     rows that bound a wrong call; where nothing differs between arms, how often one
@@ -207,14 +205,14 @@ def _error_summary(rows: list[dict]) -> str:
     support needs one), how often a verdict was mixed, and how often some comparison
     claimed an effect anywhere. The marginal-gate rows of a design without gate seeds are
     the comparison the gate seeds are measured against, not this design's rates."""
-    rows = [r for r in rows if NO_GATE not in r["scenario"]]
+    rows = [r for r in rows if WITHOUT_GATE_SEEDS not in r["scenario"]]
     bounded = [r for r in rows if _bound(r) is not None]
     if not bounded:
         return ""
     worst = max(bounded, key=lambda r: r["rate"])
     text = (f"**The verdicts' error rates, measured** (simulated studies only; each rate "
             f"from its row's studies, so the largest of many is itself partly noise; the "
-            f"marginal-gate rows {NO_GATE} left out): the largest of the {len(bounded)} "
+            f"marginal-gate rows {WITHOUT_GATE_SEEDS} left out): the largest of the {len(bounded)} "
             f"rates bounded by their row is {worst['rate']:.3f} "
             f"({esc.md(worst['indicator'])} under \"{esc.md(worst['scenario'])}\")")
     nulls = [r for r in rows if r["scenario"].startswith(("null", "marginal gate"))]
@@ -225,21 +223,23 @@ def _error_summary(rows: list[dict]) -> str:
         return indicator.endswith(" supported") and not indicator.startswith("any")
 
     parts = []
-    for words, match in (("one explanation was wrongly supported", one),
-                         ("some explanation was wrongly supported",
-                          lambda i: i == "any explanation supported"),
-                         ("some explanation was called mixed (which includes two controls "
-                          "against which nothing was decided)",
-                          lambda i: i == "any explanation mixed"),
-                         ("some comparison claimed an effect anywhere in the study",
-                          lambda i: i == "any intervention effect (study-wide)")):
+    # (what was claimed, its rows' indicator, whether it needs a control called rising: a
+    # verdict's claim does, so its rate among the studies that judged is given too)
+    for words, match, verdict in (
+            ("one explanation was wrongly supported", one, True),
+            ("some explanation was wrongly supported",
+             lambda i: i == "any explanation supported", True),
+            ("some explanation was called mixed (which includes two controls against which "
+             "nothing was decided)", lambda i: i == "any explanation mixed", False),
+            ("some comparison claimed an effect anywhere in the study",
+             lambda i: i == "any intervention effect (study-wide)", False)):
         mine = [r for r in nulls if match(r["indicator"])]
         if not mine:
             continue
         top = max(mine, key=lambda r: r["rate"])
         part = f"{words} in at most {top['rate']:.3f} of studies"
         given = [(r["rate"] / judged[r["scenario"]], r) for r in mine
-                 if judged.get(r["scenario"]) and "supported" in words]
+                 if verdict and judged.get(r["scenario"])]
         if given:
             rate, r = max(given, key=lambda g: g[0])
             part += (f", {rate:.3f} of those that judged ({esc.md(r['indicator'])} under "
