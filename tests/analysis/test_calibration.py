@@ -90,3 +90,16 @@ def test_noise_can_differ_between_arms_and_be_shared_by_the_runs_of_one_seed():
     pair = ["baseline@reference_lr", "no_lb@reference_lr"]
     assert abs(ends[0.0][pair].corr().iloc[0, 1]) < 0.4
     assert ends[0.95][pair].corr().iloc[0, 1] > 0.85
+
+
+def test_the_calibration_simulates_the_demos_gate_seeds():
+    """The Makefile's GATE_SEEDS (what `make demo` runs for the control) and the design the
+    calibration draws (calibration.GATE_SEEDS) are the same seeds of the same arm."""
+    import re
+    from pathlib import Path
+
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    seeds = re.search(r"^GATE_SEEDS \?= ([0-9,]+)$", makefile, re.M).group(1)
+    demo = makefile[makefile.index("\ndemo:"):].split("\n\n")[0]
+    assert f"-e {cal.CONTROL} " in demo and "--seeds $(GATE_SEEDS)" in demo
+    assert cal.GATE_SEEDS == {cal.CONTROL: tuple(int(s) for s in seeds.split(","))}
