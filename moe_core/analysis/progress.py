@@ -241,10 +241,17 @@ def _level(arm: ArmCurves, arm_fit: np.ndarray, control: ArmCurves, control_fit:
     return difference, zero
 
 
-def matched_progress(arm: ArmCurves, control: ArmCurves) -> MatchedProgress | None:
+def matched_progress(arm: ArmCurves, control: ArmCurves, onset_runs: ArmCurves | None = None
+                     ) -> MatchedProgress | None:
     """The arm against the control at matched fit; None when either has no train-subset
-    loss (progress unknown)."""
-    arm_fit, control_fit, onsets = fit_windows(arm), fit_windows(control), onset_fits(control)
+    loss (progress unknown). `onset_runs`: other runs of the control (its gate seeds, same
+    config and split) to read the onset fit from; the control's compared runs are then
+    measured from a fit their own val losses did not choose. Read off the compared runs, the
+    onset sits where those runs happen to be low (each seed's onset is chosen by the other
+    seeds, and the threshold averages them), which inflates the control's rise at matched
+    fit by a bias its seeds share."""
+    onsets = onset_fits(onset_runs if onset_runs is not None else control)
+    arm_fit, control_fit = fit_windows(arm), fit_windows(control)
     if arm_fit is None or control_fit is None or onsets is None:
         return None
     onset = float(onsets.mean())

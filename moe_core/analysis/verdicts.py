@@ -404,8 +404,8 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
                                 at_equal_steps=None if set(keys) & set(LENGTH_KEYS)
                                 else at_steps)
         if control in judging:
-            comparison, pair = _decide_basis(comparison, curves, rise_stats, configs,
-                                             exposure)
+            comparison, pair = _decide_basis(comparison, curves, gates, rise_stats,
+                                             configs, exposure)
             if comparison.basis == MATCHED_FIT and family == LR_SCHEDULE:
                 # the LR each arm applied while it fitted over the compared range, not
                 # over the last quarter of its whole run (a longer run applies its late
@@ -537,6 +537,7 @@ def crossed_controls(curves: Mapping[str, fx.ArmCurves], groups: Mapping[str, An
 
 
 def _decide_basis(c: Comparison, curves: Mapping[str, fx.ArmCurves],
+                  gates: Mapping[str, fx.ArmCurves],
                   rise_stats: Mapping[str, fx.ArmStatistic], configs: Mapping[str, dict],
                   exposure: Mapping[str, Exposure]
                   ) -> tuple[Comparison, tuple[fx.ArmStatistic, fx.ArmStatistic] | None]:
@@ -545,7 +546,8 @@ def _decide_basis(c: Comparison, curves: Mapping[str, fx.ArmCurves],
     the control's fit range after it; the rises at equal steps when the arm rises before
     that; else nothing: the comparison is censored, with the reason."""
     different = bool(set(c.changed) & set(SPLIT_KEYS))
-    progress = None if different else matched_progress(curves[c.arm], curves[c.control])
+    progress = None if different else matched_progress(curves[c.arm], curves[c.control],
+                                                        gates.get(c.control))
     c = replace(c, progress=progress, different_split=different, decides=True,
                 below_lowest=fx.two_sample(fx.end_statistic(curves[c.arm]),
                                            lowest_statistic(curves[c.control])))
@@ -900,10 +902,16 @@ def _control_verdict(mine: Sequence[Comparison]) -> tuple[str, bool]:
 def combined_verdict(per_control: Sequence[tuple[str, bool]]) -> str:
     """One verdict from the verdicts against each rising control, each with whether it
     rests on evidence: a control against which nothing was decided and nothing counted
-    against the explanation leaves the others' verdicts standing; any disagreement between
-    the rest is mixed."""
+    against the explanation leaves the others' verdicts standing; where nothing was decided
+    against any, undetermined if a longer run could decide against one; any disagreement
+    between the rest is mixed."""
     decided = {v for v, evidence in per_control
                if evidence or v not in (UNDETERMINED, INCONCLUSIVE)}
+    if not decided and {v for v, _ in per_control} == {UNDETERMINED, INCONCLUSIVE}:
+        # nothing decided against any control: nothing disagrees either; a longer run
+        # could decide against one of them (in a null with a control rising 0.05, 5 of 6
+        # studies called mixed were these)
+        return UNDETERMINED
     decided = decided or {v for v, _ in per_control}
     if decided == {NOT_SUPPORTED, NOT_WHOLE}:
         # against one control the rise persists without the cause (or moves against the

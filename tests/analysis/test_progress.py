@@ -1,6 +1,8 @@
 """Matched progress on curves built by hand: where each run reaches the control's onset fit,
 what it rises between two fits, and the run length a censored arm would need."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -132,3 +134,20 @@ def test_a_rise_between_two_fits_is_read_between_windows_not_at_the_next_one():
     assert mp.reaching_position(np.array([3.0, 2.0, 1.0]), 2.5) == pytest.approx(0.5)
     assert mp.reaching_position(np.array([3.0, 2.0, 1.0]), 3.5) == 0.0
     assert mp.reaching_position(np.array([3.0, 2.0, 1.0]), 0.5) is None
+
+
+def test_the_onset_fit_is_read_off_the_controls_other_runs_when_it_has_them():
+    """The control's gate runs (same config, other seeds) place its onset; the compared
+    control runs are then measured from a fit their own val losses did not choose: moving
+    their val losses moves their rise, never the onset fit."""
+    control = curves("control", onset=0.3)
+    gate = curves("control", onset=0.4, seeds=(100, 101, 102, 103))
+    arm = curves("arm", speed=0.9, onset=0.3)
+    own, gated = mp.matched_progress(arm, control), mp.matched_progress(arm, control, gate)
+    assert gated.onset_fit == pytest.approx(mp.onset_fits(gate).mean())
+    assert own.onset_fit == pytest.approx(mp.onset_fits(control).mean())
+    assert gated.onset_fit < own.onset_fit - 0.1  # a later onset: a lower train-subset loss
+    # the compared runs' val losses lowest somewhere else entirely: the onset stays
+    bent = replace(control, loss=control.loss - 2.0 * (T > 0.8) * (T - 0.8))
+    assert mp.matched_progress(arm, bent, gate).onset_fit == gated.onset_fit
+    assert mp.matched_progress(arm, bent).onset_fit != own.onset_fit

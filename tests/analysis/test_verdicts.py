@@ -9,6 +9,7 @@ import pytest
 
 from moe_core.analysis import calibration as cal
 from moe_core.analysis import effects as fx
+from moe_core.analysis import progress as mp
 from moe_core.analysis import verdicts as vd
 from moe_core.config.run_config import build_config
 
@@ -114,7 +115,10 @@ def test_more_repetition_per_step_that_brings_a_larger_rise_sooner_supports_over
     # kept against the other: both against the cause, the first says more
     (((vd.NOT_SUPPORTED, True), (vd.NOT_WHOLE, True)), vd.NOT_SUPPORTED),
     (((vd.NOT_SUPPORTED, True), (vd.NOT_WHOLE, True), (vd.SUPPORTED, True)), vd.MIXED),
-    (((vd.UNDETERMINED, False), (vd.INCONCLUSIVE, False)), vd.MIXED),
+    # nothing decided against either control: nothing disagrees, and a longer run could
+    # decide against one of them
+    (((vd.UNDETERMINED, False), (vd.INCONCLUSIVE, False)), vd.UNDETERMINED),
+    (((vd.INCONCLUSIVE, False), (vd.INCONCLUSIVE, False)), vd.INCONCLUSIVE),
     (((vd.UNDETERMINED, False),), vd.UNDETERMINED)])
 def test_verdicts_against_several_rising_controls_combine(per_control, verdict):
     assert vd.combined_verdict(per_control) == verdict
@@ -580,10 +584,35 @@ def test_the_gate_and_the_compared_runs_are_read_apart():
     assert a.gates[CONTROL].steps[-1] == 352
     assert CONTROL in a.rising_controls and CONTROL in full.rising_controls
     assert np.array_equal(a.curves[CONTROL].steps, full.curves[CONTROL].steps)
-    assert comparison(a, "no_lb@reference_lr").change == comparison(
-        full, "no_lb@reference_lr").change
+    # the comparison reads the same compared runs, from the onset the gate runs place
+    cut_short = comparison(a, "no_lb@reference_lr")
+    whole = comparison(full, "no_lb@reference_lr")
+    assert cut_short.change.n == whole.change.n and cut_short.change.paired_seeds
+    for analysis, c in ((a, cut_short), (full, whole)):
+        assert c.progress.onset_fit == pytest.approx(
+            mp.onset_fits(analysis.gates[CONTROL]).mean())
     # the corrected schedule's control against it: its rise there is its compared runs'
     reverse = comparison(full, CONTROL, control="baseline")
     assert reverse.arm_rise.estimate == pytest.approx(
         fx.rise_statistic(full.curves[CONTROL]).mean)
     assert reverse.arm_rise.estimate != full.rise_tests[CONTROL].estimate
+
+
+def test_a_gated_control_is_compared_from_the_onset_its_gate_runs_place():
+    """Where the control has gate seeds, the onset fit every matched-fit comparison starts
+    from is read off them: the compared control runs' val losses choose nothing they are
+    measured on (read off them, the onset sits where they happen to be low, which inflates
+    the control's rise)."""
+    results = _study_with_gate({CONTROL: GATE})
+    a = vd.analyse(results)
+    matched = [c for c in a.comparisons if c.control == CONTROL and c.progress is not None]
+    assert matched
+    for c in matched:
+        assert c.progress.onset_fit == pytest.approx(mp.onset_fits(a.gates[CONTROL]).mean())
+        assert c.progress.onset_fit != pytest.approx(
+            mp.onset_fits(a.curves[CONTROL]).mean(), abs=1e-9)
+    ungated = vd.analyse(_study_with_gate({}))
+    for c in ungated.comparisons:
+        if c.control == CONTROL and c.progress is not None:
+            assert c.progress.onset_fit == pytest.approx(
+                mp.onset_fits(ungated.curves[CONTROL]).mean())
