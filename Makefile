@@ -18,10 +18,13 @@ TORCH ?= $(or $(shell cat $(STAMP) 2>/dev/null),cpu)
 INSTALLER ?= uv
 PRESET ?= cpu
 SEEDS ?= 4
-# the control's gate seeds: runs of baseline@reference_lr that test only whether it rises and
-# are never compared (moe_core.analysis.verdicts.gate_seeds; the calibration simulates the
-# same design: moe_core.analysis.calibration.GATE_SEEDS)
+# each condition's control has gate seeds: runs that test only whether it rises and are never
+# compared (moe_core.analysis.verdicts.gate_seeds; the calibration simulates the same design:
+# moe_core.analysis.calibration.GATE_SEEDS): baseline@reference_lr (the reference's schedule)
+# on GATE_SEEDS, baseline (the corrected schedule) on BASELINE_GATE_SEEDS. Two controls need
+# seeds of their own each (a seed two arms ran is a gate seed of neither)
 GATE_SEEDS ?= 100,101,102,103
+BASELINE_GATE_SEEDS ?= 104,105,106,107
 JOBS ?= 2
 
 # --- the torch variant and its lock file -------------------------------------------------
@@ -107,10 +110,11 @@ lock: | $(filter $(UV_BOOTSTRAP)/%,$(UV))
 	    -o requirements/cuda.txt
 	sed -i 's/^torch==/torch===/' requirements/cuda.txt
 
-# the inflection study (parameters/suites.yaml: study) x $(SEEDS) seeds and the control's gate
+# the inflection study (parameters/suites.yaml: study) x $(SEEDS) seeds and the controls' gate
 # seeds, then reports/inflection_report.html
 demo: setup
 	$(BIN)/moe-suite run -e baseline@reference_lr --preset $(PRESET) --seeds $(GATE_SEEDS) --jobs $(JOBS) --out runs/study --no-report
+	$(BIN)/moe-suite run -e baseline --preset $(PRESET) --seeds $(BASELINE_GATE_SEEDS) --jobs $(JOBS) --out runs/study --no-report
 	$(BIN)/moe-suite run --suite study --preset $(PRESET) --seeds $(SEEDS) --jobs $(JOBS) --out runs/study
 
 # the quick variant: the study's control and its no-balancing-loss arm, 3 seeds

@@ -110,9 +110,10 @@ FIT_GAIN = 2.0  # how far the train-subset loss falls below the val decay by the
 TRAIN_NOISE_SD = 0.01  # white noise of the train-subset loss per eval (37 sequences)
 MARGIN_RISE = 0.056  # a true rise measured as about half of a true 0.10 (see calibration_table)
 OWN_SPLIT_GAP = 0.03  # fresh data: train-subset below val loss (built-in data: 3.51 vs 3.53)
-# the demo's design (Makefile GATE_SEEDS): the control also runs 4 seeds of its own, seeds
-# 100-103, that test only whether it rises (verdicts.gate_seeds)
-GATE_SEEDS = {CONTROL: (100, 101, 102, 103)}
+# the demo's design (Makefile GATE_SEEDS, BASELINE_GATE_SEEDS): each condition's control also
+# runs 4 seeds of its own that test only whether it rises (verdicts.gate_seeds)
+CORRECTED_CONTROL = "baseline"
+GATE_SEEDS = {CONTROL: (100, 101, 102, 103), CORRECTED_CONTROL: (104, 105, 106, 107)}
 
 
 def study_arms(suite: str = "study") -> list[str]:
@@ -271,17 +272,31 @@ def run_scenario(truths: Mapping[str, Truth], measure: Callable[[vd.StudyAnalysi
 CROSSED_EFFECT = "an effect on the rise of the crossed control"
 
 
+# the comparisons against a control that does not rise: each explanation's family apart (the
+# interaction table: does an intervention matter under either condition), never a verdict's
+NOT_RISING = "against a control that does not rise"
+
+
 def any_effect(analysis: vd.StudyAnalysis) -> dict[str, bool]:
-    """Did the study claim anything where nothing differs? Per family (each explanation's
-    comparisons, corrected together) and anywhere in the study."""
+    """Did the study claim anything where nothing differs? Per family: each explanation's
+    comparisons against the rising controls (its verdict's family), and apart, against a
+    control that does not rise (whether one was compared at all, too, for rates among
+    the studies that had such a family); and anywhere in the study."""
     crossed = set(analysis.crossed)
     significant = [c for c in analysis.comparisons if c.change.significant
                    and c.control not in crossed]
-    per_family = {f"an effect on {name}": any(c.hypothesis == name for c in significant)
+    per_family = {f"an effect on {name}": any(c.hypothesis == name and c.decides
+                                              for c in significant)
                   for name in vd.HYPOTHESES}
+    flat = {f"an effect on {name} {NOT_RISING}": any(c.hypothesis == name and not c.decides
+                                                     for c in significant)
+            for name in vd.HYPOTHESES}
     apart = {control: any(c.change.significant for c in analysis.comparisons
                           if c.control == control) for control in crossed}
-    return {**per_family, "any intervention effect (study-wide)": bool(significant),
+    return {**per_family, **flat,
+            "a control that does not rise compared": any(
+                not c.decides and c.basis for c in analysis.comparisons),
+            "any intervention effect (study-wide)": bool(significant),
             # each crossed control is a family of its own: its rate is the one held to 5%
             **{f"{CROSSED_EFFECT} {control}": hit for control, hit in apart.items()},
             "an effect on any crossed control's rise (all their families together)":
@@ -322,13 +337,12 @@ def marginal_gate_rows(arms: Sequence[str], studies: int, seeds: int, noise: Noi
     """A control that barely rises: its gate passes only sometimes. With gate seeds the
     runs that pass it are not the ones compared; without them (a study that ran none) a
     lucky pass inflates the control's rise in every comparison. Every arm rises alike here,
-    the corrected schedule's control too, so both controls get gate seeds in the first
-    case (the demo gives them to the one that rises on the built-in data). (scenario, what
-    it should be, rates) rows, each scenario on `studies` studies."""
+    the corrected schedule's control too (both controls have gate seeds in the demo's
+    design). (scenario, what it should be, rates) rows, each scenario on `studies`
+    studies."""
     rows = []
-    both = {**GATE_SEEDS, "baseline": (104, 105, 106, 107)}
     for rise in MARGINAL_RISES:
-        for gates, how in ((both, "both controls with gate seeds"),
+        for gates, how in ((GATE_SEEDS, "both controls with gate seeds"),
                            ({}, f"{WITHOUT_GATE_SEEDS} (the gate reuses the compared runs)")):
             scenario = (f"marginal gate: every arm a replicate of a control rising {rise:.2f}, "
                         f"{how} ({studies} studies)")
@@ -389,7 +403,25 @@ def realism_rows(arms: Sequence[str], studies: int, seeds: int, noise: Noise
                    for name in vd.HYPOTHESES}),
                  (scenario, "<= 0.05", {"any explanation supported":
                                         rates["any explanation supported"]})]
+        rows += not_rising_rows(scenario, rates, studies)
     return rows
+
+
+def not_rising_rows(scenario: str, rates: Mapping[str, float], studies: int
+                    ) -> list[tuple[str, str, dict[str, float]]]:
+    """From `any_effect`'s rates: how often a control that does not rise was compared, and
+    each explanation's false-effect rate against it among those studies (its own family,
+    held to 5%); no rows when it never was."""
+    share = rates.get("a control that does not rise compared", 0.0)
+    if not share:
+        return []
+    among = round(share * studies)
+    return [(scenario, "reported", {"a control that does not rise compared": share}),
+            (f"{scenario}; among the studies with a control that does not rise "
+             f"({among} studies)",
+             "<= 0.05 (family-wise)",
+             {f"an effect on {name} {NOT_RISING}": rates[f"an effect on {name} {NOT_RISING}"]
+              / share for name in vd.HYPOTHESES})]
 
 
 def found(arm: str, hypothesis: str) -> Callable[[vd.StudyAnalysis], dict]:
@@ -508,6 +540,9 @@ def calibration_table(studies: int = 200, seeds: int = 4, noise: Noise = Noise()
         {k: rates[k] for k in ("a leader named", "any explanation supported")})
     add("null: every arm a replicate of the rising control", "reported",
         {"any explanation mixed": rates["any explanation mixed"]})
+    for scenario, expected, share in not_rising_rows(
+            "null: every arm a replicate of the rising control", rates, studies):
+        add(scenario, expected, share)
     flat = {arm: Truth(rise=0.0) for arm in arms}
     add("null: nothing rises (flat after the decay)", "<= 0.05",
         run_scenario(flat, lambda a: {"control called rising": bool(a.rising_controls),

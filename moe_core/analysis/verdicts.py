@@ -457,8 +457,16 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
         decides = family[1] is not False
         members = [c for c in candidates if family_of(c) == family]
         tested = [c for c in members if c.basis]
+        # the family's size is its design's: a censored comparison holds its place with
+        # its test at equal steps (p 1 without one) and claims nothing. Which comparisons
+        # are tested is read off the compared runs (an arm on its own split is compared at
+        # equal steps only when it rises beyond noise, an arm at matched fit only when it
+        # fitted far enough), so a family of the tested alone shrinks, and loosens its
+        # levels, exactly when a lucky rise was selected
+        held = [_held_place(c) for c in members if not c.basis] if decides else []
         corrected = dict(zip(((c.control, c.arm) for c in tested),
-                             fx.correct([c.change for c in tested], alpha), strict=True))
+                             fx.correct([c.change for c in tested] + held, alpha)[:len(tested)],
+                             strict=True))
         keeps = _share_tests(tested, decisive, _keeps_share, alpha) if decides else {}
         survives = _share_tests(tested, decisive, _survives_share, alpha) if decides else {}
         comparisons += [_judge(replace(c, change=corrected[(c.control, c.arm)],
@@ -802,6 +810,15 @@ def _judge(c: Comparison) -> Comparison:
                 "far enough past the control's onset to be compared at matched fit"))
     return replace(c, outcome=outcome,
                    removes=outcome == AS_PREDICTED and c.predicted < 0 and _removes(c))
+
+
+def _held_place(c: Comparison) -> fx.Test:
+    """A censored comparison's place in its family: its change at equal steps where it has
+    one (a valid test of the rises there, though it decides nothing), else p 1."""
+    t = c.at_equal_steps
+    if t is not None and t.p_value is not None:
+        return t
+    return replace(c.change, p_value=1.0)
 
 
 def _comes_sooner(c: Comparison) -> bool:

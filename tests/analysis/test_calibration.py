@@ -93,13 +93,40 @@ def test_noise_can_differ_between_arms_and_be_shared_by_the_runs_of_one_seed():
 
 
 def test_the_calibration_simulates_the_demos_gate_seeds():
-    """The Makefile's GATE_SEEDS (what `make demo` runs for the control) and the design the
-    calibration draws (calibration.GATE_SEEDS) are the same seeds of the same arm."""
+    """The Makefile's GATE_SEEDS and BASELINE_GATE_SEEDS (what `make demo` runs for each
+    condition's control) and the design the calibration draws (calibration.GATE_SEEDS) are
+    the same seeds of the same arms."""
     import re
     from pathlib import Path
 
     makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
-    seeds = re.search(r"^GATE_SEEDS \?= ([0-9,]+)$", makefile, re.M).group(1)
     demo = makefile[makefile.index("\ndemo:"):].split("\n\n")[0]
-    assert f"-e {cal.CONTROL} " in demo and "--seeds $(GATE_SEEDS)" in demo
-    assert cal.GATE_SEEDS == {cal.CONTROL: tuple(int(s) for s in seeds.split(","))}
+    ran = {}
+    for arm, variable in ((cal.CONTROL, "GATE_SEEDS"),
+                          (cal.CORRECTED_CONTROL, "BASELINE_GATE_SEEDS")):
+        seeds = re.search(rf"^{variable} \?= ([0-9,]+)$", makefile, re.M).group(1)
+        assert re.search(rf"-e {re.escape(arm)} .*--seeds \$\({variable}\)", demo)
+        ran[arm] = tuple(int(s) for s in seeds.split(","))
+    assert cal.GATE_SEEDS == ran
+
+
+def test_effects_against_a_control_that_does_not_rise_are_a_family_apart():
+    """The verdict's family (against the rising controls) and the interaction's (against a
+    control that does not rise, here the corrected schedule's) are counted apart."""
+    from moe_core.analysis import verdicts as vd
+
+    arms = cal.study_arms()
+    analysis = vd.analyse(cal.simulate_results(cal.study_like(arms), 4, cal.Noise(),
+                                               np.random.default_rng(4),
+                                               gates=cal.GATE_SEEDS))
+    assert "baseline" not in analysis.rising_controls
+    claims = cal.any_effect(analysis)
+    assert claims["a control that does not rise compared"]
+    for name in vd.HYPOTHESES:
+        hits = [c for c in analysis.comparisons if c.hypothesis == name
+                and c.change.significant and c.control not in analysis.crossed]
+        assert claims[f"an effect on {name}"] == any(c.decides for c in hits)
+        assert claims[f"an effect on {name} {cal.NOT_RISING}"] == any(
+            not c.decides for c in hits)
+    # the schedule's effect on the rise shows against the control that does not rise
+    assert claims[f"an effect on {vd.LR_SCHEDULE} {cal.NOT_RISING}"]

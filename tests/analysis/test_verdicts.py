@@ -616,3 +616,30 @@ def test_a_gated_control_is_compared_from_the_onset_its_gate_runs_place():
         if c.control == CONTROL and c.progress is not None:
             assert c.progress.onset_fit == pytest.approx(
                 mp.onset_fits(ungated.curves[CONTROL]).mean())
+
+
+def test_a_censored_comparison_keeps_its_place_in_its_family():
+    """Which comparisons are tested is read off the compared runs (fresh data, on its own
+    split, is compared at equal steps only when it rises beyond noise; a longer arm only
+    when it fitted far enough), so the family's size is its design's: a censored
+    comparison holds its place with its test at equal steps (p 1 without one: a longer
+    run has no equal steps) and claims nothing; the tested ones are corrected over all."""
+    from statsmodels.stats.multitest import multipletests
+
+    fresh, long = "fresh_data@reference_lr", "higher_dropout_long@reference_lr"
+    a = analyse(cal.study_like(ARMS, {fresh: cal.Truth(rise=0.0),
+                                      long: cal.Truth(rise=0.1, speed=0.4)}), seeds=4)
+    for arm in (fresh, long):
+        censored = comparison(a, arm)
+        assert censored.outcome == vd.CENSORED and not censored.basis
+        assert not censored.change.significant and censored.change.p_adjusted is None
+    family = [c for c in a.comparisons if c.hypothesis == vd.OVERFITTING
+              and c.control in a.rising_controls]
+    tested = [c for c in family if c.basis]
+    held = {c.arm: vd._held_place(c).p_value for c in family if not c.basis}
+    assert held[fresh] == comparison(a, fresh).at_equal_steps.p_value and held[long] == 1.0
+    expected = multipletests([c.change.p_value for c in tested] + list(held.values()),
+                             method=fx.CORRECTION)[1][:len(tested)]
+    assert [c.change.p_adjusted for c in tested] == pytest.approx(list(expected))
+    alone = multipletests([c.change.p_value for c in tested], method=fx.CORRECTION)[1]
+    assert list(alone) != pytest.approx(list(expected))  # the held places count
