@@ -68,7 +68,10 @@ def method_markdown(study: Study) -> str:
         f"gate seeds where it has them (seeds no other arm ran: the runs that decide "
         f"whether it rises are then not the runs compared with it). Does an intervention "
         f"change the rise of a control: two-sided t, Holm-Sidak "
-        f"within each explanation (statsmodels), family-wise alpha {fx.ALPHA}. "
+        f"within each explanation (statsmodels), family-wise alpha {fx.ALPHA}; a family's "
+        "size is its design's: a censored comparison holds its place with its test at equal "
+        "steps (p 1 without one) and claims nothing, since which comparisons are tested is "
+        "read off the compared runs. "
         "Not finding an effect is *inconclusive*, never a refutation; a table's 'could "
         f"detect' is the change found with {100 * fx.POWER:.0f}% power.",
         "- **A control, interventions.** A control is the `baseline` of a condition; an "
@@ -137,7 +140,9 @@ def _gate_words(a: vd.StudyAnalysis | None) -> str:
                 f"{esc.md(control)}'s rise was tested on its {a.gates[control].n_seeds} gate "
                 f"seeds ({own}), runs that no other arm has the seed of and no comparison "
                 "reads; its comparisons read its other runs, so a control that passes by luck "
-                "does not carry that luck into them.")
+                "does not carry that luck into them, and the onset they are measured from at "
+                "matched fit (the fit where it turns) is read off the gate runs too, so the "
+                "compared runs' own lows do not place it.")
         elif own:
             words.append(f"{esc.md(control)}'s own seed(s) {own}, too few for a gate (2 "
                          "needed), enter no comparison.")
