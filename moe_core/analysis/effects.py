@@ -456,8 +456,9 @@ def correct(tests: Sequence[Test], alpha: float = ALPHA) -> list[Test]:
     usable = [i for i, t in enumerate(tests) if t.p_value is not None]
     adjusted: dict[int, tuple[bool, float]] = {}
     if usable:
-        reject, p_adj, _, _ = multipletests([tests[i].p_value for i in usable], alpha=alpha,
-                                            method=CORRECTION)
+        with np.errstate(divide="ignore"):  # Sidak's levels take log(1 - p): p 1 is -inf
+            reject, p_adj, _, _ = multipletests([tests[i].p_value for i in usable],
+                                                alpha=alpha, method=CORRECTION)
         adjusted = {i: (bool(r), float(p)) for i, r, p in zip(usable, reject, p_adj,
                                                               strict=True)}
     size = max(1, len(tests))

@@ -58,6 +58,7 @@ from moe_core.analysis.inflection import window_means
 RATE_FRACTION = 0.25  # the end-of-run fitting rate: a line through the last quarter of evals
 # the matched fit must cover at least this share of the control's fit range after its onset
 MIN_SPAN_SHARE = 0.5
+GATE_RUNS, COMPARED_RUNS = "gate runs", "compared runs"  # where the onset fit was read off
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,9 @@ class MatchedProgress:
     # statistic of the same name (zero), for a paired test (None when the control never
     # fitted so little, or the arm fitted further than the control)
     level: tuple[ArmStatistic, ArmStatistic] | None = None
+    # which runs of the control placed its onset fit: its gate runs, or the compared runs
+    # (no gate runs, or gate runs without a train-subset loss)
+    onset_from: str = COMPARED_RUNS
 
     @property
     def reached(self) -> bool:
@@ -250,7 +254,10 @@ def matched_progress(arm: ArmCurves, control: ArmCurves, onset_runs: ArmCurves |
     onset sits where those runs happen to be low (each seed's onset is chosen by the other
     seeds, and the threshold averages them), which inflates the control's rise at matched
     fit by a bias its seeds share."""
-    onsets = onset_fits(onset_runs if onset_runs is not None else control)
+    onsets = None if onset_runs is None else onset_fits(onset_runs)
+    onset_from = GATE_RUNS
+    if onsets is None:  # no gate runs, or none with a train-subset loss: said in the report
+        onsets, onset_from = onset_fits(control), COMPARED_RUNS
     arm_fit, control_fit = fit_windows(arm), fit_windows(control)
     if arm_fit is None or control_fit is None or onsets is None:
         return None
@@ -275,4 +282,4 @@ def matched_progress(arm: ArmCurves, control: ArmCurves, onset_runs: ArmCurves |
         arm.arm, control.arm, onset, float(onsets.std(ddof=1)) if onsets.size > 1 else 0.0,
         mean_control_end, mean_arm_end, int(np.sum(arm_end <= onset + 1e-12)), arm.n_seeds,
         float(np.mean(arm_matched)), int(arm.steps[-1]), steps_to_fit(arm, mean_control_end),
-        arm_rise, control_rise, _level(arm, arm_fit, control, control_fit))
+        arm_rise, control_rise, _level(arm, arm_fit, control, control_fit), onset_from)

@@ -460,15 +460,21 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
         # the family's size is its design's: a censored comparison holds its place with
         # its test at equal steps (p 1 without one) and claims nothing. Which comparisons
         # are tested is read off the compared runs (an arm on its own split is compared at
-        # equal steps only when it rises beyond noise, an arm at matched fit only when it
-        # fitted far enough), so a family of the tested alone shrinks, and loosens its
-        # levels, exactly when a lucky rise was selected
+        # equal steps only when it rises beyond noise), so a family of the tested alone
+        # shrank, and loosened its levels, exactly when a lucky rise was selected. Holm over
+        # the design's family is never looser than over the tested alone, never tighter
+        # than with p 1 in every held place; it assumes each held test valid under its
+        # null and the basis of each place (matched fit or equal steps) chosen from fits
+        # and gate runs, never from the compared val losses
         held = [_held_place(c) for c in members if not c.basis] if decides else []
         corrected = dict(zip(((c.control, c.arm) for c in tested),
                              fx.correct([c.change for c in tested] + held, alpha)[:len(tested)],
                              strict=True))
-        keeps = _share_tests(tested, decisive, _keeps_share, alpha) if decides else {}
-        survives = _share_tests(tested, decisive, _survives_share, alpha) if decides else {}
+        censored_removals = sum(c.removes_cause for c in members if not c.basis)
+        keeps = _share_tests(tested, decisive, _keeps_share, alpha,
+                             censored_removals) if decides else {}
+        survives = _share_tests(tested, decisive, _survives_share, alpha,
+                                censored_removals) if decides else {}
         comparisons += [_judge(replace(c, change=corrected[(c.control, c.arm)],
                                        keeps=keeps.get((c.control, c.arm)),
                                        survives=survives.get((c.control, c.arm))))
@@ -733,17 +739,21 @@ def round_steps(steps: float) -> int:
 def _share_tests(members: list[Comparison],
                  decisive: Mapping[tuple[str, str], tuple[fx.ArmStatistic, fx.ArmStatistic]],
                  share_of: Callable[[Comparison], float | None],
-                 alpha: float) -> dict[tuple[str, str], fx.Test]:
+                 alpha: float, held: int = 0) -> dict[tuple[str, str], fx.Test]:
     """For each tested intervention of one family that `share_of` gives a share (None: not
     tested): does the arm rise by more than that share of its control's rise, on the
     comparison's own basis (matched fit or equal steps)? (arm rise - share x control rise
     > 0, one-sided, with the control's own noise, paired by seed and by val sequence where
-    the arms share them (`effects.seed_pairing`); Holm-Sidak over these tests)."""
+    the arms share them (`effects.seed_pairing`); Holm-Sidak over these tests and `held`
+    places of p 1, the censored interventions that remove the cause)."""
     shares = {(c.control, c.arm): share for c in members
               if (share := share_of(c)) is not None}
     tests = [fx.two_sample(decisive[key][0], fx.scaled(decisive[key][1], share),
                            alternative="greater") for key, share in shares.items()]
-    return dict(zip(shares, fx.correct(tests, alpha), strict=True))
+    # a censored comparison of an intervention that removes the cause holds a place (p 1):
+    # which of them are tested is read off the compared runs (see the change family)
+    places = [replace(tests[0], p_value=1.0)] * held if tests else []
+    return dict(zip(shares, fx.correct(tests + places, alpha)[:len(tests)], strict=True))
 
 
 def _keeps_share(c: Comparison) -> float | None:

@@ -121,7 +121,7 @@ def test_effects_against_a_control_that_does_not_rise_are_a_family_apart():
                                                gates=cal.GATE_SEEDS))
     assert "baseline" not in analysis.rising_controls
     claims = cal.any_effect(analysis)
-    assert claims["a control that does not rise compared"]
+    assert claims[f"{vd.LR_SCHEDULE} compared {cal.NOT_RISING}"]
     for name in vd.HYPOTHESES:
         hits = [c for c in analysis.comparisons if c.hypothesis == name
                 and c.change.significant and c.control not in analysis.crossed]
@@ -130,3 +130,17 @@ def test_effects_against_a_control_that_does_not_rise_are_a_family_apart():
             not c.decides for c in hits)
     # the schedule's effect on the rise shows against the control that does not rise
     assert claims[f"an effect on {vd.LR_SCHEDULE} {cal.NOT_RISING}"]
+
+
+def test_a_family_against_a_control_that_does_not_rise_is_rated_among_its_own_studies():
+    from moe_core.analysis import verdicts as vd
+
+    lr, lb = vd.LR_SCHEDULE, vd.LOAD_BALANCING
+    rates = {f"{lr} compared {cal.NOT_RISING}": 0.25, f"an effect on {lr} {cal.NOT_RISING}": 0.02,
+             f"{lb} compared {cal.NOT_RISING}": 0.05, f"an effect on {lb} {cal.NOT_RISING}": 0.01}
+    rows = cal.not_rising_rows("null", rates, 200)
+    # the LR family: 50 studies had it, 4 of them claimed an effect; load balancing's 10
+    # studies are too few for a rate
+    assert [r[2] for r in rows] == [{f"{lr} compared {cal.NOT_RISING}": 0.25},
+                                    {f"an effect on {lr} {cal.NOT_RISING}": 0.08}]
+    assert "(50 studies)" in rows[1][0] and rows[1][1] == "<= 0.05 (family-wise)"

@@ -638,8 +638,20 @@ def test_a_censored_comparison_keeps_its_place_in_its_family():
     tested = [c for c in family if c.basis]
     held = {c.arm: vd._held_place(c).p_value for c in family if not c.basis}
     assert held[fresh] == comparison(a, fresh).at_equal_steps.p_value and held[long] == 1.0
-    expected = multipletests([c.change.p_value for c in tested] + list(held.values()),
-                             method=fx.CORRECTION)[1][:len(tested)]
+    with np.errstate(divide="ignore"):  # Sidak's levels of p 1
+        expected = multipletests([c.change.p_value for c in tested] + list(held.values()),
+                                 method=fx.CORRECTION)[1][:len(tested)]
     assert [c.change.p_adjusted for c in tested] == pytest.approx(list(expected))
     alone = multipletests([c.change.p_value for c in tested], method=fx.CORRECTION)[1]
     assert list(alone) != pytest.approx(list(expected))  # the held places count
+
+
+def test_a_censored_removal_keeps_its_place_in_the_persists_family():
+    """The same for "keeps more than half": an intervention that removes the cause and is
+    censored holds a place (p 1) beside the tested ones."""
+    slow, tested = "no_lb@reference_lr", "aux_free_balance@reference_lr"
+    a = analyse(cal.study_like(ARMS, {slow: cal.Truth(rise=0.1, speed=0.4)}), seeds=4)
+    assert comparison(a, slow).outcome == vd.CENSORED and comparison(a, slow).removes_cause
+    keeps = comparison(a, tested).keeps
+    assert keeps is not None and keeps.p_value < 1
+    assert keeps.p_adjusted == pytest.approx(1 - (1 - keeps.p_value) ** 2)  # Sidak, m = 2

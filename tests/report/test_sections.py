@@ -231,3 +231,27 @@ def test_a_control_with_gate_seeds_says_its_rise_was_tested_on_them():
     plain = sections.study_of(cal.simulate_results(cal.null_truths(arms), 3, cal.Noise(),
                                                    np.random.default_rng(1)))
     assert "no gate seeds" in appendix._gate_words(plain.analysis)
+
+
+def test_the_report_says_where_a_gated_controls_onset_was_read_off():
+    arms = ["baseline@reference_lr", "no_lb@reference_lr"]
+    results = cal.simulate_results(cal.null_truths(arms), 3, cal.Noise(),
+                                   np.random.default_rng(1), gates=cal.GATE_SEEDS)
+    words = html.unescape(appendix._gate_words(sections.study_of(results).analysis))
+    assert "the onset they are measured from at matched fit (the fit where it turns) is " \
+           "read off the gate runs too" in words and "ran to step" not in words
+    gate = results.evals["seed"] >= 100
+    # gate runs without a train-subset loss: the onset comes from the compared runs, said
+    blind = dataclasses.replace(results, evals=results.evals.assign(
+        train_subset_loss=results.evals["train_subset_loss"].where(~gate)))
+    analysis = sections.study_of(blind).analysis
+    assert cal.CONTROL in analysis.gates
+    assert {c.progress.onset_from for c in analysis.comparisons if c.progress} \
+        == {"compared runs"}
+    assert "its gate runs recorded no train-subset loss, so the onset" in html.unescape(
+        appendix._gate_words(analysis))
+    # gate runs cut short: their length is said beside it
+    short = dataclasses.replace(results, evals=results.evals[~(gate & (
+        results.evals["step"] > 352))])
+    assert "its gate runs ran to step 352 (compared runs: 400)" in html.unescape(
+        appendix._gate_words(sections.study_of(short).analysis))
