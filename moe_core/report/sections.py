@@ -21,6 +21,7 @@ import pandas as pd
 
 from moe_core import escape as esc
 from moe_core.analysis import effects as fx
+from moe_core.analysis import progress as mp
 from moe_core.analysis import verdicts as vd
 from moe_core.analysis.inflection import INFLECTION
 from moe_core.analysis.reference import ReferenceFindings, analyse_reference
@@ -197,8 +198,10 @@ def progress_summary(a: vd.StudyAnalysis) -> str:
     reached = [c for c in fitted if c.progress.reached]
     short = [c for c in fitted if not c.progress.reached]
     rising = [c for c in reached if c.arm_rise.significant]
+    where = " over its gate runs" if p.onset_from == mp.GATE_RUNS else ""
     parts = [f"The control turned at a train-subset loss of {p.onset_fit:.2f} (seed sd "
-             f"{p.onset_fit_sd:.2f}) and ended at {p.control_end_fit:.2f}. Of the "
+             f"{p.onset_fit_sd:.2f}{where}) and its compared runs ended at "
+             f"{p.control_end_fit:.2f}. Of the "
              f"{len(reached)} intervention(s) on its train split that fitted at least that far "
              f"by their end, {len(rising)} rise beyond noise"
              + (f" ({_listing([esc.md(c.arm) for c in rising])})" if rising else "") + "."]

@@ -240,6 +240,8 @@ def test_the_report_says_where_a_gated_controls_onset_was_read_off():
     words = html.unescape(appendix._gate_words(sections.study_of(results).analysis))
     assert "the onset they are measured from at matched fit (the fit where it turns) is " \
            "read off the gate runs too" in words and "ran to step" not in words
+    assert "over its gate runs) and its compared runs ended at" in sections.progress_summary(
+        sections.study_of(results).analysis)
     gate = results.evals["seed"] >= 100
     # gate runs without a train-subset loss: the onset comes from the compared runs, said
     blind = dataclasses.replace(results, evals=results.evals.assign(
