@@ -118,8 +118,10 @@ demo: setup
 	$(BIN)/moe-suite run --suite study --preset $(PRESET) --seeds $(SEEDS) --jobs $(JOBS) --out runs/study
 
 # the quick variant: the study's control and its no-balancing-loss arm, 3 seeds
-# (parameters/suites.yaml: glance), then reports/inflection_report.html
+# (parameters/suites.yaml: glance), and the control's gate seeds, then
+# reports/inflection_report.html
 quick: setup
+	$(BIN)/moe-suite run -e baseline@reference_lr --preset $(PRESET) --seeds $(GATE_SEEDS) --jobs $(JOBS) --out runs/quick --no-report
 	$(BIN)/moe-suite run --suite glance --preset $(PRESET) --seeds 3 --jobs $(JOBS) --out runs/quick
 
 # the report's false-effect rate on real runs: 12 replicates of the study's control (its own
