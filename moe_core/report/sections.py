@@ -566,7 +566,22 @@ def hypothesis_markdown(study: Study, name: str) -> str:
              f"*Prediction.* {PREDICTIONS[name]}", ""]
     lines += [f"- {esc.md(reason)}" for reason in verdict.reasons]
     lines += [f"- {esc.md(line)}" for line in extra_evidence(study, name)]
-    return "\n".join(lines)
+    family = family_words(study.analysis, name)
+    return "\n".join(lines + ([f"- {family}"] if family else []))
+
+
+def family_words(a: vd.StudyAnalysis, name: str) -> str:
+    """The size of the explanation's family against the rising controls, and how many of
+    its places are held by censored comparisons (their equal-steps test, or p 1)."""
+    members = [c for c in a.comparisons if c.hypothesis == name
+               and c.control in a.rising_controls]
+    if not members:
+        return ""
+    held = sum(not c.basis for c in members)
+    return (f"*Correction.* Holm-Sidak over the {len(members)} comparison(s) of this "
+            f"explanation against the rising control(s): {len(members) - held} tested"
+            + (f", {held} censored, each holding its place with its test at equal steps "
+               "(p 1 without one) and claiming nothing" if held else "") + ".")
 
 
 def hypothesis_figure(study: Study, name: str):

@@ -257,3 +257,18 @@ def test_the_report_says_where_a_gated_controls_onset_was_read_off():
         results.evals["step"] > 352))])
     assert "its gate runs ran to step 352 (compared runs: 400)" in html.unescape(
         appendix._gate_words(sections.study_of(short).analysis))
+
+
+def test_each_explanation_says_how_large_its_family_is_and_how_many_places_are_held():
+    arms = cal.study_arms()
+    fresh = "fresh_data@reference_lr"
+    results = cal.simulate_results(cal.study_like(arms, {fresh: cal.Truth(rise=0.0)}), 4,
+                                   cal.Noise(), np.random.default_rng(2), gates=cal.GATE_SEEDS)
+    a = sections.study_of(results).analysis
+    members = [c for c in a.comparisons if c.hypothesis == vd.OVERFITTING
+               and c.control in a.rising_controls]
+    held = sum(not c.basis for c in members)
+    assert held >= 1  # fresh data does not rise: censored
+    words = sections.family_words(a, vd.OVERFITTING)
+    assert f"over the {len(members)} comparison(s)" in words
+    assert f"{len(members) - held} tested, {held} censored, each holding its place" in words
