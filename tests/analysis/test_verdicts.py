@@ -91,6 +91,8 @@ def test_more_repetition_per_step_that_brings_a_larger_rise_sooner_supports_over
     assert mine < theirs and passes == pytest.approx(2 * cal.EPOCHS * mine / 400)
     assert f"it turns at step {mine:.0f}" in vd._reason(c)
     assert "on its own train split" in vd._reason(c)
+    # compared because its own rise passed on these runs: its interval says it is read so
+    assert vd.SELECTED in vd._reason(c)
     assert c.onset_shift.estimate < 0 and c.onset_shift.p_value < 0.05
     # the same arm with no larger rise: no support from it
     same = analyse(cal.study_like(ARMS), seeds=4)
