@@ -293,6 +293,7 @@ def any_effect(analysis: vd.StudyAnalysis) -> dict[str, bool]:
             for name in vd.HYPOTHESES}
     apart = {control: any(c.change.significant for c in analysis.comparisons
                           if c.control == control) for control in crossed}
+    claims = verdict_claims(analysis)
     return {**per_family, **flat,
             **{f"{name} compared {NOT_RISING}": any(
                 c.hypothesis == name and not c.decides and c.basis
@@ -303,8 +304,7 @@ def any_effect(analysis: vd.StudyAnalysis) -> dict[str, bool]:
             "an effect on any crossed control's rise (all their families together)":
                 any(apart.values()),
             "a leader named": bool(analysis.leader.get("named")),
-            **{k: verdict_claims(analysis)[k] for k in ("any explanation supported",
-                                                        "any explanation mixed")}}
+            **{k: claims[k] for k in ("any explanation supported", "any explanation mixed")}}
 
 
 def verdict_claims(analysis: vd.StudyAnalysis) -> dict[str, bool]:

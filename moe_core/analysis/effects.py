@@ -446,22 +446,25 @@ def detectable_difference(se: float | None, df: float | None, alpha: float,
     return float((stats.t.ppf(1 - level, df) + stats.t.ppf(power, df)) * se)
 
 
-def correct(tests: Sequence[Test], alpha: float = ALPHA) -> list[Test]:
+def correct(tests: Sequence[Test], alpha: float = ALPHA, held: Sequence[float] = ()
+            ) -> list[Test]:
     """The tests of one family with Holm-adjusted p-values, significance at family-wise
     `alpha` and the difference each could have detected (at alpha / family size, the
-    first Holm step). Tests without a p-value are never significant."""
+    first Holm step). Tests without a p-value are never significant. `held`: the p-values
+    of the family's other places (comparisons that claim nothing: censored ones), counted in
+    the correction and the family's size, not returned."""
     from statsmodels.stats.multitest import multipletests
 
     tests = list(tests)
     usable = [i for i, t in enumerate(tests) if t.p_value is not None]
+    p_values = [tests[i].p_value for i in usable] + list(held)
     adjusted: dict[int, tuple[bool, float]] = {}
-    if usable:
+    if p_values:
         with np.errstate(divide="ignore"):  # Sidak's levels take log(1 - p): p 1 is -inf
-            reject, p_adj, _, _ = multipletests([tests[i].p_value for i in usable],
-                                                alpha=alpha, method=CORRECTION)
-        adjusted = {i: (bool(r), float(p)) for i, r, p in zip(usable, reject, p_adj,
-                                                              strict=True)}
-    size = max(1, len(tests))
+            reject, p_adj, _, _ = multipletests(p_values, alpha=alpha, method=CORRECTION)
+        adjusted = {i: (bool(r), float(p)) for i, r, p in zip(
+            usable, reject[:len(usable)], p_adj[:len(usable)], strict=True)}
+    size = max(1, len(tests) + len(held))
     out = []
     for i, test in enumerate(tests):
         significant, p_adj = adjusted.get(i, (False, None))

@@ -472,10 +472,9 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
         # than with p 1 in every held place; it assumes each held test valid under its
         # null and the basis of each place (matched fit or equal steps) chosen from fits
         # and gate runs, never from the compared val losses
-        held = [_held_place(c) for c in members if not c.basis] if decides else []
+        held = [_held_p(c) for c in members if not c.basis] if decides else []
         corrected = dict(zip(((c.control, c.arm) for c in tested),
-                             fx.correct([c.change for c in tested] + held, alpha)[:len(tested)],
-                             strict=True))
+                             fx.correct([c.change for c in tested], alpha, held), strict=True))
         censored_removals = sum(c.removes_cause for c in members if not c.basis)
         keeps = _share_tests(tested, decisive, _keeps_share, alpha,
                              censored_removals) if decides else {}
@@ -758,8 +757,7 @@ def _share_tests(members: list[Comparison],
                            alternative="greater") for key, share in shares.items()]
     # a censored comparison of an intervention that removes the cause holds a place (p 1):
     # which of them are tested is read off the compared runs (see the change family)
-    places = [replace(tests[0], p_value=1.0)] * held if tests else []
-    return dict(zip(shares, fx.correct(tests + places, alpha)[:len(tests)], strict=True))
+    return dict(zip(shares, fx.correct(tests, alpha, [1.0] * held), strict=True))
 
 
 def _keeps_share(c: Comparison) -> float | None:
@@ -828,13 +826,11 @@ def _judge(c: Comparison) -> Comparison:
                    removes=outcome == AS_PREDICTED and c.predicted < 0 and _removes(c))
 
 
-def _held_place(c: Comparison) -> fx.Test:
-    """A censored comparison's place in its family: its change at equal steps where it has
-    one (a valid test of the rises there, though it decides nothing), else p 1."""
+def _held_p(c: Comparison) -> float:
+    """A censored comparison's place in its family: the p-value of its change at equal steps
+    where it has one (a valid test of the rises there, though it decides nothing), else 1."""
     t = c.at_equal_steps
-    if t is not None and t.p_value is not None:
-        return t
-    return replace(c.change, p_value=1.0)
+    return t.p_value if t is not None and t.p_value is not None else 1.0
 
 
 def _comes_sooner(c: Comparison) -> bool:

@@ -638,7 +638,7 @@ def test_a_censored_comparison_keeps_its_place_in_its_family():
     family = [c for c in a.comparisons if c.hypothesis == vd.OVERFITTING
               and c.control in a.rising_controls]
     tested = [c for c in family if c.basis]
-    held = {c.arm: vd._held_place(c).p_value for c in family if not c.basis}
+    held = {c.arm: vd._held_p(c) for c in family if not c.basis}
     assert held[fresh] == comparison(a, fresh).at_equal_steps.p_value and held[long] == 1.0
     with np.errstate(divide="ignore"):  # Sidak's levels of p 1
         expected = multipletests([c.change.p_value for c in tested] + list(held.values()),
