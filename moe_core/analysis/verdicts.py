@@ -29,7 +29,9 @@ Rules, each with its reason:
   common scale of fit with the control: censored unless it rises. "Removes" needs the
   control's whole range (REMOVES_SPAN) and the arm's own rise bounded below half of the
   control's; a reduction over part of the range says so. Against a control that does not
-  rise, interventions are compared at equal steps in a family of their own.
+  rise, interventions are compared at equal steps in a family of their own: both arms'
+  rise from the step where a rising control's gate runs are lowest (`gate_low_step`) to
+  the end, a place no compared run chose.
 - An intervention that moves the rise as predicted supports the explanation; against the
   prediction, it counts against it; a rise that persists (an intervention that removes the
   cause still rises and keeps more than half of the control's rise, even where it lowers
@@ -176,6 +178,9 @@ class Comparison:
     # at equal steps, when both rise: (arm, control) onsets, each (mean step over seeds,
     # its seeds' lowest and highest step, passes over the train split by the mean step)
     onsets: tuple[tuple[float, float, float, float], ...] = ()
+    # against a control that does not rise: the step both arms' rises are measured from
+    # (where a rising control's gate runs are lowest); None: each from its own place
+    window_from: int | None = None
     # a dose of the cause up on the arm's own train split (more repetition per step): its
     # onset minus the control's, in steps, paired by seed (two-sided, uncorrected); the
     # prediction is an earlier onset, which it must show as well as a larger rise at equal
@@ -221,6 +226,9 @@ class StudyAnalysis:
     # a control -> its own seeds (no other arm ran them), compared with nothing: its gate
     # seeds, or too few to be a gate (fewer than 2)
     own_seeds: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # where the first rising control with gate runs is lowest there (`gate_low_step`): the
+    # place rises are measured from against a control that does not rise; None without one
+    gate_low: int | None = None
 
     @property
     def judging_controls(self) -> tuple[str, ...]:
@@ -382,6 +390,7 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
     crossed = crossed_controls(curves, groups, controls, rising, rise_tests)
     judging = rising + tuple(crossed)
     late_lr = {arm: late_lr_fraction(c, configs[arm].get("lr")) for arm, c in curves.items()}
+    low_step = gate_low_step(gates, rising)
     epochs = counted_runs(results).groupby("group")["epochs_seen"].mean() \
         if "epochs_seen" in results.runs else pd.Series(dtype=float)
     exposure = {arm: Exposure(late_lr[arm], float(epochs.get(arm, float("nan"))))
@@ -432,8 +441,18 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
         elif set(keys) & set(LENGTH_KEYS):
             continue  # another length: no comparison at equal steps
         else:
-            comparison, pair = replace(comparison, basis=EQUAL_STEPS), (
-                rise_stats[arm], rise_stats[control])
+            # against a control that does not rise: both arms from one place fixed
+            # before their runs were read, where a rising control's gate runs are lowest
+            # (each from its own leave-one-out place is biased between arms of unequal
+            # noise: `fx.rise_from`); without one, each from its own place, said
+            fixed = None if low_step is None else (fx.rise_from(curves[arm], low_step),
+                                                   fx.rise_from(curves[control], low_step))
+            if fixed is not None and None not in fixed:
+                pair, comparison = fixed, replace(comparison, window_from=low_step)
+            else:
+                pair = rise_stats[arm], rise_stats[control]
+            comparison = replace(comparison, basis=EQUAL_STEPS,
+                                 at_equal_steps=fx.two_sample(*pair))
         if pair is not None:
             decisive[(control, arm)] = pair
             comparison = replace(comparison, change=fx.two_sample(*pair))
@@ -497,7 +516,19 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
             gap[control] = fx.one_sample(stat)
     return StudyAnalysis(curves, configs, rise_tests, controls, rising, comparisons, verdicts,
                          late_lr, leader(curves, alpha), gap, crossed, gates,
-                         {c: seeds for c, seeds in own.items() if c in curves})
+                         {c: seeds for c, seeds in own.items() if c in curves}, low_step)
+
+
+def gate_low_step(gates: Mapping[str, fx.ArmCurves], rising: Sequence[str]) -> int | None:
+    """Where the first rising control with gate runs is lowest over them (the first step
+    of its lowest window of their mean curve): the study's inflection, placed by runs that
+    are compared with nothing; None without one."""
+    for control in rising:
+        if control in gates:
+            curves = gates[control]
+            means = window_means(curves.loss.mean(0), curves.window)
+            return int(curves.steps[int(np.argmin(means))])
+    return None
 
 
 def gate_seeds(results: Results, controls: Sequence[str]) -> dict[str, tuple[int, ...]]:

@@ -606,7 +606,9 @@ def comparisons_table(study: Study, name: str | None = None) -> pd.DataFrame:
             t = replace(c.change, estimate=float("nan"), ci_low=None, ci_high=None,
                         ci_text=None, se=None, df=None, detectable=None)
         rows.append({"intervention": c.arm, "outcome": _outcome_words(c),
-                     "compared at": c.basis or "not compared (censored); at equal steps:",
+                     "compared at": (f"{c.basis}, from step {c.window_from}"
+                                     if c.window_from is not None else c.basis)
+                     or "not compared (censored); at equal steps:",
                      "change of rise (nats)": number(t.estimate, t.se, True),
                      "95% CI": "0 to 0 (identical in every seed)" if t.identical
                      else "n/a" if t.ci_low is None else
@@ -682,6 +684,34 @@ def interaction_table(study: Study) -> pd.DataFrame:
     return pd.DataFrame(list(rows.values())).fillna("not run")
 
 
+def flat_window_sentence(a: vd.StudyAnalysis) -> str:
+    """How the rises are measured against the controls that do not rise ("" when none was
+    compared so)."""
+    flat = [c for c in a.comparisons if not c.decides and c.basis]
+    if not flat:
+        return ""
+    names = list(dict.fromkeys(c.control for c in flat))
+    head = (f"Against {', '.join(esc.md(c) for c in names)}, which "
+            f"{'does' if len(names) == 1 else 'do'} not rise, ")
+    own = [c for c in flat if c.window_from is None]
+    caveat = "between arms of unequal noise the noisier one's rise reads smaller"
+    if own:
+        why = ("no rising control has gate runs to fix one step for both" if a.gate_low is None
+               else f"no window of their evals starts at step {a.gate_low}")
+        if len(own) == len(flat):
+            return head + f"each arm's rise is measured from where its other seeds are " \
+                f"lowest ({why}; {caveat})."
+    source = next(c for c in a.rising_controls if c in a.gates)
+    text = (head + f"both arms' rise is measured from step {a.gate_low} to the end, seed by "
+            f"seed: where the gate runs of {esc.md(source)} are lowest, a place chosen by "
+            f"runs compared with nothing (each from its own lowest place, {caveat}).")
+    if own:
+        text += (" Except " + "; ".join(f"{esc.md(c.arm)} against {esc.md(c.control)}"
+                                        for c in own)
+                 + f": each arm from where its other seeds are lowest ({why}).")
+    return text
+
+
 def leader_sentence(study: Study) -> str:
     """The lowest end loss, named only when it is beyond noise from the runner-up."""
     lead = study.analysis.leader
@@ -735,7 +765,8 @@ def interaction_section(study: Study) -> list:
     table = interaction_table(study)
     text = ("## Does each intervention matter under either schedule?\n\nThe change of the "
             "rise against the control of the same schedule (nats, 95% CI; * beyond noise "
-            "after correction). " + leader_sentence(study))
+            "after correction). " + flat_window_sentence(study.analysis) + " "
+            + leader_sentence(study))
     return [markdown(text)] + ([html_table(table)] if len(table) else [])
 
 

@@ -59,6 +59,35 @@ def test_leave_one_out_rise_measures_each_seed_where_the_others_are_lowest():
     assert rise.mean == pytest.approx(0.1 * (1 - 0.05 / 0.35), abs=0.02)
 
 
+def test_a_rise_from_a_fixed_step_measures_every_seed_from_that_window():
+    c = curves(np.random.default_rng(2), rise=0.1, sequences=np.zeros(5))
+    rise = fx.rise_from(c, 240)
+    means = inflection.window_means(c.loss, c.window)
+    start = int(np.flatnonzero(c.steps == 240)[0])
+    np.testing.assert_allclose(rise.per_seed, means[:, -1] - means[:, start])
+    assert rise.low_windows == ((240, 240 + 4 * (c.window - 1)),) * c.n_seeds
+    assert rise.per_sequence.shape == (5,) and rise.seeds == c.seeds
+    # no window of these evals starts there: off the grid, or too late for a whole window
+    assert fx.rise_from(c, 242) is None
+    assert fx.rise_from(c, int(c.steps[-c.window + 1])) is None
+
+
+def test_a_fixed_step_compares_arms_of_unequal_noise_without_the_own_places_bias():
+    # one true curve, the second arm 3x noisier: from its own leave-one-out places its
+    # rise reads smaller (a noisier place strays further from the true low); from one
+    # fixed step both read the same
+    rng = np.random.default_rng(3)
+    own, fixed = [], []
+    for _ in range(300):
+        quiet = curves(rng, seeds=4, rise=0.1, sd=0.01, phi=0.97)
+        noisy = curves(rng, seeds=4, rise=0.1, sd=0.03, phi=0.97, arm="noisy")
+        own.append(fx.rise_statistic(quiet).mean - fx.rise_statistic(noisy).mean)
+        fixed.append(fx.rise_from(quiet, 264).mean - fx.rise_from(noisy, 264).mean)
+    se = np.std(fixed) / math.sqrt(len(fixed))
+    assert abs(np.mean(fixed)) < 2.5 * se
+    assert np.mean(own) > 3 * np.std(own) / math.sqrt(len(own))
+
+
 def test_one_sample_is_a_t_over_seeds_and_states_the_val_part_beside_it():
     per_seed, per_sequence = [0.1, 0.12, 0.08], np.linspace(-0.1, 0.3, 20)
     test = fx.one_sample(stat(per_seed, per_sequence))

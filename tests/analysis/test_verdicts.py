@@ -11,6 +11,7 @@ from moe_core.analysis import calibration as cal
 from moe_core.analysis import effects as fx
 from moe_core.analysis import progress as mp
 from moe_core.analysis import verdicts as vd
+from moe_core.analysis.inflection import window_means
 from moe_core.config.run_config import build_config
 
 # the study's arms plus three it leaves out: a weaker balancing loss, a second decayed
@@ -657,3 +658,43 @@ def test_a_censored_removal_keeps_its_place_in_the_persists_family():
     keeps = comparison(a, tested).keeps
     assert keeps is not None and keeps.p_value < 1
     assert keeps.p_adjusted == pytest.approx(1 - (1 - keeps.p_value) ** 2)  # Sidak, m = 2
+
+
+def test_against_a_control_that_does_not_rise_both_arms_rise_from_the_gate_runs_low():
+    """Against a control that does not rise, both arms are measured from one step: where
+    the rising control's gate runs are lowest (runs compared with nothing). Each from its
+    own leave-one-out place, a noisier arm's rise reads smaller (its place strays further
+    from the true low), a bias between arms of unequal noise."""
+    arms = (*ARMS[:6], "baseline", "no_lb")
+    results = cal.simulate_results(cal.study_like(arms), 3, cal.Noise(),
+                                   np.random.default_rng(4), gates={CONTROL: GATE})
+    a = vd.analyse(results)
+    assert CONTROL in a.rising_controls and "baseline" not in a.rising_controls
+    gate = a.gates[CONTROL]
+    means = window_means(gate.loss.mean(0), gate.window)
+    assert a.gate_low == gate.steps[int(np.argmin(means))]
+    flat = [c for c in a.comparisons if c.control == "baseline"]
+    assert {c.arm for c in flat} >= {"no_lb", CONTROL} and not any(c.decides for c in flat)
+    for c in flat:
+        assert c.window_from == a.gate_low
+        expected = fx.two_sample(fx.rise_from(a.curves[c.arm], a.gate_low),
+                                 fx.rise_from(a.curves["baseline"], a.gate_low))
+        assert c.at_equal_steps.estimate == pytest.approx(expected.estimate)
+        assert c.change.p_value == pytest.approx(expected.p_value)
+    # the compared runs choose nothing: lowering no_lb's runs far below everywhere but one
+    # window moves its rise, not the step it is measured from
+    evals = results.evals.copy()
+    rows = (evals["arm"] == "no_lb") & (evals["step"] < 100)
+    evals.loc[rows, "val_loss"] -= 5.0
+    moved = vd.analyse(dataclasses.replace(results, evals=evals))
+    assert moved.gate_low == a.gate_low
+    assert comparison(moved, "no_lb", "baseline").window_from == a.gate_low
+    # without gate runs there is no such step: each arm from its own place, said
+    ungated = vd.analyse(cal.simulate_results(cal.study_like(arms), 3, cal.Noise(),
+                                              np.random.default_rng(4)))
+    assert ungated.gate_low is None
+    own = comparison(ungated, "no_lb", "baseline")
+    assert own.window_from is None and own.basis == vd.EQUAL_STEPS
+    assert own.change.estimate == pytest.approx(
+        fx.rise_statistic(ungated.curves["no_lb"]).mean
+        - fx.rise_statistic(ungated.curves["baseline"]).mean)

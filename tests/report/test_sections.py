@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 
+from moe_core import escape as esc
 from moe_core.analysis import calibration as cal
 from moe_core.analysis import effects as fx
 from moe_core.analysis import verdicts as vd
@@ -272,3 +273,22 @@ def test_each_explanation_says_how_large_its_family_is_and_how_many_places_are_h
     words = sections.family_words(a, vd.OVERFITTING)
     assert f"over the {len(members)} comparison(s)" in words
     assert f"{len(members) - held} tested, {held} censored, each holding its place" in words
+
+
+def test_the_interaction_says_where_rises_are_measured_against_a_control_that_does_not_rise(
+        simulated):
+    # no gate runs: each arm from its own place, and why, with the bias that leaves
+    words = sections.interaction_section(simulated)[0].data
+    assert "no rising control has gate runs" in words and "reads smaller" in words
+    gated = sections.study_of(cal.simulate_results(
+        cal.study_like(cal.study_arms()), 4, cal.Noise(), np.random.default_rng(1),
+        gates=cal.GATE_SEEDS))
+    a = gated.analysis
+    assert "baseline" not in a.rising_controls and a.gate_low is not None
+    words = sections.flat_window_sentence(a)
+    assert words.startswith("Against baseline, which does not rise,")
+    assert f"from step {a.gate_low} to the end" in words
+    assert f"the gate runs of {esc.md(cal.CONTROL)} are lowest" in words
+    table = sections.comparisons_table(gated)
+    flat = table[table["control"] == "baseline"]
+    assert len(flat) and (flat["compared at"] == f"equal steps, from step {a.gate_low}").all()
