@@ -144,3 +144,15 @@ def test_a_family_against_a_control_that_does_not_rise_is_rated_among_its_own_st
     assert [r[2] for r in rows] == [{f"{lr} compared {cal.NOT_RISING}": 0.25},
                                     {f"an effect on {lr} {cal.NOT_RISING}": 0.08}]
     assert "(50 studies)" in rows[1][0] and rows[1][1] == "<= 0.05 (family-wise)"
+
+
+def test_a_scenario_s_rates_do_not_depend_on_how_many_processes_share_its_studies():
+    arms = ["baseline@reference_lr", "no_lb@reference_lr", "higher_dropout@reference_lr"]
+    alone = cal.run_scenario(cal.null_truths(arms), cal.any_effect, 6, 3, seed=5)
+    with cal.processes(2):
+        shared = cal.run_scenario(cal.null_truths(arms), cal.any_effect, 6, 3, seed=5)
+    assert shared == alone
+    # each study its own draws: another scenario seed, other rates
+    assert cal.run_scenario(cal.null_truths(arms), lambda a: {
+        "rise": a.rise_tests[arms[0]].estimate}, 2, 3, seed=6) != cal.run_scenario(
+        cal.null_truths(arms), lambda a: {"rise": a.rise_tests[arms[0]].estimate}, 2, 3, seed=5)

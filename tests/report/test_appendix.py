@@ -1,6 +1,7 @@
 """The report's appendix: provenance and the reference's files."""
 
 import html
+import json
 import re
 
 import pytest
@@ -36,3 +37,21 @@ def test_provenance_names_the_data_of_each_arm(run_dir):
     assert data_line.startswith("- Data: synthetic") and "(fingerprint " in data_line
     for arm in ("baseline", "baseline@reference_lr", "no_lb", "no_lb@reference_lr"):
         assert re.search(rf"\b{re.escape(arm)}(,|\.|$)", data_line), (arm, data_line)
+
+
+def test_the_calibration_table_splits_rows_above_their_bound_by_simulation_noise(
+        tmp_path, monkeypatch):
+    rows = [{"scenario": "null (1000 studies)", "indicator": "an effect", "rate": 0.09,
+             "what it should be": "<= 0.05 (family-wise)"},
+            {"scenario": "null", "indicator": "a <leader>", "rate": 0.06,
+             "what it should be": "<= 0.05"},
+            {"scenario": "null", "indicator": "any", "rate": 0.01, "what it should be": "<= 0.05"}]
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps({"command": "python -m x", "studies": 200, "rows": rows}))
+    monkeypatch.setattr(appendix, "CALIBRATION_TABLE", table)
+    text = appendix.calibration_table()["markdown"]
+    beyond, within = (text.split("**Rows above their bound beyond simulation noise**")[1]
+                      .split("**Rows above their bound within simulation noise**"))
+    assert "an effect" in beyond and "90 of 1000 studies" in beyond and "leader" not in beyond
+    assert "12 of 200 studies" in within and "of 3 bounded rates" in within
+    assert "<leader>" not in text and "any" not in beyond + within

@@ -167,10 +167,15 @@ def test_calibration_rows_above_their_bound_are_named_with_their_interval():
              "what it should be": "<= 0.05"},
             {"scenario": "power", "indicator": "detected", "rate": 0.6,
              "what it should be": "power"}]
-    [line] = appendix._over_bound(rows, 200)
+    [(line, within)] = appendix._over_bound(rows, 200)
     assert line.startswith("an effect under") and "0.095 against 0.05" in line
-    assert "19 of 200 studies, 95% CI 0.058 to 0.144" in line
+    assert "19 of 200 studies, 95% CI 0.058 to 0.144" in line and within is False
     assert appendix._over_bound(rows[1:], 200) == []
+    # the bound inside the rate's interval: above it within simulation noise
+    [(line, within)] = appendix._over_bound([{**rows[0], "rate": 0.07}], 200)
+    assert "14 of 200 studies" in line and within is True
+    # no study count: no interval, not judged
+    assert appendix._over_bound(rows[:1], None)[0][1] is None
 
 
 def test_the_calibration_states_the_verdicts_largest_measured_error_rate():
@@ -209,9 +214,14 @@ def test_the_calibration_states_the_verdicts_largest_measured_error_rate():
     assert "<b>" not in appendix._error_summary(rows)  # names escaped
     assert appendix._error_summary(rows[-1:]) == ""
     # a row's own study count where its scenario states one
-    [over] = appendix._over_bound([{**rows[6], "rate": 0.09,
-                                    "scenario": "crossed (1000 studies)"}], 200)
+    [(over, _)] = appendix._over_bound([{**rows[6], "rate": 0.09,
+                                         "scenario": "crossed (1000 studies)"}], 200)
     assert "0.090 against 0.05 (90 of 1000 studies" in over
+    # a rate among some of a scenario's studies counts those (its last count)
+    [(over, _)] = appendix._over_bound([{**rows[6], "rate": 0.1, "scenario":
+                                         "null (1000 studies); among those with one (230 "
+                                         "studies)"}], 200)
+    assert "23 of 230 studies" in over
 
 
 def test_a_control_with_gate_seeds_says_its_rise_was_tested_on_them():
