@@ -43,7 +43,7 @@ Rules, each with its reason:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -229,6 +229,10 @@ class StudyAnalysis:
     # where the first rising control with gate runs is lowest there (`gate_low_step`): the
     # place rises are measured from against a control that does not rise; None without one
     gate_low: int | None = None
+
+    def family_of(self, c: Comparison) -> tuple[str, str | bool]:
+        """The Holm family `c` was corrected in (module `family_of`)."""
+        return family_of(c, self.crossed, self.judging_controls)
 
     @property
     def judging_controls(self) -> tuple[str, ...]:
@@ -475,12 +479,12 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
     # a family per explanation: its interventions against the rising controls, against the
     # controls that do not rise, and against each crossed control apart (another
     # experiment's rise: its own question, reported apart from the verdict)
-    def family_of(c: Comparison) -> tuple[str, str | bool]:
-        return c.hypothesis, c.control if c.control in crossed else c.control in judging
+    def family(c: Comparison) -> tuple[str, str | bool]:
+        return family_of(c, crossed, judging)
 
-    for family in dict.fromkeys(family_of(c) for c in candidates):
-        decides = family[1] is not False
-        members = [c for c in candidates if family_of(c) == family]
+    for family_key in dict.fromkeys(family(c) for c in candidates):
+        decides = family_key[1] is not False
+        members = [c for c in candidates if family(c) == family_key]
         tested = [c for c in members if c.basis]
         # the family's size is its design's: a censored comparison holds its place with
         # its test at equal steps (p 1 without one) and claims nothing. Which comparisons
@@ -517,6 +521,18 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
     return StudyAnalysis(curves, configs, rise_tests, controls, rising, comparisons, verdicts,
                          late_lr, leader(curves, alpha), gap, crossed, gates,
                          {c: seeds for c, seeds in own.items() if c in curves}, low_step)
+
+
+VERDICT_FAMILY = True  # `family_of`'s key for an explanation's verdict family
+
+
+def family_of(c: Comparison, crossed: Collection[str], judging: Collection[str]
+              ) -> tuple[str, str | bool]:
+    """The Holm family a comparison is corrected in: (its explanation, VERDICT_FAMILY)
+    against the rising controls (the verdict's family), (its explanation, the control)
+    against a crossed control (each its own), (its explanation, False) against the
+    controls that do not rise."""
+    return c.hypothesis, c.control if c.control in crossed else c.control in judging
 
 
 def gate_low_step(gates: Mapping[str, fx.ArmCurves], rising: Sequence[str]) -> int | None:

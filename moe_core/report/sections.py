@@ -573,8 +573,7 @@ def hypothesis_markdown(study: Study, name: str) -> str:
 def family_words(a: vd.StudyAnalysis, name: str) -> str:
     """The size of the explanation's family against the rising controls, and how many of
     its places are held by censored comparisons (their equal-steps test, or p 1)."""
-    members = [c for c in a.comparisons if c.hypothesis == name
-               and c.control in a.rising_controls]
+    members = [c for c in a.comparisons if a.family_of(c) == (name, vd.VERDICT_FAMILY)]
     if not members:
         return ""
     held = sum(not c.basis for c in members)
