@@ -678,8 +678,11 @@ def interaction_table(study: Study) -> pd.DataFrame:
             continue  # an arm is compared with the control of its own condition here
         label = study.condition_labels.get(condition, condition)
         mark = " *" if c.change.significant else ""
-        rows.setdefault(experiment, {"intervention": experiment})[label] = \
-            f"{with_interval(c.change)}{mark}"
+        # a censored comparison was not tested: its change at equal steps is for the record
+        words = (f"{with_interval(c.change)}{mark}" if c.basis
+                 else "censored, not tested" if c.at_equal_steps is None
+                 else f"censored, not tested (at equal steps {with_interval(c.at_equal_steps)})")
+        rows.setdefault(experiment, {"intervention": experiment})[label] = words
     return pd.DataFrame(list(rows.values())).fillna("not run")
 
 

@@ -82,6 +82,16 @@ def test_interaction_compares_each_intervention_with_the_control_of_its_schedule
     assert labels <= set(table.columns)
     assert table.loc["no_lb"].notna().all()  # no_lb ran under both schedules
     assert table.loc["fresh_data", sections.NO_CONDITION_LABEL] == "not run"
+    # a censored comparison says it was not tested, its change at equal steps beside
+    censored = [c for c in simulated.analysis.comparisons if not c.basis
+                and simulated.results.groups[c.arm].condition
+                == simulated.results.groups[c.control].condition]
+    assert censored
+    for c in censored:
+        cell = table.loc[simulated.results.groups[c.arm].experiment,
+                         simulated.condition_labels.get(simulated.results.groups[c.arm].condition,
+                                                        simulated.results.groups[c.arm].condition)]
+        assert cell.startswith("censored, not tested") and "*" not in cell
 
 
 def test_each_intervention_is_drawn_in_a_colour_other_than_its_controls(simulated):
