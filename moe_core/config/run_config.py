@@ -135,6 +135,11 @@ class RunConfig:
     # (fresh_data), or below 1 only its first share of them (small_split), while the val split
     # stays the same documents: runs stay paired on one val split
     train_documents_factor: float = 1.0
+    # which sample of val text scores the run: 0 the split's own documents; k >= 1 the k-th
+    # block of as many documents taken after every train document, so the train documents,
+    # tokenizer and batches, and so the training, are the same for every k (a second sample
+    # of val text for the same models: moe_core.analysis.val_sample)
+    val_sample: int = 0
 
     # diagnostics only
     fault_nan_at_step: int = 0  # > 0: make the loss NaN at this step (tests the diverged path)
@@ -167,7 +172,7 @@ class RunConfig:
     def data_fields(self) -> dict[str, Any]:
         """The fields that decide the prepared data (the data cache key)."""
         keys = ["data_source", "seq_len", "num_documents", "val_fraction", "data_seed",
-                "train_documents_factor"]
+                "train_documents_factor", "val_sample"]
         if self.data_source == "synthetic":
             keys += ["vocab_size", "synthetic_topics", "synthetic_branching", "synthetic_zipf",
                      "synthetic_doc_tokens"]
@@ -199,7 +204,8 @@ class RunConfig:
 NOT_HASHED = ("description", "keep_weights")
 # keys added after runs were recorded: hashed only when they differ from their default, so
 # every earlier run keeps its hash (and is found again) while a run that sets one is new
-HASHED_WHEN_SET = {"lr_drop_at": 0.0, "lr_drop_to": 0.1, "hold_final_lr": False}
+HASHED_WHEN_SET = {"lr_drop_at": 0.0, "lr_drop_to": 0.1, "hold_final_lr": False,
+                   "val_sample": 0}
 
 CONDITION_SEPARATOR = "@"
 
@@ -330,6 +336,9 @@ def _validate(cfg: RunConfig, source: str) -> None:
         raise bad("train_documents_factor", "must be > 0 (1 = the train split's own "
                   "documents; 20 = twenty times as many, 0.5 = its first half; the val split "
                   "unchanged)")
+    if cfg.val_sample < 0:
+        raise bad("val_sample", "must be >= 0 (0: the val split's own documents; k: the k-th "
+                  "block of as many documents after the train documents)")
     if not 0 < cfg.lr_step_gamma <= 1:
         raise bad("lr_step_gamma", "must be in (0, 1]")
     if not 0 <= cfg.lr_drop_at < 1:

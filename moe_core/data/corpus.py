@@ -33,9 +33,16 @@ def extra_train_documents(cfg: RunConfig) -> int:
     return round(n_train * (cfg.train_documents_factor - 1.0))
 
 
+def val_sample_documents(cfg: RunConfig) -> int:
+    """Documents after every train document that hold val sample cfg.val_sample: k blocks of
+    as many documents as the val split has (0 for the split's own val documents)."""
+    return cfg.val_sample * round(cfg.num_documents * cfg.val_fraction)
+
+
 def documents_needed(cfg: RunConfig) -> int:
-    """How many documents of the source a run reads: num_documents plus the extra train ones."""
-    return cfg.num_documents + max(extra_train_documents(cfg), 0)
+    """How many documents of the source a run reads: num_documents plus the extra train ones
+    plus those of its val sample's blocks."""
+    return cfg.num_documents + max(extra_train_documents(cfg), 0) + val_sample_documents(cfg)
 
 
 def local_corpus_files(cfg: RunConfig) -> tuple[str, list[Path]]:

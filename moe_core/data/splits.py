@@ -45,6 +45,7 @@ from moe_core.data.corpus import (
     load_tokenizer,
     local_corpus_files,
     tokenize_documents,
+    val_sample_documents,
 )
 from moe_core.data.synthetic import (
     generate_synthetic_documents,
@@ -131,12 +132,16 @@ def data_fingerprint(cfg: RunConfig) -> str:
 
 
 def split_documents(documents: Sequence[T], val_fraction: float, where: str,
-                    extra_train: int = 0) -> tuple[list[T], list[T]]:
-    """Of all but the last extra_train documents, the first (1 - val_fraction) train and the
-    rest validate; the last extra_train documents are added to the train split. A negative
-    extra_train drops that many from the end of the train split instead (the val split is the
-    same documents either way)."""
-    base = len(documents) - max(extra_train, 0)
+                    extra_train: int = 0, val_sample: int = 0, val_documents: int = 0
+                    ) -> tuple[list[T], list[T], list[T]]:
+    """(train, val, base train) documents. The base documents come first: their first
+    (1 - val_fraction) train and the rest validate. Then extra_train documents added to the
+    train split (a negative extra_train drops that many from the end of the train split
+    instead; the val split is the same documents either way). Then, for val_sample k >= 1,
+    the last val_documents: k blocks of as many documents as the val split has, of which
+    the k-th validates instead, the train documents unchanged. The base train documents are
+    the train split's own (what a tokenizer is trained on, whatever extra_train adds)."""
+    base = len(documents) - max(extra_train, 0) - val_documents
     n_val = round(base * val_fraction)
     n_train = base - n_val
     if n_train <= 0 or n_val <= 0:
@@ -149,7 +154,27 @@ def split_documents(documents: Sequence[T], val_fraction: float, where: str,
         raise UserInputError(
             f"{where}: train_documents_factor keeps {kept} of the {n_train} train documents; "
             "raise train_documents_factor or num_documents")
-    return list(documents[:kept]) + list(documents[base:]), list(documents[n_train:base])
+    extra_end = base + max(extra_train, 0)
+    train = list(documents[:kept]) + list(documents[base:extra_end])
+    if val_sample <= 0:
+        return train, list(documents[n_train:base]), list(documents[:n_train])
+    if val_documents != val_sample * n_val:
+        raise UserInputError(
+            f"{where}: val_sample = {val_sample} needs {val_sample * n_val} documents after "
+            f"the {extra_end} that the train and val splits use, but the source has "
+            f"{len(documents) - extra_end} there: use a larger corpus or a smaller val_sample")
+    start = extra_end + (val_sample - 1) * n_val
+    return train, list(documents[start:start + n_val]), list(documents[:n_train])
+
+
+def check_val_sample_source(cfg: RunConfig, available: int, where: str) -> None:
+    """A val sample beyond the split's own needs every document before it: a shorter source
+    would shrink the base documents, and so change the train split it must keep."""
+    if cfg.val_sample and available < documents_needed(cfg):
+        raise UserInputError(
+            f"{where}: val_sample = {cfg.val_sample} reads {documents_needed(cfg)} documents "
+            f"(num_documents, the extra train ones, {cfg.val_sample} val block(s)) but the "
+            f"source has {available}: use a larger corpus or a smaller val_sample")
 
 
 def windows_sha(windows: torch.Tensor) -> str:
@@ -199,7 +224,8 @@ def _prepare_synthetic(cfg: RunConfig, fingerprint: str) -> PreparedData:
     extra = extra_train_documents(cfg)
     documents = generate_synthetic_documents(language, documents_needed(cfg), cfg.data_seed)
     where = "synthetic data"
-    train_docs, val_docs = split_documents(documents, cfg.val_fraction, where, extra)
+    train_docs, val_docs, _ = split_documents(documents, cfg.val_fraction, where, extra,
+                                              cfg.val_sample, val_sample_documents(cfg))
     splits = {"train": train_docs, "val": val_docs}
     streams, windows, stats = _streams_and_windows(splits, language.eos_id, cfg.seq_len, where)
     # only the targets inside val windows count: the dropped tail is never evaluated
@@ -225,10 +251,12 @@ def _prepare_text(documents: list[str], cfg: RunConfig, cache_dir: Path, fingerp
     else:
         where = origin = f"hub {cfg.hub_dataset}/{cfg.hub_config}:{cfg.hub_split}"
     extra = extra_train_documents(cfg)
-    train_docs, val_docs = split_documents(documents, cfg.val_fraction, where, extra)
-    # trained on the base train split only (whatever train_documents_factor adds or leaves
-    # out), so that the val split's tokens, and so its pairing with the other runs, stay the same
-    base_train = documents[:len(documents) - max(extra, 0) - len(val_docs)]
+    # the tokenizer is trained on the base train split only (whatever train_documents_factor
+    # adds or leaves out, whichever val sample scores), so that the val split's tokens, and
+    # so its pairing with the other runs, stay the same
+    check_val_sample_source(cfg, len(documents), where)
+    train_docs, val_docs, base_train = split_documents(
+        documents, cfg.val_fraction, where, extra, cfg.val_sample, val_sample_documents(cfg))
     tokenizer = load_tokenizer(cfg, base_train, cache_dir, download)
     eos_id = end_of_text_id(tokenizer, cfg.tokenizer)
     separator = document_separator(cfg, eos_id)

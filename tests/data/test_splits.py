@@ -10,15 +10,35 @@ from moe_core.errors import UserInputError
 
 
 def test_split_keeps_the_first_documents_for_training_and_the_rest_for_validation():
-    train, val = splits.split_documents(list(range(20)), 0.1, "test")
-    assert train == list(range(18)) and val == [18, 19]
+    train, val, base = splits.split_documents(list(range(20)), 0.1, "test")
+    assert train == base == list(range(18)) and val == [18, 19]
 
 
 def test_a_negative_extra_keeps_the_first_train_documents_and_the_same_val_split():
-    train, val = splits.split_documents(list(range(20)), 0.1, "test", extra_train=-9)
-    assert train == list(range(9)) and val == [18, 19]
+    train, val, base = splits.split_documents(list(range(20)), 0.1, "test", extra_train=-9)
+    assert train == list(range(9)) and val == [18, 19] and base == list(range(18))
     with pytest.raises(UserInputError, match="train_documents_factor keeps 0 of the 18"):
         splits.split_documents(list(range(20)), 0.1, "test", extra_train=-18)
+
+
+def test_a_val_sample_scores_other_documents_and_trains_on_the_same_ones():
+    # 20 base documents, 5 extra train ones, then 2 blocks of 2 val documents
+    documents = list(range(29))
+    own = splits.split_documents(documents[:25], 0.1, "test", extra_train=5)
+    second = splits.split_documents(documents[:27], 0.1, "test", 5, val_sample=1,
+                                    val_documents=2)
+    third = splits.split_documents(documents, 0.1, "test", 5, val_sample=2, val_documents=4)
+    assert own[1] == [18, 19] and second[1] == [25, 26] and third[1] == [27, 28]
+    assert own[0] == second[0] == third[0] == [*range(18), *range(20, 25)]
+    assert own[2] == second[2] == third[2] == list(range(18))
+    # blocks of another size than the val split's: a user error naming val_sample
+    with pytest.raises(UserInputError, match="val_sample = 2 needs 4 documents"):
+        splits.split_documents(documents[:28], 0.1, "test", 5, val_sample=2, val_documents=3)
+    # a source shorter than the run reads: its base would shrink, and its train split with it
+    cfg = smoke(num_documents=20, val_fraction=0.1, val_sample=1)
+    with pytest.raises(UserInputError, match="val_sample = 1 reads 22 documents"):
+        splits.check_val_sample_source(cfg, 21, "test")
+    splits.check_val_sample_source(cfg, 22, "test")
 
 
 def test_a_split_without_documents_is_a_user_error_naming_num_documents():

@@ -53,6 +53,18 @@ def test_an_lr_drop_run_is_its_control_until_the_drop_and_runs_on_past_its_lengt
 
 
 @pytest.mark.slow
+def test_another_val_sample_scores_other_text_and_trains_the_same_model(tmp_path):
+    own = train(smoke(), seed=1, out_dir=tmp_path / "own", progress=False)
+    second = train(smoke(val_sample=1), seed=1, out_dir=tmp_path / "second", progress=False)
+    assert [(r["step"], r["train_loss"]) for r in own["evals"]] == \
+        [(r["step"], r["train_loss"]) for r in second["evals"]]
+    assert [r["val_loss"] for r in own["evals"]] != [r["val_loss"] for r in second["evals"]]
+    shas = [prepare_data(smoke(val_sample=k)).stats for k in (0, 1)]
+    assert shas[0]["train"]["windows_sha"] == shas[1]["train"]["windows_sha"]
+    assert shas[0]["val"]["windows_sha"] != shas[1]["val"]["windows_sha"]
+
+
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
     cfg = smoke(checkpoint_every_evals=2)
     full = train(cfg, seed=1, out_dir=tmp_path / "full", progress=False)
