@@ -61,7 +61,7 @@ ifneq ($(shell cat $(STAMP) 2>/dev/null),$(VARIANT))
 $(STAMP): FORCE
 endif
 
-.PHONY: setup lock demo quick placebo lab test lint bench clean FORCE
+.PHONY: setup lock demo quick placebo valsample lab test lint bench clean FORCE
 
 setup: $(STAMP)
 
@@ -130,6 +130,15 @@ quick: setup
 placebo: setup
 	$(BIN)/moe-suite run -e baseline@reference_lr --preset $(PRESET) --seeds 12 --jobs $(JOBS) --out runs/placebo --no-report
 	$(BIN)/python -m moe_core.analysis.placebo runs/placebo
+
+# the val-text term checked on real runs: the control's compared seeds (the study's own val
+# text, run if missing) scored on VAL_SAMPLES other samples of val text, each its own folder;
+# the same models (train losses checked equal), other text
+VAL_SAMPLES ?= 1 2 3
+valsample: setup
+	$(BIN)/moe-suite run -e baseline@reference_lr --preset $(PRESET) --seeds $(SEEDS) --jobs $(JOBS) --out runs/study --no-report
+	for k in $(VAL_SAMPLES); do $(BIN)/moe-suite run -e baseline@reference_lr --preset $(PRESET) --seeds $(SEEDS) --jobs $(JOBS) --set val_sample=$$k --out runs/val_sample$$k --no-report || exit 1; done
+	$(BIN)/python -m moe_core.analysis.val_sample runs/study $(foreach k,$(VAL_SAMPLES),runs/val_sample$(k))
 
 # JupyterLab on the repository; its python3 kernel is this .venv's Python (LAB_ARGS, e.g.
 # LAB_ARGS="--no-browser --port 8890", are passed on)

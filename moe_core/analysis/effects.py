@@ -209,10 +209,10 @@ def rise_statistic(curves: ArmCurves) -> ArmStatistic:
     """Each seed's end-window mean minus its mean over the window where the other seeds are
     lowest; per sequence likewise (mean over seeds)."""
     lows = leave_one_out_lows(window_means(curves.loss, curves.window))
-    return _rise_at(curves, lows[:, None], "rise")
+    return rise_at(curves, lows[:, None], "rise")
 
 
-def _rise_at(curves: ArmCurves, lows: np.ndarray, name: str) -> ArmStatistic:
+def rise_at(curves: ArmCurves, lows: np.ndarray, name: str) -> ArmStatistic:
     """Each seed's end-window mean minus the mean of its windows starting at `lows[seed]`
     (window indices, (seeds, places): the places' mean); per sequence likewise (mean over
     seeds). The low window recorded per seed is its first place's."""
@@ -240,7 +240,7 @@ def rise_from(curves: ArmCurves, low_step: int) -> ArmStatistic | None:
     start = np.flatnonzero(curves.steps == low_step)
     if start.size != 1 or start[0] > curves.loss.shape[1] - curves.window:
         return None
-    return _rise_at(curves, np.full((curves.n_seeds, 1), int(start[0])),
+    return rise_at(curves, np.full((curves.n_seeds, 1), int(start[0])),
                     f"rise from step {int(low_step)}")
 
 
