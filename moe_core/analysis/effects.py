@@ -234,11 +234,14 @@ def rise_at(curves: ArmCurves, lows: np.ndarray, name: str) -> ArmStatistic:
 def rise_from(curves: ArmCurves, low_step: int) -> ArmStatistic | None:
     """Each seed's end-window mean minus its mean over the window that starts at
     `low_step` (a place chosen before these runs were seen, e.g. from other runs), per
-    sequence likewise; None when no window of these evals starts there. With one place for
+    sequence likewise; None when no window of these evals starts there or that window
+    overlaps the end window (the change would be partly the same evals). With one place for
     every seed, the per-seed values are independent and none is measured from a place its
-    own noise or its arm's helped choose."""
+    own noise or its arm's helped choose. It is the change of val loss from that window to
+    the end: negative for an arm still falling after it; an arm that turned before it is
+    measured from it all the same."""
     start = np.flatnonzero(curves.steps == low_step)
-    if start.size != 1 or start[0] > curves.loss.shape[1] - curves.window:
+    if start.size != 1 or start[0] + curves.window > curves.loss.shape[1] - curves.window:
         return None
     return rise_at(curves, np.full((curves.n_seeds, 1), int(start[0])),
                     f"rise from step {int(low_step)}")

@@ -451,7 +451,8 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
             # noise: `fx.rise_from`); without one, each from its own place, said
             fixed = None if low_step is None else (fx.rise_from(curves[arm], low_step),
                                                    fx.rise_from(curves[control], low_step))
-            if fixed is not None and None not in fixed:
+            if (fixed is not None and None not in fixed
+                    and curves[arm].steps[-1] == curves[control].steps[-1]):
                 pair, comparison = fixed, replace(comparison, window_from=low_step)
             else:
                 pair = rise_stats[arm], rise_stats[control]
@@ -1200,6 +1201,9 @@ def comparisons_frame(analysis: StudyAnalysis) -> pd.DataFrame:
         else c.at_equal_steps.ci_low,
         "change_at_equal_steps_ci_high": None if c.at_equal_steps is None
         else c.at_equal_steps.ci_high,
+        # equal steps against a control that does not rise: the step both arms' rises are
+        # measured from (None: each arm from where its other seeds are lowest)
+        "rise_from_step": c.window_from,
         "onset_fit": None if c.progress is None else c.progress.onset_fit,
         "arm_end_fit": None if c.progress is None else c.progress.arm_end_fit,
         "matched_fit": None if c.progress is None else c.progress.matched_fit,

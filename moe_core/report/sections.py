@@ -696,17 +696,27 @@ def flat_window_sentence(a: vd.StudyAnalysis) -> str:
     head = (f"Against {', '.join(esc.md(c) for c in names)}, which "
             f"{'does' if len(names) == 1 else 'do'} not rise, ")
     own = [c for c in flat if c.window_from is None]
-    caveat = "between arms of unequal noise the noisier one's rise reads smaller"
+    caveat = "which reads the rise of the noisier of two arms smaller"
     if own:
         why = ("no rising control has gate runs to fix one step for both" if a.gate_low is None
-               else f"no window of their evals starts at step {a.gate_low}")
+               else f"no window of their evals starts at step {a.gate_low} clear of their "
+               "end window, or they end at different steps")
         if len(own) == len(flat):
-            return head + f"each arm's rise is measured from where its other seeds are " \
-                f"lowest ({why}; {caveat})."
+            return head + ("each arm's rise is measured from where its other seeds are "
+                           f"lowest ({why}), {caveat}.")
     source = next(c for c in a.rising_controls if c in a.gates)
-    text = (head + f"both arms' rise is measured from step {a.gate_low} to the end, seed by "
-            f"seed: where the gate runs of {esc.md(source)} are lowest, a place chosen by "
-            f"runs compared with nothing (each from its own lowest place, {caveat}).")
+    text = (head + f"the rise compared is each arm's change of val loss from step {a.gate_low} "
+            f"to the end, seed by seed: where the gate runs of {esc.md(source)} (the first "
+            "rising control with gate runs) are lowest, a place chosen by runs compared with "
+            f"nothing, rather than each arm from its own lowest place, {caveat}. An arm still "
+            "falling after that step reads below 0; an arm that turns before it is measured "
+            "from it all the same.")
+    early = [(c, c.onsets[0][0]) for c in flat if c.window_from is not None and c.onsets
+             and c.onsets[0][0] < c.window_from]
+    if early:
+        text += (" Turning before it (its rise before the step not counted): "
+                 + "; ".join(f"{esc.md(c.arm)} (at step {round(onset)} on average)"
+                             for c, onset in early) + ".")
     if own:
         text += (" Except " + "; ".join(f"{esc.md(c.arm)} against {esc.md(c.control)}"
                                         for c in own)

@@ -70,6 +70,9 @@ def test_a_rise_from_a_fixed_step_measures_every_seed_from_that_window():
     # no window of these evals starts there: off the grid, or too late for a whole window
     assert fx.rise_from(c, 242) is None
     assert fx.rise_from(c, int(c.steps[-c.window + 1])) is None
+    # a window that overlaps the end window: partly the same evals, no change to measure
+    assert fx.rise_from(c, int(c.steps[-2 * c.window + 1])) is None
+    assert fx.rise_from(c, int(c.steps[-2 * c.window])) is not None
 
 
 def test_a_fixed_step_compares_arms_of_unequal_noise_without_the_own_places_bias():

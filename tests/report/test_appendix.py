@@ -51,7 +51,8 @@ def test_the_calibration_table_splits_rows_above_their_bound_by_simulation_noise
     monkeypatch.setattr(appendix, "CALIBRATION_TABLE", table)
     text = appendix.calibration_table()["markdown"]
     beyond, within = (text.split("**Rows above their bound beyond simulation noise**")[1]
-                      .split("**Rows above their bound within simulation noise**"))
+                      .split("**Rows above their bound, not distinguishable from it"))
     assert "an effect" in beyond and "90 of 1000 studies" in beyond and "leader" not in beyond
-    assert "12 of 200 studies" in within and "of 3 bounded rates" in within
+    assert "Holm-corrected over the 3 bounded rates" in beyond
+    assert "12 of 200 studies" in within and "nor that the bound holds" in within
     assert "<leader>" not in text and "any" not in beyond + within

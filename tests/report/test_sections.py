@@ -177,15 +177,20 @@ def test_calibration_rows_above_their_bound_are_named_with_their_interval():
              "what it should be": "<= 0.05"},
             {"scenario": "power", "indicator": "detected", "rate": 0.6,
              "what it should be": "power"}]
-    [(line, within)] = appendix._over_bound(rows, 200)
+    [(line, kind)] = appendix._over_bound(rows, 200)
     assert line.startswith("an effect under") and "0.095 against 0.05" in line
-    assert "19 of 200 studies, 95% CI 0.058 to 0.144" in line and within is False
+    assert "19 of 200 studies, 95% CI 0.058 to 0.144" in line and kind == appendix.BEYOND
     assert appendix._over_bound(rows[1:], 200) == []
-    # the bound inside the rate's interval: above it within simulation noise
-    [(line, within)] = appendix._over_bound([{**rows[0], "rate": 0.07}], 200)
-    assert "14 of 200 studies" in line and within is True
+    # not beyond the bound after Holm over the bounded rows: not distinguishable from it
+    [(line, kind)] = appendix._over_bound([{**rows[0], "rate": 0.07}, *rows[1:]], 200)
+    assert "14 of 200 studies" in line and kind == appendix.WITHIN
+    # Holm over every bounded row: one row beyond on its own is not beyond among many
+    alone = [{**rows[0], "rate": 0.085}]
+    assert appendix._over_bound(alone, 200)[0][1] == appendix.BEYOND
+    many = alone + [{**rows[1], "scenario": f"null {i}"} for i in range(30)]
+    assert appendix._over_bound(many, 200)[0][1] == appendix.WITHIN
     # no study count: no interval, not judged
-    assert appendix._over_bound(rows[:1], None)[0][1] is None
+    assert appendix._over_bound(rows[:1], None)[0][1] == appendix.UNCOUNTED
 
 
 def test_the_calibration_states_the_verdicts_largest_measured_error_rate():
@@ -299,16 +304,23 @@ def test_the_interaction_says_where_rises_are_measured_against_a_control_that_do
         simulated):
     # no gate runs: each arm from its own place, and why, with the bias that leaves
     words = sections.interaction_section(simulated)[0].data
-    assert "no rising control has gate runs" in words and "reads smaller" in words
+    assert "no rising control has gate runs" in words and "noisier of two arms" in words
+    # the small split under the corrected schedule rises, from early in the run
     gated = sections.study_of(cal.simulate_results(
-        cal.study_like(cal.study_arms()), 4, cal.Noise(), np.random.default_rng(1),
-        gates=cal.GATE_SEEDS))
+        cal.study_like(cal.study_arms(), {"small_split": cal.Truth(rise=0.3,
+                                                                   rise_fraction=0.7)}),
+        4, cal.Noise(), np.random.default_rng(1), gates=cal.GATE_SEEDS))
     a = gated.analysis
     assert "baseline" not in a.rising_controls and a.gate_low is not None
     words = sections.flat_window_sentence(a)
     assert words.startswith("Against baseline, which does not rise,")
-    assert f"from step {a.gate_low} to the end" in words
-    assert f"the gate runs of {esc.md(cal.CONTROL)} are lowest" in words
+    assert f"change of val loss from step {a.gate_low} to the end" in words
+    assert f"the gate runs of {esc.md(cal.CONTROL)} (the first rising control" in words
+    assert "still falling after that step reads below 0" in words
+    early = next(c for c in a.comparisons if c.arm == "small_split" and c.control == "baseline")
+    assert early.onsets[0][0] < a.gate_low
+    assert f"Turning before it (its rise before the step not counted): small&#95;split (at " \
+           f"step {round(early.onsets[0][0])}" in words
     table = sections.comparisons_table(gated)
     flat = table[table["control"] == "baseline"]
     assert len(flat) and (flat["compared at"] == f"equal steps, from step {a.gate_low}").all()
