@@ -24,14 +24,16 @@ Rules, each with its reason:
   a longer run", with a lower bound on the run length; never "removes the rise". So is an
   arm whose matched fit covers less than MIN_SPAN_SHARE of the control's fit range after
   its onset (decided from fits, never from val losses). An arm that rises short of that is
-  compared at equal steps, where a lower rise from an arm that fitted less is censored too
+  compared at equal steps (both arms' change of val loss from the step where a rising
+  control's gate runs are lowest to the end), where a lower rise from an arm that fitted
+  less is censored too
   (slower fitting alone would lower it). An arm on another train split (fresh data) has no
   common scale of fit with the control: censored unless it rises. "Removes" needs the
   control's whole range (REMOVES_SPAN) and the arm's own rise bounded below half of the
   control's; a reduction over part of the range says so. Against a control that does not
-  rise, interventions are compared at equal steps in a family of their own: both arms'
-  rise from the step where a rising control's gate runs are lowest (`gate_low_step`) to
-  the end, a place no compared run chose.
+  rise, interventions are compared at equal steps in a family of their own. At equal
+  steps, both arms' rise is measured from the step where a rising control's gate runs are
+  lowest (`gate_low_step`) to the end, a place no compared run chose.
 - An intervention that moves the rise as predicted supports the explanation; against the
   prediction, it counts against it; a rise that persists (an intervention that removes the
   cause still rises and keeps more than half of the control's rise, even where it lowers
@@ -178,8 +180,9 @@ class Comparison:
     # at equal steps, when both rise: (arm, control) onsets, each (mean step over seeds,
     # its seeds' lowest and highest step, passes over the train split by the mean step)
     onsets: tuple[tuple[float, float, float, float], ...] = ()
-    # against a control that does not rise: the step both arms' rises are measured from
-    # (where a rising control's gate runs are lowest); None: each from its own place
+    # at equal steps (`at_equal_steps`, and `change` when that is its basis): the step both
+    # arms' rises are measured from (where a rising control's gate runs are lowest); None:
+    # each arm from where its other seeds are lowest
     window_from: int | None = None
     # a dose of the cause up on the arm's own train split (more repetition per step): its
     # onset minus the control's, in steps, paired by seed (two-sided, uncorrected); the
@@ -416,14 +419,28 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
             continue
         predicted, basis, removes_cause = predicted_direction(
             family, keys, configs[arm], configs[control], exposure[arm], exposure[control])
-        at_steps = fx.two_sample(rise_stats[arm], rise_stats[control])
+        # at equal steps both arms are measured from one step fixed before their runs were
+        # read, where a rising control's gate runs are lowest; each from its own
+        # leave-one-out place is biased between arms of unequal noise, and its seeds'
+        # values share the runs their places were read off (`fx.rise_from`). Without such
+        # a step (or a window there), each from its own place, said
+        fixed = None if low_step is None else (fx.rise_from(curves[arm], low_step),
+                                               fx.rise_from(curves[control], low_step))
+        if (fixed is not None and None not in fixed
+                and curves[arm].steps[-1] == curves[control].steps[-1]):
+            steps_pair, window_from = fixed, low_step
+        else:
+            steps_pair, window_from = (rise_stats[arm], rise_stats[control]), None
+        at_steps = fx.two_sample(*steps_pair)
         comparison = Comparison(control, arm, family, keys, predicted, basis,
                                 removes_cause, change=at_steps, arm_rise=compared_rise[arm],
                                 # runs of another length have no equal steps
                                 at_equal_steps=None if set(keys) & set(LENGTH_KEYS)
-                                else at_steps)
+                                else at_steps,
+                                window_from=None if set(keys) & set(LENGTH_KEYS)
+                                else window_from)
         if control in judging:
-            comparison, pair = _decide_basis(comparison, curves, gates, rise_stats,
+            comparison, pair = _decide_basis(comparison, curves, gates, steps_pair,
                                              configs, exposure)
             if comparison.basis == MATCHED_FIT and family == LR_SCHEDULE:
                 # the LR each arm applied while it fitted over the compared range, not
@@ -445,19 +462,8 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
         elif set(keys) & set(LENGTH_KEYS):
             continue  # another length: no comparison at equal steps
         else:
-            # against a control that does not rise: both arms from one place fixed
-            # before their runs were read, where a rising control's gate runs are lowest
-            # (each from its own leave-one-out place is biased between arms of unequal
-            # noise: `fx.rise_from`); without one, each from its own place, said
-            fixed = None if low_step is None else (fx.rise_from(curves[arm], low_step),
-                                                   fx.rise_from(curves[control], low_step))
-            if (fixed is not None and None not in fixed
-                    and curves[arm].steps[-1] == curves[control].steps[-1]):
-                pair, comparison = fixed, replace(comparison, window_from=low_step)
-            else:
-                pair = rise_stats[arm], rise_stats[control]
-            comparison = replace(comparison, basis=EQUAL_STEPS,
-                                 at_equal_steps=fx.two_sample(*pair))
+            # against a control that does not rise: at equal steps, a family of its own
+            comparison, pair = replace(comparison, basis=EQUAL_STEPS), steps_pair
         if pair is not None:
             decisive[(control, arm)] = pair
             comparison = replace(comparison, change=fx.two_sample(*pair))
@@ -605,13 +611,13 @@ def crossed_controls(curves: Mapping[str, fx.ArmCurves], groups: Mapping[str, An
 
 def _decide_basis(c: Comparison, curves: Mapping[str, fx.ArmCurves],
                   gates: Mapping[str, fx.ArmCurves],
-                  rise_stats: Mapping[str, fx.ArmStatistic], configs: Mapping[str, dict],
-                  exposure: Mapping[str, Exposure]
+                  steps_pair: tuple[fx.ArmStatistic, fx.ArmStatistic],
+                  configs: Mapping[str, dict], exposure: Mapping[str, Exposure]
                   ) -> tuple[Comparison, tuple[fx.ArmStatistic, fx.ArmStatistic] | None]:
     """What a comparison with a rising control is decided on: the rises at matched fit when
     the arm reached the control's onset fit and the matched fit covers MIN_SPAN_SHARE of
-    the control's fit range after it; the rises at equal steps when the arm rises before
-    that; else nothing: the comparison is censored, with the reason."""
+    the control's fit range after it; the rises at equal steps (`steps_pair`) when the arm
+    rises before that; else nothing: the comparison is censored, with the reason."""
     different = bool(set(c.changed) & set(SPLIT_KEYS))
     progress = None if different else matched_progress(curves[c.arm], curves[c.control],
                                                         gates.get(c.control))
@@ -642,7 +648,7 @@ def _decide_basis(c: Comparison, curves: Mapping[str, fx.ArmCurves],
             + ("" if progress is None else f" (its end fit {progress.arm_end_fit:.2f}, "
                f"the onset {progress.onset_fit:.2f})"))), None
     if c.arm_rise.significant:
-        return replace(c, basis=EQUAL_STEPS), (rise_stats[c.arm], rise_stats[c.control])
+        return replace(c, basis=EQUAL_STEPS), steps_pair
     because, steps = _censoring(c, curves[c.arm], curves[c.control], progress, configs,
                                 exposure)
     return replace(c, outcome=CENSORED, censored_because=because, steps_to_decide=steps), None

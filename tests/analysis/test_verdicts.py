@@ -683,7 +683,10 @@ def test_against_a_control_that_does_not_rise_both_arms_rise_from_the_gate_runs_
         assert c.change.p_value == pytest.approx(expected.p_value)
     frame = vd.comparisons_frame(a)
     assert (frame.loc[frame["control"] == "baseline", "rise_from_step"] == a.gate_low).all()
-    assert frame.loc[frame["control"] == CONTROL, "rise_from_step"].isna().all()
+    # against the rising control too, wherever there are equal steps (not a longer run)
+    rising = frame[frame["control"] == CONTROL]
+    assert (rising["rise_from_step"].isna() == rising["change_at_equal_steps"].isna()).all()
+    assert (rising["rise_from_step"].dropna() == a.gate_low).all()
     # the compared runs choose nothing: lowering no_lb's runs far below everywhere but one
     # window moves its rise, not the step it is measured from
     evals = results.evals.copy()
