@@ -1054,7 +1054,8 @@ def _reason(c: Comparison) -> str:
     if c.outcome == CENSORED:
         steps = c.at_equal_steps
         at_steps = "" if steps is None or steps.ci_low is None else (
-            f" At equal steps its rise differs by {steps.estimate:+.3f} nats (95% CI "
+            f" At equal steps{_from_words(c)} its rise differs by {steps.estimate:+.3f} nats "
+            "(95% CI "
             f"{steps.ci_low:+.3f} to {steps.ci_high:+.3f}, uncorrected): a rise not yet "
             "reached looks the same there as a rise removed.")
         return f"{c.arm} vs {c.control}: {CENSORED}: {c.censored_because}.{at_steps}"
@@ -1065,11 +1066,11 @@ def _reason(c: Comparison) -> str:
     where = (f" at matched fit (from the control's onset fit {c.progress.onset_fit:.2f} to "
              f"{c.progress.matched_fit:.2f}, train-subset loss)"
              if c.basis == MATCHED_FIT and c.progress is not None
-             else " at equal steps (on its own train split, so with no common scale of fit; "
-                  "it rises within the run" + SELECTED + ")"
+             else f" at equal steps{_from_words(c)} (on its own train split, so with no common "
+                  "scale of fit; it rises within the run" + SELECTED + ")"
              if c.basis == EQUAL_STEPS and c.different_split
-             else " at equal steps (it rises before reaching the control's onset fit"
-                  + SELECTED + ")" if c.basis == EQUAL_STEPS else "")
+             else f" at equal steps{_from_words(c)} (it rises before reaching the control's "
+                  "onset fit" + SELECTED + ")" if c.basis == EQUAL_STEPS else "")
     if c.onset_shift is not None and c.onsets:
         return _dose_up_reason(c, interval)
     text = f"{c.arm} vs {c.control}: rise{where} {t.estimate:+.3f} nats{interval}"
@@ -1122,6 +1123,11 @@ def _onset_words(c: Comparison) -> str:
             "passes")
 
 
+def _from_words(c: Comparison) -> str:
+    """Where a rise at equal steps is measured from ("" for each arm's own place)."""
+    return "" if c.window_from is None else f" (from step {c.window_from} to the end)"
+
+
 def _dose_up_reason(c: Comparison, interval: str) -> str:
     """More of the cause on the arm's own split: decided by when it turns (steps against
     passes), with its rise at equal steps and over equal passes beside."""
@@ -1136,12 +1142,12 @@ def _dose_up_reason(c: Comparison, interval: str) -> str:
     per_passes = "" if c.rise_per_passes is None else (
         f"; over as many passes after its onset as the control made after its own, it rises "
         f"{c.rise_per_passes[0]:.3f} where the control rises {c.rise_per_passes[1]:.3f} "
-        "(mean over seeds, descriptive): the rise at equal steps includes the earlier onset and "
-        "the longer run after it")
+        "(mean over seeds, descriptive), where the rise at equal steps counts steps, not "
+        "passes")
     return (f"{c.arm} vs {c.control}: more repetition per step, on its own train split (no "
             f"common scale of fit): {_onset_words(c)}: {shift.estimate:+.0f} "
             f"steps{shift_text}; {verdict}. "
-            f"Its rise at equal steps (it rises within the run{SELECTED}): "
+            f"Its rise at equal steps{_from_words(c)} (it rises within the run{SELECTED}): "
             f"{c.change.estimate:+.3f} nats{interval}{per_passes}")
 
 

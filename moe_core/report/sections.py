@@ -605,9 +605,7 @@ def comparisons_table(study: Study, name: str | None = None) -> pd.DataFrame:
             t = replace(c.change, estimate=float("nan"), ci_low=None, ci_high=None,
                         ci_text=None, se=None, df=None, detectable=None)
         rows.append({"intervention": c.arm, "outcome": _outcome_words(c),
-                     "compared at": (f"{c.basis}, from step {c.window_from}"
-                                     if c.window_from is not None else c.basis)
-                     or "not compared (censored); at equal steps:",
+                     "compared at": _compared_at(c),
                      "change of rise (nats)": number(t.estimate, t.se, True),
                      "95% CI": "0 to 0 (identical in every seed)" if t.identical
                      else "n/a" if t.ci_low is None else
@@ -622,6 +620,14 @@ def comparisons_table(study: Study, name: str | None = None) -> pd.DataFrame:
                      "prediction": {-1: "lower rise", 1: "higher rise", 0: "none"}[c.predicted]
                      + f" ({c.prediction_basis})", "config keys changed": ", ".join(c.changed)})
     return pd.DataFrame(rows)
+
+
+def _compared_at(c: vd.Comparison) -> str:
+    """What a comparison's row compares: its basis, and at equal steps where from."""
+    steps = vd.EQUAL_STEPS + ("" if c.window_from is None else f", from step {c.window_from}")
+    if not c.basis:
+        return f"not compared (censored); at {steps}:"
+    return steps if c.basis == vd.EQUAL_STEPS else c.basis
 
 
 def extra_evidence(study: Study, name: str) -> list[str]:

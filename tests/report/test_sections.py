@@ -324,3 +324,10 @@ def test_the_interaction_says_where_rises_are_measured_against_a_control_that_do
     table = sections.comparisons_table(gated)
     flat = table[table["control"] == "baseline"]
     assert len(flat) and (flat["compared at"] == f"equal steps, from step {a.gate_low}").all()
+    # against the rising control: matched fit says so alone; censored rows where from
+    rising = table[table["control"] == cal.CONTROL].set_index("intervention")
+    assert rising.loc["no_lb@reference_lr", "compared at"] == "matched fit"
+    assert set(rising["compared at"]) <= {
+        "matched fit", f"equal steps, from step {a.gate_low}",
+        f"not compared (censored); at equal steps, from step {a.gate_low}:",
+        "not compared (censored); at equal steps:"}
