@@ -120,10 +120,12 @@ def spread_check(table: pd.DataFrame) -> pd.DataFrame:
         observed = float(part["mean over seeds"].std(ddof=1))
         predicted = float(np.sqrt(np.mean(np.square(part["val-text SE"].astype(float)))))
         ratio = observed ** 2 / predicted ** 2 if predicted > 0 else math.nan
+        tail = min(stats.chi2.cdf(ratio * k, k), stats.chi2.sf(ratio * k, k))
         rows.append({"statistic": name, "samples": k + 1, "observed sd": observed,
                      "predicted sd (val term)": predicted, "variance ratio": ratio,
                      "95% range if the term is right": (float(stats.chi2.ppf(0.025, k) / k),
-                                                        float(stats.chi2.ppf(0.975, k) / k))})
+                                                        float(stats.chi2.ppf(0.975, k) / k)),
+                     "p (two-sided)": float(min(1.0, 2 * tail))})
     return pd.DataFrame(rows)
 
 
@@ -158,12 +160,12 @@ def markdown(result: SampleCheck) -> str:
     lines += [f"| {r['statistic']} | {r[KEY]} | {r['sequences']} | {r['mean over seeds']:.4f} "
               f"| {r['val-text SE']:.4f} |" for r in result.table.to_dict("records")]
     lines += ["", "| statistic | samples | sd of the samples' means | predicted by the val term "
-              "| variance ratio | 95% range if the term is right |",
-              "| --- | --- | --- | --- | --- | --- |"]
+              "| variance ratio | 95% range if the term is right | p (two-sided) |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {r['statistic']} | {r['samples']} | {r['observed sd']:.4f} | "
               f"{r['predicted sd (val term)']:.4f} | {r['variance ratio']:.2f} | "
               f"{r['95% range if the term is right'][0]:.2f} to "
-              f"{r['95% range if the term is right'][1]:.2f} |"
+              f"{r['95% range if the term is right'][1]:.2f} | {fx.format_p(r['p (two-sided)'])} |"
               for r in result.spread.to_dict("records")]
     return "\n".join(lines)
 

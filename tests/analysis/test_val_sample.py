@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from moe_core.analysis import calibration as cal
 from moe_core.analysis import val_sample as vs
@@ -56,6 +57,11 @@ def test_each_sample_s_means_and_val_se_and_the_spread_against_the_val_term():
         np.sqrt(np.mean(end["val-text SE"] ** 2)))
     low, high = spread.loc["end loss", "95% range if the term is right"]
     assert low < 0.01 and 4.9 < high < 5.1  # chi-square on 1 df, over 1
+    ratio = spread.loc["end loss", "variance ratio"]
+    assert ratio == pytest.approx(observed ** 2 / spread.loc["end loss",
+                                                             "predicted sd (val term)"] ** 2)
+    assert spread.loc["end loss", "p (two-sided)"] == pytest.approx(
+        min(1, 2 * min(stats.chi2.cdf(ratio, 1), stats.chi2.sf(ratio, 1))))
     assert "training identical on every val sample in 3 of 3 seeds" in vs.markdown(result)
 
 
