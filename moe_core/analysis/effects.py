@@ -30,7 +30,10 @@ seeds' alone. Every test also states the val-set part (`se_val`: the variance ov
 sequences of the per-sequence value, averaged over seeds, / number of sequences; taken
 sequence by sequence when both arms were scored on the same val split, `val_pairing`) and
 the 95% interval that also covers new val text (`ci_text`: seed and val variances added,
-which counts the seed x sequence interaction twice and so errs wide). Two exceptions put
+which counts the seed x sequence interaction twice; but it takes every val sequence as an
+independent draw of text, and windows cut from one document are not: on four val samples
+of the same models the end loss's val term was about half too narrow in sd, the rise's
+about right, `moe_core.analysis.val_sample`). Two exceptions put
 the val part into the test itself: arms scored on different val splits (their difference
 holds the two splits' sampling error, which no seed spread contains), and a caller that
 asks for a claim about new text (`new_text=True`). Either way the df stay those of the
