@@ -184,6 +184,11 @@ class Comparison:
     # arms' rises are measured from (where a rising control's gate runs are lowest); None:
     # each arm from where its other seeds are lowest
     window_from: int | None = None
+    # why it is None where there are equal steps: each arm from its own place, and why
+    own_places_because: str = ""
+    # the two statistics its decisive test compared (arm, control): at matched fit the
+    # rises over the matched range, at equal steps the rises from `window_from`
+    decisive_pair: tuple[fx.ArmStatistic, fx.ArmStatistic] | None = None
     # a dose of the cause up on the arm's own train split (more repetition per step): its
     # onset minus the control's, in steps, paired by seed (two-sided, uncorrected); the
     # prediction is an earlier onset, which it must show as well as a larger rise at equal
@@ -426,11 +431,18 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
         # a step (or a window there), each from its own place, said
         fixed = None if low_step is None else (fx.rise_from(curves[arm], low_step),
                                                fx.rise_from(curves[control], low_step))
-        if (fixed is not None and None not in fixed
-                and curves[arm].steps[-1] == curves[control].steps[-1]):
+        because = ""
+        if fixed is not None and None not in fixed \
+                and curves[arm].steps[-1] == curves[control].steps[-1]:
             steps_pair, window_from = fixed, low_step
         else:
             steps_pair, window_from = (rise_stats[arm], rise_stats[control]), None
+            because = (
+                "no rising control has gate runs to fix one step for both" if low_step is None
+                else f"no window of their evals starts at step {low_step} clear of the end "
+                "window" if fixed is None or None in fixed
+                else f"they end at different steps ({int(curves[arm].steps[-1])} and "
+                f"{int(curves[control].steps[-1])}: a run stopped early shortens its arm)")
         at_steps = fx.two_sample(*steps_pair)
         comparison = Comparison(control, arm, family, keys, predicted, basis,
                                 removes_cause, change=at_steps, arm_rise=compared_rise[arm],
@@ -438,7 +450,9 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
                                 at_equal_steps=None if set(keys) & set(LENGTH_KEYS)
                                 else at_steps,
                                 window_from=None if set(keys) & set(LENGTH_KEYS)
-                                else window_from)
+                                else window_from,
+                                own_places_because="" if set(keys) & set(LENGTH_KEYS)
+                                else because)
         if control in judging:
             comparison, pair = _decide_basis(comparison, curves, gates, steps_pair,
                                              configs, exposure)
@@ -466,7 +480,7 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
             comparison, pair = replace(comparison, basis=EQUAL_STEPS), steps_pair
         if pair is not None:
             decisive[(control, arm)] = pair
-            comparison = replace(comparison, change=fx.two_sample(*pair))
+            comparison = replace(comparison, change=fx.two_sample(*pair), decisive_pair=pair)
         if comparison.basis == EQUAL_STEPS and comparison.arm_rise.significant:
             comparison = replace(comparison, onsets=tuple(
                 _onset(rise_stats[name], curves[name], exposure[name].epochs)
@@ -863,11 +877,13 @@ def _judge(c: Comparison) -> Comparison:
         outcome = SURVIVES
     else:
         outcome = NO_CHANGE
-    if outcome == AS_PREDICTED and c.predicted > 0 and c.different_split \
-            and c.basis == EQUAL_STEPS and not _comes_sooner(c):
+    if outcome in (AS_PREDICTED, AGAINST) and c.predicted > 0 and c.different_split \
+            and c.basis == EQUAL_STEPS and (outcome == AS_PREDICTED) != _comes_sooner(c):
         # a larger rise at equal steps from an arm on its own split could be the same rise
         # reached sooner or later: only an onset that also comes sooner, beyond noise, is the
-        # dose moving the rise as predicted
+        # dose moving the rise as predicted. And a smaller rise from the step both are
+        # measured from, after an onset that came sooner beyond noise, may be a rise that
+        # started earlier and flattens: the two disagree, nothing is detected
         outcome = NO_CHANGE
     if outcome == AS_PREDICTED and c.predicted < 0 and c.basis == EQUAL_STEPS and c.decides:
         slower = _slower_or_unknown(c)
@@ -908,9 +924,11 @@ def _removes(c: Comparison) -> bool:
         p = c.progress
         bound = fx.one_sample(p.arm_rise, alternative="two-sided").ci_high
         return bound is not None and bound < PERSISTS_SHARE * p.control_rise.mean
-    bound = c.arm_rise.ci_high
-    control = c.arm_rise.estimate - c.change.estimate
-    return bound is not None and bound < PERSISTS_SHARE * control
+    if c.decisive_pair is None:
+        return False
+    mine, theirs = c.decisive_pair  # the rises its change compared, from one step
+    bound = fx.one_sample(mine, alternative="two-sided").ci_high
+    return bound is not None and bound < PERSISTS_SHARE * theirs.mean
 
 
 def _slower_or_unknown(c: Comparison) -> str:
@@ -1080,10 +1098,7 @@ def _reason(c: Comparison) -> str:
     elif c.outcome == AGAINST:
         text += ": moves against the prediction"
     elif c.outcome == PERSISTS:
-        mine, theirs = ((c.progress.arm_rise.mean, c.progress.control_rise.mean)
-                        if c.basis == MATCHED_FIT and c.progress is not None
-                        and c.progress.arm_rise is not None and c.progress.control_rise
-                        is not None else (c.arm_rise.estimate, c.arm_rise.estimate - t.estimate))
+        mine, theirs = (stat.mean for stat in c.decisive_pair)  # what its tests compared
         text += (f": the rise persists ({c.arm} rises by {mine:.3f} where the control rises by "
                  f"{theirs:.3f}: it keeps more than {PERSISTS_SHARE:.0%} of it, one-sided Holm p "
                  f"{fx.format_p(c.keeps.p_adjusted)})")
@@ -1124,8 +1139,14 @@ def _onset_words(c: Comparison) -> str:
 
 
 def _from_words(c: Comparison) -> str:
-    """Where a rise at equal steps is measured from ("" for each arm's own place)."""
-    return "" if c.window_from is None else f" (from step {c.window_from} to the end)"
+    """Where a rise at equal steps is measured from: one step, or each arm's own place and
+    why; for an arm that turned before the step, that its rise before it is not counted."""
+    if c.window_from is None:
+        return ("" if not c.own_places_because else
+                f" (each arm from where its other seeds are lowest: {c.own_places_because})")
+    early = ("" if not c.onsets or c.onsets[0][0] >= c.window_from else
+             f"; it turned at step {round(c.onsets[0][0])}, so its rise before is not counted")
+    return f" (from step {c.window_from} to the end{early})"
 
 
 def _dose_up_reason(c: Comparison, interval: str) -> str:
@@ -1135,9 +1156,14 @@ def _dose_up_reason(c: Comparison, interval: str) -> str:
     shift_text = ("" if shift.ci_low is None else
                   f", 95% CI {shift.ci_low:+.0f} to {shift.ci_high:+.0f}, paired p "
                   f"{fx.format_p(shift.p_value)}")
+    sooner = _comes_sooner(c)
     verdict = ("the onset follows the passes over the data, not the steps, as predicted "
                "(an explanation that acts per step, as the LR schedule and the balancing loss "
                "do, predicts the same step)" if c.outcome == AS_PREDICTED else
+               "it turns sooner beyond noise, but its rise at equal steps is not larger beyond "
+               "noise: no detected change" if sooner and c.outcome == NO_CHANGE else
+               "not sooner beyond noise, and its rise at equal steps is lower: against the "
+               "prediction" if c.outcome == AGAINST else
                "not sooner beyond noise: no detected change")
     per_passes = "" if c.rise_per_passes is None else (
         f"; over as many passes after its onset as the control made after its own, it rises "

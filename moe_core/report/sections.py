@@ -624,7 +624,9 @@ def comparisons_table(study: Study, name: str | None = None) -> pd.DataFrame:
 
 def _compared_at(c: vd.Comparison) -> str:
     """What a comparison's row compares: its basis, and at equal steps where from."""
-    steps = vd.EQUAL_STEPS + ("" if c.window_from is None else f", from step {c.window_from}")
+    steps = vd.EQUAL_STEPS + (f", from step {c.window_from}" if c.window_from is not None
+                              else ", each arm from its own lowest place"
+                              if c.own_places_because else "")
     if not c.basis:
         return f"not compared (censored); at {steps}:"
     return steps if c.basis == vd.EQUAL_STEPS else c.basis
@@ -703,13 +705,9 @@ def flat_window_sentence(a: vd.StudyAnalysis) -> str:
             f"{'does' if len(names) == 1 else 'do'} not rise, ")
     own = [c for c in flat if c.window_from is None]
     caveat = "which reads the rise of the noisier of two arms smaller"
-    if own:
-        why = ("no rising control has gate runs to fix one step for both" if a.gate_low is None
-               else f"no window of their evals starts at step {a.gate_low} clear of their "
-               "end window, or they end at different steps")
-        if len(own) == len(flat):
-            return head + ("each arm's rise is measured from where its other seeds are "
-                           f"lowest ({why}), {caveat}.")
+    if own and len(own) == len(flat) and a.gate_low is None:
+        return head + ("each arm's rise is measured from where its other seeds are lowest "
+                       f"({own[0].own_places_because}), {caveat}.")
     source = next(c for c in a.rising_controls if c in a.gates)
     text = (head + f"the rise compared is each arm's change of val loss from step {a.gate_low} "
             f"to the end, seed by seed: where the gate runs of {esc.md(source)} (the first "
@@ -724,9 +722,9 @@ def flat_window_sentence(a: vd.StudyAnalysis) -> str:
                  + "; ".join(f"{esc.md(c.arm)} (at step {round(onset)} on average)"
                              for c, onset in early) + ".")
     if own:
-        text += (" Except " + "; ".join(f"{esc.md(c.arm)} against {esc.md(c.control)}"
-                                        for c in own)
-                 + f": each arm from where its other seeds are lowest ({why}).")
+        text += (" Except, each arm from where its other seeds are lowest: "
+                 + "; ".join(f"{esc.md(c.arm)} against {esc.md(c.control)} "
+                             f"({esc.md(c.own_places_because)})" for c in own) + ".")
     return text
 
 

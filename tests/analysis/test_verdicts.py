@@ -104,6 +104,18 @@ def test_more_repetition_per_step_that_brings_a_larger_rise_sooner_supports_over
     assert not_sooner.change.significant and not_sooner.change.estimate > 0
     assert not_sooner.outcome == vd.NO_CHANGE
     assert "not sooner beyond noise" in vd._reason(not_sooner)
+    # a smaller rise from the step both are measured from, after an onset that came sooner
+    # beyond noise (a rise that started earlier and flattens): the two disagree, nothing is
+    # detected, never "against the prediction"; not sooner, a smaller rise is against it
+    lower = dataclasses.replace(c.change, estimate=-c.change.estimate)
+    flattens = vd._judge(dataclasses.replace(c, change=lower))
+    assert flattens.outcome == vd.NO_CHANGE
+    assert "it turns sooner beyond noise, but its rise at equal steps is not larger" \
+        in vd._reason(flattens)
+    against = vd._judge(dataclasses.replace(c, change=lower, onset_shift=dataclasses.replace(
+        c.onset_shift, p_value=0.2)))
+    assert against.outcome == vd.AGAINST
+    assert "its rise at equal steps is lower: against the prediction" in vd._reason(against)
 
 
 @pytest.mark.parametrize("per_control, verdict", [
@@ -219,8 +231,13 @@ def test_a_rise_that_persists_with_fresh_data_does_not_support_overfitting():
     # at the demo's 4 seeds (at 3, fresh data's own rise of 0.1 passes its test in about
     # half the draws, and the arm is then censored)
     a = analyse(cal.study_like(ARMS), seeds=4)
-    assert comparison(a, "fresh_data@reference_lr").outcome == vd.PERSISTS
+    c = comparison(a, "fresh_data@reference_lr")
+    assert c.outcome == vd.PERSISTS
     assert a.verdicts[vd.OVERFITTING].verdict == vd.NOT_SUPPORTED
+    # the reason quotes the two rises its tests compared (the change is their difference)
+    mine, theirs = (stat.mean for stat in c.decisive_pair)
+    assert mine - theirs == pytest.approx(c.change.estimate)
+    assert f"rises by {mine:.3f} where the control rises by {theirs:.3f}" in vd._reason(c)
 
 
 def test_nothing_is_judged_when_no_control_rises():
@@ -695,12 +712,22 @@ def test_against_a_control_that_does_not_rise_both_arms_rise_from_the_gate_runs_
     moved = vd.analyse(dataclasses.replace(results, evals=evals))
     assert moved.gate_low == a.gate_low
     assert comparison(moved, "no_lb", "baseline").window_from == a.gate_low
+    # a run stopped early shortens its arm: that pair ends at other steps, so each arm is
+    # measured from its own place, and the comparison says so
+    run = results.evals["run_id"] == "no_lb/seed0"
+    cut = run & (results.evals["step"] > results.evals.loc[run, "step"].max() - 40)
+    short = vd.analyse(dataclasses.replace(results, evals=results.evals[~cut]))
+    c = comparison(short, "no_lb", "baseline")
+    assert c.window_from is None and "they end at different steps" in c.own_places_because
+    assert vd._from_words(c).startswith(
+        " (each arm from where its other seeds are lowest: they end at different steps")
     # without gate runs there is no such step: each arm from its own place, said
     ungated = vd.analyse(cal.simulate_results(cal.study_like(arms), 3, cal.Noise(),
                                               np.random.default_rng(4)))
     assert ungated.gate_low is None
     own = comparison(ungated, "no_lb", "baseline")
     assert own.window_from is None and own.basis == vd.EQUAL_STEPS
+    assert own.own_places_because == "no rising control has gate runs to fix one step for both"
     assert own.change.estimate == pytest.approx(
         fx.rise_statistic(ungated.curves["no_lb"]).mean
         - fx.rise_statistic(ungated.curves["baseline"]).mean)
