@@ -33,7 +33,7 @@ the 95% interval that also covers new val text (`ci_text`: seed and val variance
 which counts the seed x sequence interaction twice; but it takes every val sequence as an
 independent draw of text, and windows cut from one document are not: on four val samples
 of the same models the end loss's val term was about half too narrow in sd, the rise's
-about right, `moe_core.analysis.val_sample`). Two exceptions put
+not found wrong (3 df), `moe_core.analysis.val_sample`). Two exceptions put
 the val part into the test itself: arms scored on different val splits (their difference
 holds the two splits' sampling error, which no seed spread contains), and a caller that
 asks for a claim about new text (`new_text=True`). Either way the df stay those of the

@@ -898,7 +898,9 @@ def _judge(c: Comparison) -> Comparison:
 
 def _held_p(c: Comparison) -> float:
     """A censored comparison's place in its family: the p-value of its change at equal steps
-    where it has one (a valid test of the rises there, though it decides nothing), else 1."""
+    where it has one (a valid test of the rises there, though it decides nothing), else 1.
+    An arm still falling after the step both are measured from has a tiny p: it then costs
+    the tested places nothing, and the family corrects as the tested alone would."""
     t = c.at_equal_steps
     return t.p_value if t is not None and t.p_value is not None else 1.0
 

@@ -73,8 +73,9 @@ def method_markdown(study: Study) -> str:
         "seeds a distribution-free test could not go below 0.029 for 4 vs 4, 0.125 paired). "
         "It treats every val sequence as an independent draw of text; measured outside this "
         "report (the README's val-sample check: the same models scored on 4 samples of val "
-        "text, cpu preset) it held for the rise and was about half too narrow (in sd) for "
-        "the end loss, whose sequences cut from one document are not independent.",
+        "text, cpu preset, 3 df) it was not found wrong for the rise and was about half too "
+        "narrow (in sd) for one arm's end loss; sequences cut from one document are not "
+        "independent draws, which explains part of it.",
         f"- **Tests and correction.** Does a control rise: one-sided t, Holm-Sidak over the "
         f"controls (the interventions' own rises are a second family), on the control's "
         f"gate seeds where it has them (seeds no other arm ran: the runs that decide "
