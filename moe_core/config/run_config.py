@@ -172,7 +172,9 @@ class RunConfig:
     def data_fields(self) -> dict[str, Any]:
         """The fields that decide the prepared data (the data cache key)."""
         keys = ["data_source", "seq_len", "num_documents", "val_fraction", "data_seed",
-                "train_documents_factor", "val_sample"]
+                "train_documents_factor"]
+        if self.val_sample:  # only when set: the split's own val text keeps its cache key
+            keys.append("val_sample")
         if self.data_source == "synthetic":
             keys += ["vocab_size", "synthetic_topics", "synthetic_branching", "synthetic_zipf",
                      "synthetic_doc_tokens"]

@@ -149,6 +149,10 @@ def test_fingerprint_follows_the_data_fields_only():
     assert splits.data_fingerprint(smoke(dropout=0.3, lr=0.001)) == base
     assert splits.data_fingerprint(smoke(seq_len=16)) != base
     assert splits.data_fingerprint(smoke(data_seed=9)) != base
+    # another val sample is other data; the split's own keeps the key it had before the
+    # field existed (runs recorded earlier name the same data)
+    assert splits.data_fingerprint(smoke(val_sample=1)) != base
+    assert "val_sample" not in smoke().data_fields()
 
 
 def test_default_cache_dir_follows_moe_core_cache(monkeypatch, tmp_path):
