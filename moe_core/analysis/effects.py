@@ -211,26 +211,23 @@ def leave_one_out_lows(means: np.ndarray) -> np.ndarray:
 def rise_statistic(curves: ArmCurves) -> ArmStatistic:
     """Each seed's end-window mean minus its mean over the window where the other seeds are
     lowest; per sequence likewise (mean over seeds)."""
-    lows = leave_one_out_lows(window_means(curves.loss, curves.window))
-    return rise_at(curves, lows[:, None], "rise")
+    return rise_at(curves, leave_one_out_lows(window_means(curves.loss, curves.window)),
+                   "rise")
 
 
 def rise_at(curves: ArmCurves, lows: np.ndarray, name: str) -> ArmStatistic:
-    """Each seed's end-window mean minus the mean of its windows starting at `lows[seed]`
-    (window indices, (seeds, places): the places' mean); per sequence likewise (mean over
-    seeds). The low window recorded per seed is its first place's."""
+    """Each seed's end-window mean minus its mean over the window starting at `lows[seed]`
+    (a window index per seed); per sequence likewise (mean over seeds)."""
     window = curves.window
     means = window_means(curves.loss, window)
-    rows = np.arange(curves.n_seeds)[:, None]
-    per_seed = means[:, -1] - means[rows, lows].mean(1)
+    per_seed = means[:, -1] - means[np.arange(curves.n_seeds), lows]
     per_sequence = None
     if curves.per_sequence is not None:
-        per_sequence = np.mean([np.mean([_window_change(curves.per_sequence[i], low, window)
-                                         for low in places], axis=0)
-                                for i, places in enumerate(lows)], axis=0)
+        per_sequence = np.mean([_window_change(curves.per_sequence[i], low, window)
+                                for i, low in enumerate(lows)], axis=0)
     steps = curves.steps
     return ArmStatistic(curves.arm, name, per_seed, per_sequence, curves.val_sha,
-                        tuple((int(steps[lo]), int(steps[lo + window - 1])) for lo in lows[:, 0]),
+                        tuple((int(steps[lo]), int(steps[lo + window - 1])) for lo in lows),
                         curves.seeds)
 
 
@@ -246,8 +243,8 @@ def rise_from(curves: ArmCurves, low_step: int) -> ArmStatistic | None:
     start = np.flatnonzero(curves.steps == low_step)
     if start.size != 1 or start[0] + curves.window > curves.loss.shape[1] - curves.window:
         return None
-    return rise_at(curves, np.full((curves.n_seeds, 1), int(start[0])),
-                    f"rise from step {int(low_step)}")
+    return rise_at(curves, np.full(curves.n_seeds, int(start[0])),
+                   f"rise from step {int(low_step)}")
 
 
 def _window_change(sequences: np.ndarray, low: int, window: int) -> np.ndarray:

@@ -98,7 +98,7 @@ def check(results: Results, arm: str = "baseline@reference_lr") -> SampleCheck:
     identical = sum(all(_same_training(results, runs, seed, samples)) for seed in seeds)
     rows = []
     for k in samples:
-        for stat in (fx.rise_at(curves[k], lows[:, None], "rise"), fx.end_statistic(curves[k])):
+        for stat in (fx.rise_at(curves[k], lows, "rise"), fx.end_statistic(curves[k])):
             test = fx.one_sample(stat)
             rows.append({"statistic": stat.name, KEY: k,
                          "sequences": None if stat.per_sequence is None

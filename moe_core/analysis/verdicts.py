@@ -235,7 +235,7 @@ class StudyAnalysis:
     # seeds, or too few to be a gate (fewer than 2)
     own_seeds: dict[str, tuple[int, ...]] = field(default_factory=dict)
     # where the first rising control with gate runs is lowest there (`gate_low_step`): the
-    # place rises are measured from against a control that does not rise; None without one
+    # step every comparison at equal steps measures both arms' rises from; None without one
     gate_low: int | None = None
 
     def family_of(self, c: Comparison) -> tuple[str, str | bool]:
@@ -412,7 +412,6 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
     # decide), and against the controls that do not rise (at equal steps: whether an
     # intervention matters under either condition; no verdict rests on them)
     candidates: list[Comparison] = []  # each change test before its family's correction
-    decisive: dict[tuple[str, str], tuple[fx.ArmStatistic, fx.ArmStatistic]] = {}
     pairs = [(control, arm) for control in controls.values() for arm in curves] + [
         (control, arm) for control, arms in crossed.items() for arm in arms]
     for control, arm in pairs:
@@ -444,15 +443,13 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
                 else f"they end at different steps ({int(curves[arm].steps[-1])} and "
                 f"{int(curves[control].steps[-1])}: a run stopped early shortens its arm)")
         at_steps = fx.two_sample(*steps_pair)
+        other_length = bool(set(keys) & set(LENGTH_KEYS))  # runs of another length have
+        # no equal steps
         comparison = Comparison(control, arm, family, keys, predicted, basis,
                                 removes_cause, change=at_steps, arm_rise=compared_rise[arm],
-                                # runs of another length have no equal steps
-                                at_equal_steps=None if set(keys) & set(LENGTH_KEYS)
-                                else at_steps,
-                                window_from=None if set(keys) & set(LENGTH_KEYS)
-                                else window_from,
-                                own_places_because="" if set(keys) & set(LENGTH_KEYS)
-                                else because)
+                                at_equal_steps=None if other_length else at_steps,
+                                window_from=None if other_length else window_from,
+                                own_places_because="" if other_length else because)
         if control in judging:
             comparison, pair = _decide_basis(comparison, curves, gates, steps_pair,
                                              configs, exposure)
@@ -473,13 +470,12 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
                                          "over the compared fit range"),
                                      removes_cause=removes_cause,
                                      remaining=_share(over[arm], over[control]))
-        elif set(keys) & set(LENGTH_KEYS):
-            continue  # another length: no comparison at equal steps
+        elif other_length:
+            continue  # no comparison at equal steps
         else:
             # against a control that does not rise: at equal steps, a family of its own
             comparison, pair = replace(comparison, basis=EQUAL_STEPS), steps_pair
         if pair is not None:
-            decisive[(control, arm)] = pair
             comparison = replace(comparison, change=fx.two_sample(*pair), decisive_pair=pair)
         if comparison.basis == EQUAL_STEPS and comparison.arm_rise.significant:
             comparison = replace(comparison, onsets=tuple(
@@ -520,9 +516,8 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
         corrected = dict(zip(((c.control, c.arm) for c in tested),
                              fx.correct([c.change for c in tested], alpha, held), strict=True))
         censored_removals = sum(c.removes_cause for c in members if not c.basis)
-        keeps = _share_tests(tested, decisive, _keeps_share, alpha,
-                             censored_removals) if decides else {}
-        survives = _share_tests(tested, decisive, _survives_share, alpha,
+        keeps = _share_tests(tested, _keeps_share, alpha, censored_removals) if decides else {}
+        survives = _share_tests(tested, _survives_share, alpha,
                                 censored_removals) if decides else {}
         comparisons += [_judge(replace(c, change=corrected[(c.control, c.arm)],
                                        keeps=keeps.get((c.control, c.arm)),
@@ -809,9 +804,7 @@ def round_steps(steps: float) -> int:
     return int(50 * math.ceil(steps / 50))
 
 
-def _share_tests(members: list[Comparison],
-                 decisive: Mapping[tuple[str, str], tuple[fx.ArmStatistic, fx.ArmStatistic]],
-                 share_of: Callable[[Comparison], float | None],
+def _share_tests(members: list[Comparison], share_of: Callable[[Comparison], float | None],
                  alpha: float, held: int = 0) -> dict[tuple[str, str], fx.Test]:
     """For each tested intervention of one family that `share_of` gives a share (None: not
     tested): does the arm rise by more than that share of its control's rise, on the
@@ -819,10 +812,10 @@ def _share_tests(members: list[Comparison],
     > 0, one-sided, with the control's own noise, paired by seed and by val sequence where
     the arms share them (`effects.seed_pairing`); Holm-Sidak over these tests and `held`
     places of p 1, the censored interventions that remove the cause)."""
-    shares = {(c.control, c.arm): share for c in members
+    shares = {(c.control, c.arm): (c.decisive_pair, share) for c in members
               if (share := share_of(c)) is not None}
-    tests = [fx.two_sample(decisive[key][0], fx.scaled(decisive[key][1], share),
-                           alternative="greater") for key, share in shares.items()]
+    tests = [fx.two_sample(arm, fx.scaled(control, share), alternative="greater")
+             for (arm, control), share in shares.values()]
     # a censored comparison of an intervention that removes the cause holds a place (p 1):
     # which of them are tested is read off the compared runs (see the change family)
     return dict(zip(shares, fx.correct(tests, alpha, [1.0] * held), strict=True))
@@ -918,17 +911,11 @@ def _removes(c: Comparison) -> bool:
     control's (its 95% upper limit). A reduction over part of the range may be a rise that
     comes later in fit; at equal steps (an arm fitting at least as fast) the arm's whole
     rise is bounded the same way."""
-    if c.arm_rise.significant:
+    if c.arm_rise.significant or c.decisive_pair is None:
         return False
-    if c.basis == MATCHED_FIT:
-        if not _whole_range(c):
-            return False
-        p = c.progress
-        bound = fx.one_sample(p.arm_rise, alternative="two-sided").ci_high
-        return bound is not None and bound < PERSISTS_SHARE * p.control_rise.mean
-    if c.decisive_pair is None:
+    if c.basis == MATCHED_FIT and not _whole_range(c):
         return False
-    mine, theirs = c.decisive_pair  # the rises its change compared, from one step
+    mine, theirs = c.decisive_pair  # the rises its change compared
     bound = fx.one_sample(mine, alternative="two-sided").ci_high
     return bound is not None and bound < PERSISTS_SHARE * theirs.mean
 
@@ -1140,14 +1127,23 @@ def _onset_words(c: Comparison) -> str:
             "passes")
 
 
+def turned_before_window(c: Comparison) -> float | None:
+    """The arm's mean onset step where it lies before the step its rise at equal steps is
+    measured from (its rise before that step is not counted); else None."""
+    if c.window_from is None or not c.onsets or c.onsets[0][0] >= c.window_from:
+        return None
+    return c.onsets[0][0]
+
+
 def _from_words(c: Comparison) -> str:
     """Where a rise at equal steps is measured from: one step, or each arm's own place and
     why; for an arm that turned before the step, that its rise before it is not counted."""
     if c.window_from is None:
         return ("" if not c.own_places_because else
                 f" (each arm from where its other seeds are lowest: {c.own_places_because})")
-    early = ("" if not c.onsets or c.onsets[0][0] >= c.window_from else
-             f"; it turned at step {round(c.onsets[0][0])}, so its rise before is not counted")
+    onset = turned_before_window(c)
+    early = ("" if onset is None else
+             f"; it turned at step {round(onset)}, so its rise before is not counted")
     return f" (from step {c.window_from} to the end{early})"
 
 
@@ -1241,8 +1237,8 @@ def comparisons_frame(analysis: StudyAnalysis) -> pd.DataFrame:
         else c.at_equal_steps.ci_low,
         "change_at_equal_steps_ci_high": None if c.at_equal_steps is None
         else c.at_equal_steps.ci_high,
-        # equal steps against a control that does not rise: the step both arms' rises are
-        # measured from (None: each arm from where its other seeds are lowest)
+        # at equal steps: the step both arms' rises are measured from (None: each arm from
+        # where its other seeds are lowest, or no equal steps)
         "rise_from_step": c.window_from,
         "onset_fit": None if c.progress is None else c.progress.onset_fit,
         "arm_end_fit": None if c.progress is None else c.progress.arm_end_fit,

@@ -715,8 +715,7 @@ def flat_window_sentence(a: vd.StudyAnalysis) -> str:
             f"nothing, rather than each arm from its own lowest place, {caveat}. An arm still "
             "falling after that step reads below 0; an arm that turns before it is measured "
             "from it all the same.")
-    early = [(c, c.onsets[0][0]) for c in flat if c.window_from is not None and c.onsets
-             and c.onsets[0][0] < c.window_from]
+    early = [(c, onset) for c in flat if (onset := vd.turned_before_window(c)) is not None]
     if early:
         text += (" Turning before it (its rise before the step not counted): "
                  + "; ".join(f"{esc.md(c.arm)} (at step {round(onset)} on average)"
