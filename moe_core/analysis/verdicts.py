@@ -90,8 +90,17 @@ HYPOTHESIS_OF_KEY: dict[str, tuple[str, int | None]] = {
 }
 LATE_FRACTION = 0.25  # "late in training": the last quarter of the evals
 LR_DIFFERENCE = 0.05  # late-LR fractions closer than this predict no change
-# a persisting rise keeps more than this share of the control's rise (one-sided, corrected)
+# the main-cause margin: an intervention that removes the cause and keeps more than this
+# share of the control's rise says the cause is not the main one ("the rise persists");
+# one that keeps less (the same test the other way, one-sided, corrected) removes most of
+# the rise. Symmetric: both are one-sided tests of the same boundary, and between them the
+# share is undetermined
 PERSISTS_SHARE = 0.5
+# the smallest change that counts for an explanation, as a share of the control's rise:
+# "as predicted" needs the change beyond noise and beyond this margin (one-sided, Holm in
+# the family). With seeds paired, a tiny but consistent change is beyond noise (a
+# not-quite-identical placebo, per-seed differences ~1e-7, gave p 0.024)
+SUPPORT_MARGIN = 0.1
 ONCE_EPOCHS = 1.5  # at most this many passes: train sequences are seen about once
 # "removes the rise" needs a comparison over at least this share of the control's fit range
 # after its onset (an arm's end fit within a few hundredths of the control's)
@@ -115,6 +124,7 @@ AGAINST = "against the prediction"
 PERSISTS = "the rise persists"
 SURVIVES = "a rise survives without the cause"
 NO_CHANGE = "no detected change"
+WITHIN_MARGIN = "a change within the margin"  # beyond noise, not beyond SUPPORT_MARGIN
 NO_PREDICTION = "no prediction"
 CENSORED = "undetermined: needs a longer run"  # no rise yet, and not as far as the control's onset
 
@@ -151,6 +161,16 @@ class Comparison:
     # for an intervention that removes the cause: arm rise - PERSISTS_SHARE x control rise
     # > 0, one-sided, Holm-Sidak within the explanation's family (None otherwise)
     keeps: fx.Test | None = None
+    # for an intervention predicted to lower the rise: PERSISTS_SHARE x control rise - arm
+    # rise > 0 (it keeps less than half), one-sided, Holm-Sidak over the family's reductions
+    keeps_under: fx.Test | None = None
+    # against a rising control, where the explanation predicts a direction (not a dose-up
+    # decided by its onset): the change beyond SUPPORT_MARGIN x the control's rise in the
+    # predicted direction ((1 - m) x control - arm, or arm - (1 + m) x control, > 0),
+    # one-sided, Holm-Sidak over the family; `margin_at_equal_steps`: the same at equal
+    # steps, uncorrected (a censored comparison's held place)
+    beyond_margin: fx.Test | None = None
+    margin_at_equal_steps: fx.Test | None = None
     # for an intervention that removes the cause over the control's whole range at matched
     # fit (REMOVES_SPAN): arm rise - remaining x control rise > 0 there, one-sided,
     # Holm-Sidak within the explanation's family (None otherwise)
@@ -194,6 +214,9 @@ class Comparison:
     # prediction is an earlier onset, which it must show as well as a larger rise at equal
     # steps, since a rise that comes sooner is larger at equal steps by that alone
     onset_shift: fx.Test | None = None
+    # the same onsets, control minus arm > 0 (sooner), one-sided, Holm-Sidak in the family
+    # beside the change tests: what decides a dose-up on its own split
+    sooner: fx.Test | None = None
     # the arm's and the control's rise over the same passes over their train splits after
     # their onsets (the control's passes from its onset to its end), per seed, descriptive
     rise_per_passes: tuple[float, float] | None = None
@@ -448,6 +471,8 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
         comparison = Comparison(control, arm, family, keys, predicted, basis,
                                 removes_cause, change=at_steps, arm_rise=compared_rise[arm],
                                 at_equal_steps=None if other_length else at_steps,
+                                margin_at_equal_steps=None if other_length
+                                else margin_test(steps_pair, predicted),
                                 window_from=None if other_length else window_from,
                                 own_places_because="" if other_length else because)
         if control in judging:
@@ -482,15 +507,21 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
                 _onset(rise_stats[name], curves[name], exposure[name].epochs)
                 for name in (arm, control)))
             if comparison.different_split and comparison.predicted > 0:
+                onsets = (_onset_statistic(rise_stats[arm]),
+                          _onset_statistic(rise_stats[control]))
+                resolution = max(curves[arm].eval_spacing, curves[control].eval_spacing)
                 comparison = replace(
                     comparison,
-                    onset_shift=fx.two_sample(
-                        _onset_statistic(rise_stats[arm]), _onset_statistic(rise_stats[control]),
-                        resolution=max(curves[arm].eval_spacing,
-                                       curves[control].eval_spacing)),
+                    onset_shift=fx.two_sample(*onsets, resolution=resolution),
+                    sooner=fx.two_sample(onsets[1], onsets[0], alternative="greater",
+                                         resolution=resolution) if control in judging
+                    else None,
                     rise_per_passes=_rise_over_control_passes(
                         curves[arm], rise_stats[arm], exposure[arm].epochs,
                         curves[control], rise_stats[control], exposure[control].epochs))
+        if control in judging and comparison.basis and comparison.sooner is None:
+            comparison = replace(comparison, beyond_margin=margin_test(
+                comparison.decisive_pair, comparison.predicted))
         candidates.append(comparison)
     comparisons = []
     # a family per explanation: its interventions against the rising controls, against the
@@ -513,16 +544,37 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
         # null and the basis of each place (matched fit or equal steps) chosen from fits
         # and gate runs, never from the compared val losses
         held = [_held_p(c) for c in members if not c.basis] if decides else []
-        corrected = dict(zip(((c.control, c.arm) for c in tested),
-                             fx.correct([c.change for c in tested], alpha, held), strict=True))
+        # a dose-up on its own split is decided by whether it turns sooner: that test joins
+        # the family beside its change (which can still count against the prediction)
+        dose_ups = [c for c in tested if c.sooner is not None]
+        corrected = fx.correct([c.change for c in tested] + [c.sooner for c in dose_ups],
+                               alpha, held)
+        change = dict(zip(((c.control, c.arm) for c in tested), corrected[:len(tested)],
+                          strict=True))
+        sooner = dict(zip(((c.control, c.arm) for c in dose_ups), corrected[len(tested):],
+                          strict=True))
+        # the margin tests, a family of the same places: a censored comparison's is its
+        # margin test at equal steps (p 1 without one)
+        margined = [c for c in tested if c.beyond_margin is not None]
+        margin_held = [c.margin_at_equal_steps.p_value
+                       if c.margin_at_equal_steps is not None
+                       and c.margin_at_equal_steps.p_value is not None else 1.0
+                       for c in members if not c.basis and c.predicted] if decides else []
+        margin = dict(zip(((c.control, c.arm) for c in margined),
+                          fx.correct([c.beyond_margin for c in margined], alpha, margin_held),
+                          strict=True))
         censored_removals = sum(c.removes_cause for c in members if not c.basis)
+        censored_reductions = sum(c.predicted < 0 for c in members if not c.basis)
         keeps = _share_tests(tested, _keeps_share, alpha, censored_removals) if decides else {}
+        keeps_under = _share_tests(tested, _reduction_share, alpha, censored_reductions,
+                                   under=True) if decides else {}
         survives = _share_tests(tested, _survives_share, alpha,
                                 censored_removals) if decides else {}
-        comparisons += [_judge(replace(c, change=corrected[(c.control, c.arm)],
-                                       keeps=keeps.get((c.control, c.arm)),
-                                       survives=survives.get((c.control, c.arm))))
-                        if c.basis else c for c in members]
+        comparisons += [_judge(replace(c, change=change[key], sooner=sooner.get(key),
+                                       beyond_margin=margin.get(key), keeps=keeps.get(key),
+                                       keeps_under=keeps_under.get(key),
+                                       survives=survives.get(key)))
+                        if c.basis and (key := (c.control, c.arm)) else c for c in members]
     order = {(c.control, c.arm): i for i, c in enumerate(candidates)}
     comparisons.sort(key=lambda c: order[(c.control, c.arm)])
     verdicts = {name: _verdict(name, [c for c in comparisons if c.hypothesis == name
@@ -805,16 +857,19 @@ def round_steps(steps: float) -> int:
 
 
 def _share_tests(members: list[Comparison], share_of: Callable[[Comparison], float | None],
-                 alpha: float, held: int = 0) -> dict[tuple[str, str], fx.Test]:
+                 alpha: float, held: int = 0, under: bool = False
+                 ) -> dict[tuple[str, str], fx.Test]:
     """For each tested intervention of one family that `share_of` gives a share (None: not
-    tested): does the arm rise by more than that share of its control's rise, on the
-    comparison's own basis (matched fit or equal steps)? (arm rise - share x control rise
-    > 0, one-sided, with the control's own noise, paired by seed and by val sequence where
-    the arms share them (`effects.seed_pairing`); Holm-Sidak over these tests and `held`
-    places of p 1, the censored interventions that remove the cause)."""
+    tested): does the arm rise by more than that share of its control's rise (`under`: by
+    less), on the comparison's own basis (matched fit or equal steps)? (arm rise - share x
+    control rise > 0, or share x control rise - arm rise > 0, one-sided, with the control's
+    own noise, paired by seed and by val sequence where the arms share them
+    (`effects.seed_pairing`); Holm-Sidak over these tests and `held` places of p 1, the
+    censored interventions the family would have tested)."""
     shares = {(c.control, c.arm): (c.decisive_pair, share) for c in members
               if (share := share_of(c)) is not None}
-    tests = [fx.two_sample(arm, fx.scaled(control, share), alternative="greater")
+    tests = [fx.two_sample(fx.scaled(control, share), arm, alternative="greater") if under
+             else fx.two_sample(arm, fx.scaled(control, share), alternative="greater")
              for (arm, control), share in shares.values()]
     # a censored comparison of an intervention that removes the cause holds a place (p 1):
     # which of them are tested is read off the compared runs (see the change family)
@@ -825,6 +880,26 @@ def _keeps_share(c: Comparison) -> float | None:
     """Persists: an intervention that removes the cause keeps more than PERSISTS_SHARE of
     the control's rise."""
     return PERSISTS_SHARE if c.removes_cause else None
+
+
+def _reduction_share(c: Comparison) -> float | None:
+    """Keeps less than PERSISTS_SHARE: an intervention predicted to lower the rise (the
+    mirror of `_keeps_share`; with no rise of its own, it removes the rise)."""
+    return PERSISTS_SHARE if c.predicted < 0 else None
+
+
+def margin_test(pair: tuple[fx.ArmStatistic, fx.ArmStatistic] | None, predicted: int
+                ) -> fx.Test | None:
+    """The change beyond SUPPORT_MARGIN of the control's rise in the predicted direction,
+    one-sided, paired by seed where the arms share seeds: (1 - m) x control - arm > 0 for a
+    predicted reduction, arm - (1 + m) x control > 0 for a predicted increase (None without
+    a prediction or rises)."""
+    if pair is None or not predicted:
+        return None
+    arm, control = pair
+    if predicted < 0:
+        return fx.two_sample(fx.scaled(control, 1 - SUPPORT_MARGIN), arm, alternative="greater")
+    return fx.two_sample(arm, fx.scaled(control, 1 + SUPPORT_MARGIN), alternative="greater")
 
 
 def _survives_share(c: Comparison) -> float | None:
@@ -849,34 +924,39 @@ def _share(mine: float, theirs: float) -> float:
 
 
 def _judge(c: Comparison) -> Comparison:
-    """The comparison's outcome from its corrected change test, the arm's rise test and,
-    for an intervention that removes the cause, whether it keeps most of the rise."""
+    """The comparison's outcome from its corrected change test, its margin test, the arm's
+    rise test and, for an intervention that removes the cause, whether it keeps most of the
+    rise; a dose-up on its own split from whether it turns sooner."""
     test = c.change
     persists = (c.removes_cause and c.arm_rise.significant and c.keeps is not None
                 and c.keeps.significant)
+    toward = test.significant and np.sign(test.estimate) == c.predicted
     if c.predicted == 0:
         outcome = NO_PREDICTION
-    elif persists and not (test.significant and np.sign(test.estimate) != c.predicted):
+    elif c.sooner is not None:
+        # more of the cause on the arm's own split: a rise that comes sooner is larger at
+        # equal steps by that alone, and a steeper one is measured from an earlier low too,
+        # so the dose is decided by when it turns (one-sided, Holm in the family); its rise
+        # from the fixed step, smaller beyond noise, is a rise that started earlier and
+        # flattens or none: then nothing is detected, or, not sooner either, it counts against
+        smaller = test.significant and not toward
+        outcome = (AS_PREDICTED if c.sooner.significant and not smaller else
+                   AGAINST if smaller and not c.sooner.significant else NO_CHANGE)
+    elif persists and not (test.significant and not toward):
         # removing the cause left more than half of the rise: a reduction beyond noise that
         # small is no support (seeds 0-2 of the demo: no_lb -0.012 of 0.071, p 0.0019)
         outcome = PERSISTS
-    elif test.significant and np.sign(test.estimate) == c.predicted:
+    elif toward and (c.beyond_margin is None or c.beyond_margin.significant):
         outcome = AS_PREDICTED
-    elif test.significant:
+    elif test.significant and not toward:
         outcome = AGAINST
     elif c.survives is not None and c.survives.significant:
-        # no change beyond noise, and the arm without the cause still rises: the cause is
-        # not all of the rise (how much of it, if any, is within noise)
+        # no change beyond the margin, and the arm without the cause still rises: the cause
+        # is not all of the rise (how much of it, if any, is undetermined)
         outcome = SURVIVES
+    elif toward:
+        outcome = WITHIN_MARGIN  # beyond noise, not shown beyond the margin: no support
     else:
-        outcome = NO_CHANGE
-    if outcome in (AS_PREDICTED, AGAINST) and c.predicted > 0 and c.different_split \
-            and c.basis == EQUAL_STEPS and (outcome == AS_PREDICTED) != _comes_sooner(c):
-        # a larger rise at equal steps from an arm on its own split could be the same rise
-        # reached sooner or later: only an onset that also comes sooner, beyond noise, is the
-        # dose moving the rise as predicted. And a smaller rise from the step both are
-        # measured from, after an onset that came sooner beyond noise, may be a rise that
-        # started earlier and flattens: the two disagree, nothing is detected
         outcome = NO_CHANGE
     if outcome == AS_PREDICTED and c.predicted < 0 and c.basis == EQUAL_STEPS and c.decides:
         slower = _slower_or_unknown(c)
@@ -898,26 +978,25 @@ def _held_p(c: Comparison) -> float:
     return t.p_value if t is not None and t.p_value is not None else 1.0
 
 
-def _comes_sooner(c: Comparison) -> bool:
-    """The dose-up's onset comes before the control's beyond noise (two-sided, alpha)."""
-    t = c.onset_shift
-    return t is not None and t.p_value is not None and t.p_value < fx.ALPHA and t.estimate < 0
+def contributes_only(c: Comparison) -> bool:
+    """The rise persists without the cause (more than half of it), and the removal still
+    lowers it beyond noise and beyond the margin: the cause acts, and is not the main one."""
+    return (c.outcome == PERSISTS and c.change.significant
+            and np.sign(c.change.estimate) == c.predicted
+            and c.beyond_margin is not None and c.beyond_margin.significant)
 
 
 def _removes(c: Comparison) -> bool:
     """A reduction is a removal only over the control's whole rise: an arm that does not
     rise of its own, compared at matched fit over (nearly) all of the control's fit range
-    after its onset (REMOVES_SPAN), whose own rise there is bounded below half of the
-    control's (its 95% upper limit). A reduction over part of the range may be a rise that
-    comes later in fit; at equal steps (an arm fitting at least as fast) the arm's whole
-    rise is bounded the same way."""
-    if c.arm_rise.significant or c.decisive_pair is None:
+    after its onset (REMOVES_SPAN), that keeps less than half of the control's rise there
+    (`keeps_under`: one-sided, with both arms' noise, Holm over the family's reductions,
+    the mirror of "persists"). A reduction over part of the range may be a rise that comes
+    later in fit; at equal steps (an arm fitting at least as fast) the arm's whole rise is
+    tested the same way."""
+    if c.arm_rise.significant or c.keeps_under is None or not c.keeps_under.significant:
         return False
-    if c.basis == MATCHED_FIT and not _whole_range(c):
-        return False
-    mine, theirs = c.decisive_pair  # the rises its change compared
-    bound = fx.one_sample(mine, alternative="two-sided").ci_high
-    return bound is not None and bound < PERSISTS_SHARE * theirs.mean
+    return c.basis != MATCHED_FIT or _whole_range(c)
 
 
 def _slower_or_unknown(c: Comparison) -> str:
@@ -971,11 +1050,17 @@ def _control_verdict(mine: Sequence[Comparison]) -> tuple[str, bool]:
     mine = [c for c in mine if not (c.outcome == CENSORED and superseded_by(c, mine))]
     outcomes = {c.outcome for c in mine}
     evidence = bool(outcomes & {AS_PREDICTED, AGAINST, PERSISTS, SURVIVES})
-    if AS_PREDICTED in outcomes and SURVIVES in outcomes \
-            and not outcomes & {AGAINST, PERSISTS}:
-        return PART, evidence
-    if outcomes & {AS_PREDICTED} and outcomes & {AGAINST, PERSISTS, SURVIVES}:
+    # the cause acts: a change as predicted beyond the margin, or a removal that lowers the
+    # rise so and keeps more than half of it; it is the main cause where a removal keeps
+    # less than half, and not where one keeps more
+    acts = AS_PREDICTED in outcomes or any(contributes_only(c) for c in mine)
+    main = any(c.outcome == AS_PREDICTED and c.keeps_under is not None
+               and c.keeps_under.significant for c in mine)
+    if acts and (AGAINST in outcomes or main and PERSISTS in outcomes):
         return MIXED, evidence
+    if acts and outcomes & {PERSISTS, SURVIVES}:
+        # it acts, and a rise persists or survives without it: it is part of the rise
+        return PART, evidence
     if AS_PREDICTED in outcomes:
         return SUPPORTED, evidence
     if outcomes & {AGAINST, PERSISTS, SURVIVES}:
@@ -1082,15 +1167,21 @@ def _reason(c: Comparison) -> str:
         return _dose_up_reason(c, interval)
     text = f"{c.arm} vs {c.control}: rise{where} {t.estimate:+.3f} nats{interval}"
     if c.outcome == AS_PREDICTED:
-        text += ": removes the rise" if c.removes else f": {reduces_words(c)}" \
-            if c.predicted < 0 else ": raises the rise, as predicted"
+        text += (": removes the rise" if c.removes else f": {reduces_words(c)}"
+                 if c.predicted < 0 else ": raises the rise, as predicted") + _margin_words(c)
     elif c.outcome == AGAINST:
         text += ": moves against the prediction"
+    elif c.outcome == WITHIN_MARGIN:
+        text += (f": a change beyond noise but not shown beyond {SUPPORT_MARGIN:.0%} of the "
+                 f"control's rise{_margin_p(c)}: no support")
     elif c.outcome == PERSISTS:
         mine, theirs = (stat.mean for stat in c.decisive_pair)  # what its tests compared
+        contributes = ("" if not contributes_only(c)
+                       else f"; it lowers the rise beyond {SUPPORT_MARGIN:.0%} of it"
+                            f"{_margin_p(c)}: the cause contributes, but is not the main one")
         text += (f": the rise persists ({c.arm} rises by {mine:.3f} where the control rises by "
                  f"{theirs:.3f}: it keeps more than {PERSISTS_SHARE:.0%} of it, one-sided Holm p "
-                 f"{fx.format_p(c.keeps.p_adjusted)})")
+                 f"{fx.format_p(c.keeps.p_adjusted)}{contributes})")
     elif c.outcome == SURVIVES:
         p = c.progress
         own = fx.one_sample(p.arm_rise, alternative="two-sided")
@@ -1116,6 +1207,28 @@ def _reason(c: Comparison) -> str:
     if c.onsets and c.different_split:
         text += f"; {_onset_words(c)}"
     return text
+
+
+def _margin_p(c: Comparison) -> str:
+    t = c.beyond_margin
+    return "" if t is None else f" (one-sided Holm p {fx.format_p(t.p_adjusted)})"
+
+
+def _margin_words(c: Comparison) -> str:
+    """What a change as predicted shows beyond noise: beyond the margin, and, for a
+    reduction, whether it keeps less than half of the control's rise."""
+    if c.beyond_margin is None:
+        return ""
+    text = (f" (beyond {SUPPORT_MARGIN:.0%} of the control's rise, one-sided Holm p "
+            f"{fx.format_p(c.beyond_margin.p_adjusted)}")
+    under = c.keeps_under
+    if c.predicted < 0 and under is not None:
+        mine, theirs = (stat.mean for stat in c.decisive_pair)
+        text += (f"; it keeps {_share(mine, theirs):.0%} of it: "
+                 + (f"less than {PERSISTS_SHARE:.0%}" if under.significant
+                    else f"whether more or less than {PERSISTS_SHARE:.0%} is undetermined")
+                 + f", one-sided Holm p {fx.format_p(under.p_adjusted)}")
+    return text + ")"
 
 
 def _onset_words(c: Comparison) -> str:
@@ -1151,15 +1264,18 @@ def _dose_up_reason(c: Comparison, interval: str) -> str:
     """More of the cause on the arm's own split: decided by when it turns (steps against
     passes), with its rise at equal steps and over equal passes beside."""
     shift = c.onset_shift
+    sooner = c.sooner
     shift_text = ("" if shift.ci_low is None else
-                  f", 95% CI {shift.ci_low:+.0f} to {shift.ci_high:+.0f}, paired p "
-                  f"{fx.format_p(shift.p_value)}")
-    sooner = _comes_sooner(c)
+                  f", 95% CI {shift.ci_low:+.0f} to {shift.ci_high:+.0f}") + (
+        "" if sooner is None or sooner.p_adjusted is None else
+        f", sooner: one-sided Holm p {fx.format_p(sooner.p_adjusted)}")
+    early = sooner is not None and sooner.significant
     verdict = ("the onset follows the passes over the data, not the steps, as predicted "
                "(an explanation that acts per step, as the LR schedule and the balancing loss "
                "do, predicts the same step)" if c.outcome == AS_PREDICTED else
-               "it turns sooner beyond noise, but its rise at equal steps is not larger beyond "
-               "noise: no detected change" if sooner and c.outcome == NO_CHANGE else
+               "it turns sooner beyond noise, but its rise at equal steps is smaller beyond "
+               "noise (a rise that started earlier and flattens, or none): no detected change"
+               if early and c.outcome == NO_CHANGE else
                "not sooner beyond noise, and its rise at equal steps is lower: against the "
                "prediction" if c.outcome == AGAINST else
                "not sooner beyond noise: no detected change")
@@ -1171,7 +1287,8 @@ def _dose_up_reason(c: Comparison, interval: str) -> str:
     return (f"{c.arm} vs {c.control}: more repetition per step, on its own train split (no "
             f"common scale of fit): {_onset_words(c)}: {shift.estimate:+.0f} "
             f"steps{shift_text}; {verdict}. "
-            f"Its rise at equal steps{_from_words(c)} (it rises within the run{SELECTED}): "
+            f"Its rise at equal steps{_from_words(c)} (it rises within the run{SELECTED}; "
+            f"it decides only where smaller beyond noise): "
             f"{c.change.estimate:+.3f} nats{interval}{per_passes}")
 
 
@@ -1231,6 +1348,12 @@ def comparisons_frame(analysis: StudyAnalysis) -> pd.DataFrame:
         "paired_by_sequence": c.change.paired_sequences, "identical": c.change.identical,
         "keeps_over_half": None if c.keeps is None else c.keeps.estimate,
         "keeps_over_half_p_adjusted": None if c.keeps is None else c.keeps.p_adjusted,
+        "keeps_under_half_p_adjusted": None if c.keeps_under is None
+        else c.keeps_under.p_adjusted,
+        # the change beyond SUPPORT_MARGIN of the control's rise, predicted direction
+        "beyond_margin_p_adjusted": None if c.beyond_margin is None
+        else c.beyond_margin.p_adjusted,
+        "onset_sooner_p_adjusted": None if c.sooner is None else c.sooner.p_adjusted,
         "outcome": c.outcome, "compared_at": c.basis, "decides": c.decides,
         "change_at_equal_steps": None if c.at_equal_steps is None else c.at_equal_steps.estimate,
         "change_at_equal_steps_ci_low": None if c.at_equal_steps is None
