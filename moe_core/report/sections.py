@@ -328,14 +328,21 @@ def _outcome_words(c: vd.Comparison) -> str:
         return "undetermined: needs a longer run"
     if c.outcome == vd.AS_PREDICTED:
         if c.predicted < 0:
-            return "removes the rise" if c.removes else vd.reduces_words(c)
+            return ("removes the rise" if c.removes else vd.reduces_words(c) + (
+                " (keeps less than half)" if c.keeps_under is not None
+                and c.keeps_under.significant else ""))
         if c.onset_shift is not None:
             return "the rise comes sooner, after about as many passes, as predicted"
         return "raises it, as predicted"
     if c.outcome == vd.AGAINST:
         return "against the prediction"
     if c.outcome == vd.PERSISTS:
-        return "the rise persists"
+        return ("the rise persists (more than half); it lowers it beyond the margin: the cause "
+                "contributes, not the main one" if vd.contributes_only(c)
+                else "the rise persists (more than half)")
+    if c.outcome == vd.WITHIN_MARGIN:
+        return (f"a change beyond noise, not shown beyond {vd.SUPPORT_MARGIN:.0%} of the "
+                "control's rise: no support")
     if c.outcome == vd.SURVIVES:
         own = fx.one_sample(c.progress.arm_rise, alternative="two-sided")
         return (f"a rise survives without the cause (it rises {own.estimate:.3f}, 95% CI "
@@ -357,8 +364,9 @@ def one_sentence(a: vd.StudyAnalysis) -> str:
              vd.NOT_WHOLE: "not the whole cause (where an intervention removes it over "
                            "the control's fit range a rise stays; its share of the rise is "
                            "undetermined)",
-             vd.PART: "part of the cause (lowering it reduces the rise at matched fit, and "
-                      "where it is removed over the control's fit range a rise stays)",
+             vd.PART: "part of the cause (lowering or removing it reduces the rise beyond "
+                      "the margin, and without it a rise stays: more than half of it, or "
+                      "more than it allows)",
              vd.MIXED: "mixed", vd.INCONCLUSIVE: "inconclusive", vd.UNTESTED: "untested",
              vd.UNDETERMINED: "undetermined (a deciding intervention is censored: it "
                               "never fitted as far as the control had when it turned)"}

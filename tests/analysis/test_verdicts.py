@@ -403,13 +403,79 @@ def test_a_rise_that_comes_later_in_fit_is_a_reduction_over_the_range_never_a_re
     assert f"over the first {c.progress.span_share:.0%}" in vd._reason(c)
 
 
-def test_a_removal_needs_the_whole_range_and_a_bounded_rise():
+def test_a_removal_needs_the_whole_range_and_keeps_less_than_half_the_rise():
+    """"Removes the rise" is the mirror of "persists": the arm keeps less than half of the
+    control's rise (one-sided, both arms' noise, paired by seed, Holm over the family's
+    reductions), over the control's whole fit range, with no rise of its own."""
     truths = cal.study_like(ARMS, {"higher_dropout@reference_lr": cal.Truth(rise=0.0)})
     a = analyse(truths, seeds=4)
     c = comparison(a, "higher_dropout@reference_lr")
     assert c.removes and c.progress.span_share >= vd.REMOVES_SPAN
-    bound = fx.one_sample(c.progress.arm_rise, alternative="two-sided").ci_high
-    assert bound < vd.PERSISTS_SHARE * c.progress.control_rise.mean
+    under = c.keeps_under
+    mine, control = c.progress.arm_rise, c.progress.control_rise
+    assert under.alternative == "greater" and under.paired_seeds and under.significant
+    assert under.estimate == pytest.approx(vd.PERSISTS_SHARE * control.mean - mine.mean)
+    assert not vd._judge(dataclasses.replace(
+        c, keeps_under=dataclasses.replace(under, significant=False))).removes
+    # the two one-sided tests of one boundary: never both beyond noise
+    for c in a.comparisons:
+        if c.keeps is not None and c.keeps_under is not None:
+            assert c.keeps.estimate == pytest.approx(-c.keeps_under.estimate)
+            assert not (c.keeps.significant and c.keeps_under.significant)
+
+
+def test_support_needs_a_change_beyond_the_margin_not_only_beyond_noise():
+    """With seeds paired, a tiny but consistent change is beyond noise: "as predicted" needs
+    it beyond SUPPORT_MARGIN of the control's rise too (one-sided, Holm in the family);
+    short of that it is a change within the margin, no support."""
+    control = fx.ArmStatistic(CONTROL, "rise", np.array([0.060, 0.071, 0.064, 0.068]),
+                              seeds=(0, 1, 2, 3))
+    tiny = dataclasses.replace(control, arm="placebo", per_seed=control.per_seed
+                               - 1e-7 * np.array([1.0, 1.1, 0.9, 1.05]))
+    assert fx.two_sample(tiny, control).p_value < 0.05  # beyond noise
+    margin = vd.margin_test((tiny, control), predicted=-1)
+    assert margin.estimate == pytest.approx((1 - vd.SUPPORT_MARGIN) * control.mean - tiny.mean)
+    assert margin.p_value > 0.5
+    # a predicted rise up: arm - (1 + m) x control
+    up = vd.margin_test((tiny, control), predicted=1)
+    assert up.estimate == pytest.approx(tiny.mean - (1 + vd.SUPPORT_MARGIN) * control.mean)
+    assert vd.margin_test((tiny, control), predicted=0) is None
+
+    truths = cal.study_like(ARMS, {"higher_dropout@reference_lr": cal.Truth(rise=0.0)})
+    c = comparison(analyse(truths, seeds=4), "higher_dropout@reference_lr")
+    assert c.outcome == vd.AS_PREDICTED and c.beyond_margin.significant
+    arm, ctl = c.decisive_pair
+    assert c.beyond_margin.estimate == pytest.approx(
+        (1 - vd.SUPPORT_MARGIN) * ctl.mean - arm.mean)
+    within = vd._judge(dataclasses.replace(
+        c, beyond_margin=dataclasses.replace(c.beyond_margin, significant=False)))
+    assert within.change.significant and within.outcome == vd.WITHIN_MARGIN
+    assert "no support" in vd._reason(within)
+    assert vd._control_verdict([within]) == (vd.INCONCLUSIVE, False)
+
+
+def test_a_removal_that_lowers_the_rise_and_keeps_most_of_it_is_part_of_the_cause():
+    """The rise persists without the cause (more than half of it), and the removal lowers it
+    beyond the margin: the cause acts and is not the main one, part of the cause; beside a
+    reduction that keeps less than half (the main cause), the two disagree: mixed."""
+    a = analyse(cal.study_like(ARMS, {"no_lb@reference_lr": cal.Truth(rise=0.07)}), seeds=4)
+    c = comparison(a, "no_lb@reference_lr")
+    significant = dataclasses.replace(c.change, significant=True, estimate=-0.03)
+    lowers = dataclasses.replace(
+        c, outcome=vd.PERSISTS, change=significant,
+        beyond_margin=dataclasses.replace(c.beyond_margin, significant=True),
+        keeps=dataclasses.replace(c.keeps, significant=True))
+    assert vd.contributes_only(lowers)
+    assert vd._control_verdict([lowers]) == (vd.PART, True)
+    assert "the cause contributes, but is not the main one" in vd._reason(lowers)
+    only_persists = dataclasses.replace(lowers, beyond_margin=dataclasses.replace(
+        c.beyond_margin, significant=False))
+    assert not vd.contributes_only(only_persists)
+    assert vd._control_verdict([only_persists]) == (vd.NOT_SUPPORTED, True)
+    main = dataclasses.replace(lowers, arm="aux_free_balance@reference_lr",
+                               outcome=vd.AS_PREDICTED, keeps_under=dataclasses.replace(
+                                   c.keeps_under, significant=True))
+    assert vd._control_verdict([lowers, main]) == (vd.MIXED, True)
 
 
 def test_an_arm_run_longer_is_judged_at_matched_fit_only_and_never_ranked_by_its_end():
