@@ -506,7 +506,7 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
             comparison = replace(comparison, onsets=tuple(
                 _onset(rise_stats[name], curves[name], exposure[name].epochs)
                 for name in (arm, control)))
-            if comparison.different_split and comparison.predicted > 0:
+            if _dose_up(comparison):
                 onsets = (_onset_statistic(rise_stats[arm]),
                           _onset_statistic(rise_stats[control]))
                 resolution = max(curves[arm].eval_spacing, curves[control].eval_spacing)
@@ -544,6 +544,9 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
         # null and the basis of each place (matched fit or equal steps) chosen from fits
         # and gate runs, never from the compared val losses
         held = [_held_p(c) for c in members if not c.basis] if decides else []
+        # a dose-up on its own split takes two places when tested (its change and whether it
+        # turns sooner) and none among the margins: censored, it holds the same
+        held += [1.0 for c in members if not c.basis and _dose_up(c)] if decides else []
         # a dose-up on its own split is decided by whether it turns sooner: that test joins
         # the family beside its change (which can still count against the prediction)
         dose_ups = [c for c in tested if c.sooner is not None]
@@ -559,7 +562,8 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
         margin_held = [c.margin_at_equal_steps.p_value
                        if c.margin_at_equal_steps is not None
                        and c.margin_at_equal_steps.p_value is not None else 1.0
-                       for c in members if not c.basis and c.predicted] if decides else []
+                       for c in members if not c.basis and c.predicted and not _dose_up(c)
+                       ] if decides else []
         margin = dict(zip(((c.control, c.arm) for c in margined),
                           fx.correct([c.beyond_margin for c in margined], alpha, margin_held),
                           strict=True))
@@ -893,9 +897,9 @@ def margin_test(pair: tuple[fx.ArmStatistic, fx.ArmStatistic] | None, predicted:
     """The change beyond SUPPORT_MARGIN of the control's rise in the predicted direction,
     one-sided, paired by seed where the arms share seeds: (1 - m) x control - arm > 0 for a
     predicted reduction, arm - (1 + m) x control > 0 for a predicted increase (None without
-    a prediction or rises)."""
-    if pair is None or not predicted:
-        return None
+    a prediction, or where the control's rise is not above 0)."""
+    if pair is None or not predicted or pair[1].mean <= 0:
+        return None  # a control that does not rise has no margin to read off
     arm, control = pair
     if predicted < 0:
         return fx.two_sample(fx.scaled(control, 1 - SUPPORT_MARGIN), arm, alternative="greater")
@@ -951,8 +955,8 @@ def _judge(c: Comparison) -> Comparison:
     elif test.significant and not toward:
         outcome = AGAINST
     elif c.survives is not None and c.survives.significant:
-        # no change beyond the margin, and the arm without the cause still rises: the cause
-        # is not all of the rise (how much of it, if any, is undetermined)
+        # no change beyond noise and the margin, and the arm without the cause still rises:
+        # the cause is not all of the rise (how much of it, if any, is undetermined)
         outcome = SURVIVES
     elif toward:
         outcome = WITHIN_MARGIN  # beyond noise, not shown beyond the margin: no support
@@ -976,6 +980,11 @@ def _held_p(c: Comparison) -> float:
     the tested places nothing, and the family corrects as the tested alone would."""
     t = c.at_equal_steps
     return t.p_value if t is not None and t.p_value is not None else 1.0
+
+
+def _dose_up(c: Comparison) -> bool:
+    """More of the cause on the arm's own train split: decided by whether it turns sooner."""
+    return c.different_split and c.predicted > 0
 
 
 def contributes_only(c: Comparison) -> bool:
@@ -1051,11 +1060,11 @@ def _control_verdict(mine: Sequence[Comparison]) -> tuple[str, bool]:
     outcomes = {c.outcome for c in mine}
     evidence = bool(outcomes & {AS_PREDICTED, AGAINST, PERSISTS, SURVIVES})
     # the cause acts: a change as predicted beyond the margin, or a removal that lowers the
-    # rise so and keeps more than half of it; it is the main cause where a removal keeps
-    # less than half, and not where one keeps more
+    # rise so and keeps more than half of it; it is the main cause where a reduction removes
+    # the rise (keeps less than half over the control's whole range, no rise of its own),
+    # and not where a removal keeps more
     acts = AS_PREDICTED in outcomes or any(contributes_only(c) for c in mine)
-    main = any(c.outcome == AS_PREDICTED and c.keeps_under is not None
-               and c.keeps_under.significant for c in mine)
+    main = any(c.removes for c in mine)
     if acts and (AGAINST in outcomes or main and PERSISTS in outcomes):
         return MIXED, evidence
     if acts and outcomes & {PERSISTS, SURVIVES}:
@@ -1188,7 +1197,10 @@ def _reason(c: Comparison) -> str:
         allowed = ("" if c.remaining == 0 else
                    f", more than the {c.remaining:.0%} of it that the cause it still applies "
                    "would leave if it acted in proportion")
-        detect = "" if t.detectable is None else f", could detect about {t.detectable:.3f}"
+        detect = (f"; a change beyond noise, not shown beyond {SUPPORT_MARGIN:.0%} of the "
+                  f"control's rise{_margin_p(c)}" if t.significant else
+                  "; no change beyond noise" + ("" if t.detectable is None else
+                                                 f", could detect about {t.detectable:.3f}"))
         dip = ("; measured from the onset fit, which this arm reaches soon after its LR "
                "drops, while the drop itself still lowers its val loss: if anything too low"
                if "lr_drop_at" in c.changed else "")
@@ -1196,8 +1208,7 @@ def _reason(c: Comparison) -> str:
                  f"rises by {own.estimate:.3f} over the control's whole fit range after its "
                  f"onset (95% CI {own.ci_low:.3f} to {own.ci_high:.3f}) where the control "
                  f"rises by {p.control_rise.mean:.3f}{allowed} (one-sided Holm p "
-                 f"{fx.format_p(c.survives.p_adjusted)}){dip}; no change beyond noise"
-                 f"{detect}: the cause as removed here is not needed for a rise; how much of "
+                 f"{fx.format_p(c.survives.p_adjusted)}){dip}{detect}: the cause as removed here is not needed for a rise; how much of "
                  "the control's rise it accounts for is undetermined)")
     elif c.outcome == NO_PREDICTION:
         text += f": no prediction ({c.prediction_basis})"
@@ -1270,9 +1281,9 @@ def _dose_up_reason(c: Comparison, interval: str) -> str:
         "" if sooner is None or sooner.p_adjusted is None else
         f", sooner: one-sided Holm p {fx.format_p(sooner.p_adjusted)}")
     early = sooner is not None and sooner.significant
-    verdict = ("the onset follows the passes over the data, not the steps, as predicted "
-               "(an explanation that acts per step, as the LR schedule and the balancing loss "
-               "do, predicts the same step)" if c.outcome == AS_PREDICTED else
+    verdict = ("it turns sooner in steps beyond noise, as predicted (an explanation that "
+               "acts per step, as the LR schedule and the balancing loss do, predicts the "
+               "same step; the passes above are descriptive)" if c.outcome == AS_PREDICTED else
                "it turns sooner beyond noise, but its rise at equal steps is smaller beyond "
                "noise (a rise that started earlier and flattens, or none): no detected change"
                if early and c.outcome == NO_CHANGE else

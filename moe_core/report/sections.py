@@ -332,7 +332,7 @@ def _outcome_words(c: vd.Comparison) -> str:
                 " (keeps less than half)" if c.keeps_under is not None
                 and c.keeps_under.significant else ""))
         if c.onset_shift is not None:
-            return "the rise comes sooner, after about as many passes, as predicted"
+            return "it turns sooner in steps beyond noise, as predicted"
         return "raises it, as predicted"
     if c.outcome == vd.AGAINST:
         return "against the prediction"
@@ -345,8 +345,11 @@ def _outcome_words(c: vd.Comparison) -> str:
                 "control's rise: no support")
     if c.outcome == vd.SURVIVES:
         own = fx.one_sample(c.progress.arm_rise, alternative="two-sided")
+        within = ("; its change is beyond noise, within the margin" if c.change.significant
+                  else "")
         return (f"a rise survives without the cause (it rises {own.estimate:.3f}, 95% CI "
-                f"{own.ci_low:.3f} to {own.ci_high:.3f}, over the control's whole range)")
+                f"{own.ci_low:.3f} to {own.ci_high:.3f}, over the control's whole range"
+                f"{within})")
     if c.outcome == vd.NO_PREDICTION:
         return "no prediction"
     return "no detected change"
@@ -364,9 +367,9 @@ def one_sentence(a: vd.StudyAnalysis) -> str:
              vd.NOT_WHOLE: "not the whole cause (where an intervention removes it over "
                            "the control's fit range a rise stays; its share of the rise is "
                            "undetermined)",
-             vd.PART: "part of the cause (lowering or removing it reduces the rise beyond "
-                      "the margin, and without it a rise stays: more than half of it, or "
-                      "more than it allows)",
+             vd.PART: "part of the cause (it acts as predicted: a change beyond the "
+                      "margin, or a rise that turns sooner; and without it a rise stays: "
+                      "more than half of it, or more than it allows)",
              vd.MIXED: "mixed", vd.INCONCLUSIVE: "inconclusive", vd.UNTESTED: "untested",
              vd.UNDETERMINED: "undetermined (a deciding intervention is censored: it "
                               "never fitted as far as the control had when it turned)"}

@@ -472,9 +472,13 @@ def test_a_removal_that_lowers_the_rise_and_keeps_most_of_it_is_part_of_the_caus
         c.beyond_margin, significant=False))
     assert not vd.contributes_only(only_persists)
     assert vd._control_verdict([only_persists]) == (vd.NOT_SUPPORTED, True)
-    main = dataclasses.replace(lowers, arm="aux_free_balance@reference_lr",
-                               outcome=vd.AS_PREDICTED, keeps_under=dataclasses.replace(
-                                   c.keeps_under, significant=True))
+    # a reduction that keeps less than half over part of the range only is no main cause
+    partial = dataclasses.replace(lowers, arm="aux_free_balance@reference_lr",
+                                  outcome=vd.AS_PREDICTED, removes=False,
+                                  keeps_under=dataclasses.replace(c.keeps_under,
+                                                                  significant=True))
+    assert vd._control_verdict([lowers, partial]) == (vd.PART, True)
+    main = dataclasses.replace(partial, removes=True)
     assert vd._control_verdict([lowers, main]) == (vd.MIXED, True)
 
 
