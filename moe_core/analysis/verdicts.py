@@ -401,7 +401,10 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
                                if groups[g].experiment == CONTROL_EXPERIMENT
                                and not groups[g].variant])
     curves = arm_curves(results, leave_out=own)
-    controls = {groups[arm].condition: arm for arm in curves
+    # in the order of their names, never the order runs were read: which rising control fixes
+    # the step rises at equal steps are measured from, and which cell of a crossed pair is its
+    # control, follow from it
+    controls = {groups[arm].condition: arm for arm in sorted(curves)
                 if groups[arm].experiment == CONTROL_EXPERIMENT and not groups[arm].variant}
     gates = {control: c for control, c in arm_curves(results, only=own).items()
              if control in curves and c.n_seeds >= 2}
@@ -608,9 +611,9 @@ def family_of(c: Comparison, crossed: Collection[str], judging: Collection[str]
 
 
 def gate_low_step(gates: Mapping[str, fx.ArmCurves], rising: Sequence[str]) -> int | None:
-    """Where the first rising control with gate runs is lowest over them (the first step
-    of its lowest window of their mean curve): the study's inflection, placed by runs that
-    are compared with nothing; None without one."""
+    """Where the first rising control with gate runs (by name) is lowest over them (the
+    first step of its lowest window of their mean curve): the study's inflection, placed by
+    runs that are compared with nothing; None without one."""
     for control in rising:
         if control in gates:
             curves = gates[control]

@@ -812,3 +812,28 @@ def test_against_a_control_that_does_not_rise_both_arms_rise_from_the_gate_runs_
     assert own.change.estimate == pytest.approx(
         fx.rise_statistic(ungated.curves["no_lb"]).mean
         - fx.rise_statistic(ungated.curves["baseline"]).mean)
+
+
+def test_the_step_and_the_crossed_pairs_follow_the_controls_names_not_the_read_order():
+    """With both controls rising, which one fixes the step rises at equal steps are measured
+    from, and which cell of a crossed pair is its control, follow from the controls' names:
+    the same runs read in the opposite order give the same comparisons."""
+    arms = (*ARMS[:6], "baseline", "no_lb", "small_split@reference_lr", "small_split")
+    results = cal.simulate_results(
+        cal.study_like(arms, {"baseline": cal.Truth(rise=0.1),
+                              "small_split": cal.Truth(rise=0.3)}),
+        3, cal.Noise(), np.random.default_rng(5),
+        gates={CONTROL: GATE, "baseline": (104, 105, 106, 107)})
+    flipped = dataclasses.replace(results, runs=results.runs.iloc[::-1].reset_index(drop=True),
+                                  evals=results.evals.iloc[::-1].reset_index(drop=True))
+    a, b = vd.analyse(results), vd.analyse(flipped)
+    assert set(a.rising_controls) == {CONTROL, "baseline"}
+    assert a.rising_controls == b.rising_controls == ("baseline", CONTROL)
+    gate = a.gates["baseline"]
+    assert a.gate_low == b.gate_low == gate.steps[int(np.argmin(window_means(
+        gate.loss.mean(0), gate.window)))]
+    assert a.crossed == b.crossed
+    def keyed(analysis):
+        return sorted((c.control, c.arm, c.window_from, c.outcome, round(c.change.estimate, 9))
+                      for c in analysis.comparisons)
+    assert keyed(a) == keyed(b)
