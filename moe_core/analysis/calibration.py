@@ -733,6 +733,14 @@ def calibration_table(studies: int = 200, seeds: int = 4, noise: Noise = Noise()
                  {small: Truth(rise=0.03)}, "<= 0.05", 33),
                 ("repetition acts per step: the smaller split turns at the control's step, "
                  "rising only 0.05", {small: Truth(rise=0.05)}, "<= 0.05", 34),
+                ("repetition is no cause, the smaller split's runs 2.5x noisier: it rises as "
+                 "the control does", {small: Truth(rise=0.1, noise_scale=NOISIER)},
+                 "<= 0.05", 35),
+                # not a null: a larger rise is a change per-step explanations do not predict;
+                # its lowest window reads earlier although the rise starts at the same step
+                ("the smaller split rises 3x the control's from the control's step (steeper, "
+                 "not sooner)", {small: Truth(rise=0.3)},
+                 "reported: larger, the predicted direction, read as an earlier low", 36),
                 ("the smaller split is the control's curve reached sooner (speed 1.67): the "
                  "rise follows how far the repeated split was fitted, as overfitting has it",
                  {**vanishes, small: Truth(rise=0.1, speed=1.67)}, "reported", 20),

@@ -102,10 +102,12 @@ def method_markdown(study: Study) -> str:
         "consistent change is beyond noise; short of the margin it is *a change within the "
         "margin*, no support. A removal that keeps more than half and still lowers the rise "
         "beyond the margin: the cause contributes and is not the main one (*part of the "
-        "cause*). A smaller train split (more repetition per step) is decided by whether it "
-        "turns sooner (one-sided t on each seed's onset step, paired, Holm-Sidak in the "
-        "family beside the change tests); its rise at equal steps decides only where it is "
-        "smaller beyond noise.",
+        "cause*). A smaller train split (more repetition per step) is decided by whether "
+        "each seed's own lowest window comes earlier (one-sided t on its middle step, "
+        "paired, Holm-Sidak in the family beside the change tests): a rise that starts "
+        "sooner moves it, and so does a steeper one from the same step, each a change an "
+        "explanation acting per step does not predict; its rise at equal steps decides "
+        "only where it is smaller beyond noise.",
         "- **Matched progress, censoring.** An intervention is compared with the control "
         "at the same train-subset fit, not the same step: for each seed pair, the rise from "
         "the control's onset fit (its train-subset loss at the window where its other seeds "

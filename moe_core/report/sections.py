@@ -332,7 +332,7 @@ def _outcome_words(c: vd.Comparison) -> str:
                 " (keeps less than half)" if c.keeps_under is not None
                 and c.keeps_under.significant else ""))
         if c.onset_shift is not None:
-            return "it turns sooner in steps beyond noise, as predicted"
+            return "its lowest window comes earlier in steps beyond noise, as predicted"
         return "raises it, as predicted"
     if c.outcome == vd.AGAINST:
         return "against the prediction"
@@ -368,7 +368,7 @@ def one_sentence(a: vd.StudyAnalysis) -> str:
                            "the control's fit range a rise stays; its share of the rise is "
                            "undetermined)",
              vd.PART: "part of the cause (it acts as predicted: a change beyond the "
-                      "margin, or a rise that turns sooner; and without it a rise stays: "
+                      "margin, or a lowest window earlier; and without it a rise stays: "
                       "more than half of it, or more than it allows)",
              vd.MIXED: "mixed", vd.INCONCLUSIVE: "inconclusive", vd.UNTESTED: "untested",
              vd.UNDETERMINED: "undetermined (a deciding intervention is censored: it "

@@ -106,7 +106,7 @@ def test_more_repetition_per_step_that_brings_a_larger_rise_sooner_supports_over
     not_sooner = vd._judge(dataclasses.replace(c, sooner=not_soon))
     assert not_sooner.change.significant and not_sooner.change.estimate > 0
     assert not_sooner.outcome == vd.NO_CHANGE
-    assert "not sooner beyond noise" in vd._reason(not_sooner)
+    assert "not earlier beyond noise" in vd._reason(not_sooner)
     # sooner, with a rise from the fixed step no larger beyond noise: as predicted (a rise
     # that comes sooner is larger at equal steps by that alone; the rise decides nothing
     # unless it is smaller beyond noise)
@@ -118,7 +118,7 @@ def test_more_repetition_per_step_that_brings_a_larger_rise_sooner_supports_over
     lower = dataclasses.replace(c.change, estimate=-c.change.estimate)
     flattens = vd._judge(dataclasses.replace(c, change=lower))
     assert flattens.outcome == vd.NO_CHANGE
-    assert "it turns sooner beyond noise, but its rise at equal steps is smaller" \
+    assert "its lowest window comes earlier beyond noise, but its rise at equal steps is" \
         in vd._reason(flattens)
     against = vd._judge(dataclasses.replace(c, change=lower, sooner=not_soon))
     assert against.outcome == vd.AGAINST
