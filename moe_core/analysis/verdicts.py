@@ -1256,8 +1256,8 @@ def _margin_words(c: Comparison) -> str:
 def _onset_words(c: Comparison) -> str:
     """Both onsets, in steps with their seeds' range and in passes over each split."""
     (mine, low, high, passes), (theirs, their_low, their_high, their_passes) = c.onsets
-    return (f"it turns at step {mine:.0f} (seeds {low:.0f} to {high:.0f}), after "
-            f"{passes:.1f} passes over its train split, where the control turns at step "
+    return (f"its lowest window is at step {mine:.0f} (seeds {low:.0f} to {high:.0f}), "
+            f"after {passes:.1f} passes over its train split, where the control's is at step "
             f"{theirs:.0f} ({their_low:.0f} to {their_high:.0f}), after {their_passes:.1f} "
             "passes")
 
@@ -1278,7 +1278,7 @@ def _from_words(c: Comparison) -> str:
                 f" (each arm from where its other seeds are lowest: {c.own_places_because})")
     onset = turned_before_window(c)
     early = ("" if onset is None else
-             f"; it turned at step {round(onset)}, so its rise before is not counted")
+             f"; it was lowest at step {round(onset)}, so its rise before is not counted")
     return f" (from step {c.window_from} to the end{early})"
 
 

@@ -306,7 +306,7 @@ def _deciding_one(c: vd.Comparison) -> str:
         shift = c.onset_shift
         interval = ("" if shift.ci_low is None else
                     f", 95% CI {shift.ci_low:+.0f} to {shift.ci_high:+.0f}")
-        return (f"{esc.md(c.arm)}: turns at step {mine:.0f} where the control turns at "
+        return (f"{esc.md(c.arm)}: lowest at step {mine:.0f} where the control is lowest at "
                 f"{theirs:.0f} ({shift.estimate:+.0f} steps{interval}), after "
                 f"{passes:.1f} passes over its split against the control's {their_passes:.1f}: "
                 f"{_outcome_words(c)}")

@@ -90,7 +90,7 @@ def test_more_repetition_per_step_that_brings_a_larger_rise_sooner_supports_over
     assert c.outcome == vd.AS_PREDICTED and a.verdicts[vd.OVERFITTING].verdict == vd.SUPPORTED
     (mine, *_, passes), (theirs, *_, their_passes) = c.onsets
     assert mine < theirs and passes == pytest.approx(2 * cal.EPOCHS * mine / 400)
-    assert f"it turns at step {mine:.0f}" in vd._reason(c)
+    assert f"its lowest window is at step {mine:.0f}" in vd._reason(c)
     assert "on its own train split" in vd._reason(c)
     # compared because its own rise passed on these runs: its interval says it is read so
     assert vd.SELECTED in vd._reason(c)

@@ -319,7 +319,7 @@ def test_the_interaction_says_where_rises_are_measured_against_a_control_that_do
     assert "still falling after that step reads below 0" in words
     early = next(c for c in a.comparisons if c.arm == "small_split" and c.control == "baseline")
     assert early.onsets[0][0] < a.gate_low
-    assert vd._from_words(early) == (f" (from step {a.gate_low} to the end; it turned at step "
+    assert vd._from_words(early) == (f" (from step {a.gate_low} to the end; it was lowest at step "
                                      f"{round(early.onsets[0][0])}, so its rise before is not "
                                      "counted)")
     assert f"Turning before it (its rise before the step not counted): small&#95;split (at " \
