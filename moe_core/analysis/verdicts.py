@@ -547,9 +547,9 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
         # and gate runs, never from the compared val losses
         held = [_held_p(c) for c in members if not c.basis] if decides else []
         # a dose-up on its own split takes two places when tested (its change and whether it
-        # turns sooner) and none among the margins: censored, it holds the same
+        # its lowest window comes earlier) and none among the margins: censored, the same
         held += [1.0 for c in members if not c.basis and _dose_up(c)] if decides else []
-        # a dose-up on its own split is decided by whether it turns sooner: that test joins
+        # a dose-up on its own split is decided by whether its low comes earlier: that joins
         # the family beside its change (which can still count against the prediction)
         dose_ups = [c for c in tested if c.sooner is not None]
         corrected = fx.correct([c.change for c in tested] + [c.sooner for c in dose_ups],
@@ -941,7 +941,7 @@ def _share(mine: float, theirs: float) -> float:
 def _judge(c: Comparison) -> Comparison:
     """The comparison's outcome from its corrected change test, its margin test, the arm's
     rise test and, for an intervention that removes the cause, whether it keeps most of the
-    rise; a dose-up on its own split from whether it turns sooner."""
+    rise; a dose-up on its own split from whether its lowest window comes earlier."""
     test = c.change
     persists = (c.removes_cause and c.arm_rise.significant and c.keeps is not None
                 and c.keeps.significant)
@@ -951,9 +951,11 @@ def _judge(c: Comparison) -> Comparison:
     elif c.sooner is not None:
         # more of the cause on the arm's own split: a rise that comes sooner is larger at
         # equal steps by that alone, and a steeper one is measured from an earlier low too,
-        # so the dose is decided by when it turns (one-sided, Holm in the family); its rise
-        # from the fixed step, smaller beyond noise, is a rise that started earlier and
-        # flattens or none: then nothing is detected, or, not sooner either, it counts against
+        # so the dose is decided by where its lowest window is (one-sided, Holm in the
+        # family): earlier for a rise that starts sooner or is steeper, either a change no
+        # per-step explanation predicts; its rise from the fixed step, smaller beyond noise,
+        # is a rise that started earlier and flattens or none: then nothing is detected, or,
+        # not earlier either, it counts against
         smaller = test.significant and not toward
         outcome = (AS_PREDICTED if c.sooner.significant and not smaller else
                    AGAINST if smaller and not c.sooner.significant else NO_CHANGE)
@@ -994,7 +996,7 @@ def _held_p(c: Comparison) -> float:
 
 
 def _dose_up(c: Comparison) -> bool:
-    """More of the cause on the arm's own train split: decided by whether it turns sooner."""
+    """More of the cause on the arm's own train split: decided by where its low is."""
     return c.different_split and c.predicted > 0
 
 
@@ -1283,8 +1285,8 @@ def _from_words(c: Comparison) -> str:
 
 
 def _dose_up_reason(c: Comparison, interval: str) -> str:
-    """More of the cause on the arm's own split: decided by when it turns (steps against
-    passes), with its rise at equal steps and over equal passes beside."""
+    """More of the cause on the arm's own split: decided by where its lowest window is
+    (steps, with passes beside), with its rise at equal steps and over equal passes."""
     shift = c.onset_shift
     sooner = c.sooner
     shift_text = ("" if shift.ci_low is None else

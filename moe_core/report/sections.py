@@ -728,7 +728,7 @@ def flat_window_sentence(a: vd.StudyAnalysis) -> str:
             "from it all the same.")
     early = [(c, onset) for c in flat if (onset := vd.turned_before_window(c)) is not None]
     if early:
-        text += (" Turning before it (its rise before the step not counted): "
+        text += (" Lowest before it (its rise before the step not counted): "
                  + "; ".join(f"{esc.md(c.arm)} (at step {round(onset)} on average)"
                              for c, onset in early) + ".")
     if own:

@@ -322,7 +322,7 @@ def test_the_interaction_says_where_rises_are_measured_against_a_control_that_do
     assert vd._from_words(early) == (f" (from step {a.gate_low} to the end; it was lowest at step "
                                      f"{round(early.onsets[0][0])}, so its rise before is not "
                                      "counted)")
-    assert f"Turning before it (its rise before the step not counted): small&#95;split (at " \
+    assert f"Lowest before it (its rise before the step not counted): small&#95;split (at " \
            f"step {round(early.onsets[0][0])}" in words
     table = sections.comparisons_table(gated)
     flat = table[table["control"] == "baseline"]
