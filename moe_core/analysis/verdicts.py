@@ -29,17 +29,21 @@ Rules, each with its reason:
   less is censored too
   (slower fitting alone would lower it). An arm on another train split (fresh data) has no
   common scale of fit with the control: censored unless it rises. "Removes" needs the
-  control's whole range (REMOVES_SPAN) and the arm's own rise bounded below half of the
-  control's; a reduction over part of the range says so. Against a control that does not
+  control's whole range (REMOVES_SPAN), no rise of its own, and its rise shown below half
+  of the control's (`keeps_under`, the mirror of "persists"); a reduction over part of the
+  range says so. Against a control that does not
   rise, interventions are compared at equal steps in a family of their own. At equal
   steps, both arms' rise is measured from the step where a rising control's gate runs are
   lowest (`gate_low_step`) to the end, a place no compared run chose.
-- An intervention that moves the rise as predicted supports the explanation; against the
-  prediction, it counts against it; a rise that persists (an intervention that removes the
-  cause still rises and keeps more than half of the control's rise, even where it lowers
-  it beyond noise) counts against it too,
-  unless another intervention that removes the cause is censored (then undetermined).
-  Anything else is inconclusive: not finding an effect is never a refutation.
+- An intervention that moves the rise as predicted, beyond noise and beyond SUPPORT_MARGIN
+  of the control's rise, supports the explanation (a smaller train split: its lowest
+  window earlier); against the prediction, it counts against it; a rise that persists (an
+  intervention that removes the cause still rises and keeps more than half of the
+  control's rise) counts against it too, unless another intervention that removes the
+  cause is censored (then undetermined); one that persists and still lowers the rise
+  beyond the margin, beside it, or any support beside a rise that survives, makes it part
+  of the cause. Anything else is inconclusive: not finding an effect is never a
+  refutation.
 """
 
 from __future__ import annotations
@@ -210,9 +214,8 @@ class Comparison:
     # rises over the matched range, at equal steps the rises from `window_from`
     decisive_pair: tuple[fx.ArmStatistic, fx.ArmStatistic] | None = None
     # a dose of the cause up on the arm's own train split (more repetition per step): its
-    # onset minus the control's, in steps, paired by seed (two-sided, uncorrected); the
-    # prediction is an earlier onset, which it must show as well as a larger rise at equal
-    # steps, since a rise that comes sooner is larger at equal steps by that alone
+    # onset (each seed's own lowest window) minus the control's, in steps, paired by seed
+    # (two-sided, uncorrected: its interval); `sooner` decides
     onset_shift: fx.Test | None = None
     # the same onsets, control minus arm > 0 (sooner), one-sided, Holm-Sidak in the family
     # beside the change tests: what decides a dose-up on its own split
