@@ -1224,8 +1224,9 @@ def _reason(c: Comparison) -> str:
                  f"rises by {own.estimate:.3f} over the control's whole fit range after its "
                  f"onset (95% CI {own.ci_low:.3f} to {own.ci_high:.3f}) where the control "
                  f"rises by {p.control_rise.mean:.3f}{allowed} (one-sided Holm p "
-                 f"{fx.format_p(c.survives.p_adjusted)}){dip}{detect}: the cause as removed here is not needed for a rise; how much of "
-                 "the control's rise it accounts for is undetermined)")
+                 f"{fx.format_p(c.survives.p_adjusted)}){dip}{detect}: the cause as removed "
+                 "here is not needed for a rise; how much of the control's rise it accounts "
+                 "for is undetermined)")
     elif c.outcome == NO_PREDICTION:
         text += f": no prediction ({c.prediction_basis})"
     else:
