@@ -188,6 +188,12 @@ def kernel_manager_class(run_dir: Path | None, threads: int = 0,
                 {"kernel_env": env, "run_dir": run_dir, "log_dir": log_dir or run_dir})
 
 
+# how long a kernel may take to answer after it starts: papermill's 60 s default failed a run
+# whose kernel started beside another kernel and a test session on 2 busy cores (a CI run
+# here); a slow start is not a failed run
+KERNEL_START_TIMEOUT_S = 300
+
+
 def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any],
                      run_dir: Path | None = None, threads: int = 0,
                      log_dir: Path | None = None) -> None:
@@ -201,7 +207,8 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any],
     try:
         papermill.execute_notebook(str(notebook), str(output), parameters=parameters,
                                    kernel_name=kernel_for_this_python(), progress_bar=False,
-                                   kernel_manager_class=manager)
+                                   kernel_manager_class=manager,
+                                   start_timeout=KERNEL_START_TIMEOUT_S)
     except Exception as e:
         e.died_with = manager.died_with  # type: ignore[attr-defined]
         raise
