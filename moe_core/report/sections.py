@@ -217,8 +217,8 @@ def progress_summary(a: vd.StudyAnalysis) -> str:
         if c.different_split and low is not None and low.ci_low is not None:
             side, sign = ("below", -1) if low.estimate < 0 else ("above", 1)
             bounds = sorted((sign * low.ci_low, sign * low.ci_high))
-            turns = (f"; it rises itself, from step {c.onsets[0][0]:.0f} (the control from "
-                     f"{c.onsets[1][0]:.0f})" if c.onsets else "")
+            turns = (f"; it rises itself, its lowest window at step {c.onsets[0][0]:.0f} "
+                     f"(the control's at {c.onsets[1][0]:.0f})" if c.onsets else "")
             parts.append(f"{esc.md(c.arm)} ran on its own train split, so its fit is no "
                          f"common scale: its val loss ends {sign * low.estimate:.3f} nats "
                          f"{side} the control's lowest (95% CI {bounds[0]:.3f} to "
