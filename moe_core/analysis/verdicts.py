@@ -564,11 +564,8 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
         # the margin tests, a family of the same places: a censored comparison's is its
         # margin test at equal steps (p 1 without one)
         margined = [c for c in tested if c.beyond_margin is not None]
-        margin_held = [c.margin_at_equal_steps.p_value
-                       if c.margin_at_equal_steps is not None
-                       and c.margin_at_equal_steps.p_value is not None else 1.0
-                       for c in members if not c.basis and c.predicted and not _dose_up(c)
-                       ] if decides else []
+        margin_held = [_p_or_one(c.margin_at_equal_steps) for c in members
+                       if not c.basis and c.predicted and not _dose_up(c)] if decides else []
         margin = dict(zip(((c.control, c.arm) for c in margined),
                           fx.correct([c.beyond_margin for c in margined], alpha, margin_held),
                           strict=True))
@@ -579,11 +576,15 @@ def analyse(results: Results, alpha: float = fx.ALPHA) -> StudyAnalysis:
                                    under=True) if decides else {}
         survives = _share_tests(tested, _survives_share, alpha,
                                 censored_removals) if decides else {}
-        comparisons += [_judge(replace(c, change=change[key], sooner=sooner.get(key),
-                                       beyond_margin=margin.get(key), keeps=keeps.get(key),
-                                       keeps_under=keeps_under.get(key),
-                                       survives=survives.get(key)))
-                        if c.basis and (key := (c.control, c.arm)) else c for c in members]
+        for c in members:
+            if not c.basis:  # censored: holds its places, judged by nothing
+                comparisons.append(c)
+                continue
+            key = (c.control, c.arm)
+            comparisons.append(_judge(replace(
+                c, change=change[key], sooner=sooner.get(key), beyond_margin=margin.get(key),
+                keeps=keeps.get(key), keeps_under=keeps_under.get(key),
+                survives=survives.get(key))))
     order = {(c.control, c.arm): i for i, c in enumerate(candidates)}
     comparisons.sort(key=lambda c: order[(c.control, c.arm)])
     verdicts = {name: _verdict(name, [c for c in comparisons if c.hypothesis == name
@@ -948,7 +949,7 @@ def _judge(c: Comparison) -> Comparison:
     test = c.change
     persists = (c.removes_cause and c.arm_rise.significant and c.keeps is not None
                 and c.keeps.significant)
-    toward = test.significant and np.sign(test.estimate) == c.predicted
+    toward = _toward(c)
     if c.predicted == 0:
         outcome = NO_PREDICTION
     elif c.sooner is not None:
@@ -994,8 +995,17 @@ def _held_p(c: Comparison) -> float:
     where it has one (a valid test of the rises there, though it decides nothing), else 1.
     An arm still falling after the step both are measured from has a tiny p: it then costs
     the tested places nothing, and the family corrects as the tested alone would."""
-    t = c.at_equal_steps
+    return _p_or_one(c.at_equal_steps)
+
+
+def _p_or_one(t: fx.Test | None) -> float:
+    """A held place's p-value: the test's where it has one, else 1."""
     return t.p_value if t is not None and t.p_value is not None else 1.0
+
+
+def _toward(c: Comparison) -> bool:
+    """The change is beyond noise (its family's correction) in the predicted direction."""
+    return c.change.significant and np.sign(c.change.estimate) == c.predicted
 
 
 def _dose_up(c: Comparison) -> bool:
@@ -1006,8 +1016,7 @@ def _dose_up(c: Comparison) -> bool:
 def contributes_only(c: Comparison) -> bool:
     """The rise persists without the cause (more than half of it), and the removal still
     lowers it beyond noise and beyond the margin: the cause acts, and is not the main one."""
-    return (c.outcome == PERSISTS and c.change.significant
-            and np.sign(c.change.estimate) == c.predicted
+    return (c.outcome == PERSISTS and _toward(c)
             and c.beyond_margin is not None and c.beyond_margin.significant)
 
 
