@@ -126,10 +126,13 @@ def study_arms(suite: str = "study") -> list[str]:
 
 def simulate_results(truths: Mapping[str, Truth], seeds: int = 3, noise: Noise = Noise(),
                      rng: np.random.Generator | None = None, preset: str = "cpu",
-                     gates: Mapping[str, Sequence[int]] | None = None) -> Results:
+                     gates: Mapping[str, Sequence[int]] | None = None,
+                     arm_noise: Mapping[str, Noise] | None = None) -> Results:
     """A Results of `seeds` runs per arm (seeds 0 to seeds - 1), drawn from the truths (arm ->
     Truth), and for each arm of `gates` (arm -> seeds; default none) runs of those seeds
-    too, drawn from the same truth."""
+    too, drawn from the same truth. An arm of `arm_noise` (arm -> Noise) draws its runs'
+    own noise (seed level, wander, drift, white, their autocorrelations) from its Noise
+    there; the split's (sequence difficulty, rise spread, grid) is always `noise`'s."""
     rng = rng or np.random.default_rng()
     n, n_seq = noise.n_evals, noise.n_sequences
     difficulty = rng.normal(0.0, noise.sequence_sd, n_seq)
@@ -145,23 +148,30 @@ def simulate_results(truths: Mapping[str, Truth], seeds: int = 3, noise: Noise =
         fit_progress = (truth.fit_speed or truth.speed) * fraction
         mean = _val_mean(truth, progress, spread, 0.0, truth.rise)
         scale = truth.noise_scale
+        own = (arm_noise or {}).get(arm, noise)
         train_mean = _decay(fit_progress) - FIT_GAIN * fit_progress ** 1.2 + truth.level
         if cfg.train_documents_factor > 1:  # its own split, seen about once: no memorising,
             # so its train-subset loss stays near its val loss (as on the built-in data)
             train_mean = _decay(fit_progress) + truth.level - OWN_SPLIT_GAP
         for index, seed in enumerate((*range(seeds), *(gates or {}).get(arm, ()))):
             run_id = f"{arm}/seed{seed}"
-            offset = rng.normal(0.0, scale * noise.seed_level_sd)
-            wander = ar1_curves(n, scale * noise.wander_sd, noise.wander_phi, 1, rng)[0]
+            offset = rng.normal(0.0, scale * own.seed_level_sd)
+            wander = ar1_curves(n, scale * own.wander_sd, own.wander_phi, 1, rng)[0]
             if noise.seed_correlation:  # mixed with the seed's own, at the same variance
                 if seed not in shared:
                     shared[seed] = (rng.normal(0.0, noise.seed_level_sd),
                                     ar1_curves(n, noise.wander_sd, noise.wander_phi, 1, rng)[0])
                 r = noise.seed_correlation
-                offset = math.sqrt(1 - r) * offset + math.sqrt(r) * scale * shared[seed][0]
-                wander = math.sqrt(1 - r) * wander + math.sqrt(r) * scale * shared[seed][1]
-            drift = ar1_curves(n, scale * noise.drift_sd, noise.wander_phi
-                               if noise.drift_phi is None else noise.drift_phi, n_seq, rng).T
+                # the shared draws are at the study's sizes: at this arm's own (the shared
+                # wander keeps the study's autocorrelation)
+                level, wandering = (scale * own.seed_level_sd / noise.seed_level_sd
+                                    if noise.seed_level_sd else 0.0,
+                                    scale * own.wander_sd / noise.wander_sd
+                                    if noise.wander_sd else 0.0)
+                offset = math.sqrt(1 - r) * offset + math.sqrt(r) * level * shared[seed][0]
+                wander = math.sqrt(1 - r) * wander + math.sqrt(r) * wandering * shared[seed][1]
+            drift = ar1_curves(n, scale * own.drift_sd, own.wander_phi
+                               if own.drift_phi is None else own.drift_phi, n_seq, rng).T
             # centred over the sequences: the run's whole-curve noise is its offset and
             # wander alone (as noise_fit measures them), not also the drift's mean
             drift -= drift.mean(1, keepdims=True)
@@ -172,7 +182,7 @@ def simulate_results(truths: Mapping[str, Truth], seeds: int = 3, noise: Noise =
                 truth.rise if rises else 0.0)
             per_sequence = (run_mean + difficulty[None, :] + drift
                             + (offset + wander)[:, None]
-                            + rng.normal(0.0, scale * noise.noise_sd, (n, n_seq)))
+                            + rng.normal(0.0, scale * own.noise_sd, (n, n_seq)))
             val = per_sequence.mean(1)
             train = train_mean + offset + rng.normal(0.0, TRAIN_NOISE_SD, n)
             configs[run_id] = cfg.to_dict()
@@ -252,15 +262,16 @@ def study_like(arms: Sequence[str], changes: Mapping[str, Truth] | None = None,
 
 def run_scenario(truths: Mapping[str, Truth], measure: Callable[[vd.StudyAnalysis], dict],
                  studies: int, seeds: int = 3, noise: Noise = Noise(),
-                 seed: int = 0, gates: Mapping[str, Sequence[int]] | None = None
-                 ) -> dict[str, float]:
+                 seed: int = 0, gates: Mapping[str, Sequence[int]] | None = None,
+                 arm_noise: Mapping[str, Noise] | None = None) -> dict[str, float]:
     """The mean of each measured indicator over `studies` simulated studies of the demo's
     design (its control's gate seeds, GATE_SEEDS, unless `gates` says otherwise). Study i
     draws from its own generator, seeded (seed, i): the rates do not depend on how many
-    processes (`processes`) share the studies."""
+    processes (`processes`) share the studies. `arm_noise`: as `simulate_results` takes it."""
     global _task
     gates = GATE_SEEDS if gates is None else gates
-    task = (truths, measure, seeds, noise, seed, {a: g for a, g in gates.items() if a in truths})
+    task = (truths, measure, seeds, noise, seed, {a: g for a, g in gates.items() if a in truths},
+            arm_noise)
     if _jobs > 1 and studies > 1:
         _task = task  # read by the forked workers, which inherit it (closures do not pickle)
         import multiprocessing
@@ -293,9 +304,10 @@ def processes(jobs: int) -> Iterator[None]:
 
 
 def _study(task: tuple, index: int) -> dict:
-    truths, measure, seeds, noise, seed, gates = task
+    truths, measure, seeds, noise, seed, gates, arm_noise = task
     rng = np.random.default_rng([seed, index])
-    return measure(vd.analyse(simulate_results(truths, seeds, noise, rng, gates=gates)))
+    return measure(vd.analyse(simulate_results(truths, seeds, noise, rng, gates=gates,
+                                               arm_noise=arm_noise)))
 
 
 def _forked_study(index: int) -> dict:
@@ -414,11 +426,13 @@ NOISIER = 2.5  # the interventions' noise over the control's (real arm groups: 2
 SEED_CORRELATION = 0.5  # stress beyond the built-in data's +0.15
 
 
-def realism_rows(arms: Sequence[str], studies: int, seeds: int, noise: Noise
+def realism_rows(arms: Sequence[str], studies: int, seeds: int, noise: Noise,
+                 arm_noise: Mapping[str, Noise] | None = None
                  ) -> list[tuple[str, str, dict[str, float]]]:
     """Where real runs differ from the simulator's plain draws: one seed of four rising,
     onsets that vary from run to run, arms noisier than their control, runs of one seed
-    alike across arms. (scenario, what it should be, rates) rows."""
+    alike across arms, and (given `arm_noise`, noise fitted per arm) every arm with its own
+    noise. (scenario, what it should be, rates) rows."""
     rows = []
     balancing = ("no_lb@reference_lr", "aux_free_balance@reference_lr")
     rates = run_scenario(
@@ -431,27 +445,38 @@ def realism_rows(arms: Sequence[str], studies: int, seeds: int, noise: Noise
              (scenario, "reported: a true reduction by three quarters, on average",
               {k: rates[k] for k in ("removes or reduces called", "called persisting",
                                      "supported")})]
-    nulls = (
+    # (scenario, truths, noise, per-arm noise, x the nulls' studies); the noisier arms' null
+    # runs twice as many: its corrected control is called not rising in about a fifth of
+    # them, the studies its not-rising families are rated among
+    nulls = [
         (f"null with onset jitter: every arm a replicate of the rising control, each run's "
          f"onset shifted (sd {ONSET_JITTER} of training)",
-         {arm: Truth(rise=0.1, onset_jitter=ONSET_JITTER) for arm in arms}, noise),
+         {arm: Truth(rise=0.1, onset_jitter=ONSET_JITTER) for arm in arms}, noise, None, 1),
         (f"null with heteroscedastic seeds: every arm a replicate of the rising control, the "
          f"others' noise {NOISIER}x the control's",
          {arm: Truth(rise=0.1, noise_scale=1.0 if arm == CONTROL else NOISIER)
-          for arm in arms}, noise),
+          for arm in arms}, noise, None, 2),
         (f"null with runs of one seed alike across arms (a share {SEED_CORRELATION} of "
          f"their level and wander shared): every arm a replicate of the rising control",
-         null_truths(arms), replace(noise, seed_correlation=SEED_CORRELATION)))
-    for scenario, truths, noisiness in nulls:
-        scenario += f" ({NULL_STUDIES * studies} studies)"
-        rates = run_scenario(truths, any_effect, NULL_STUDIES * studies, seeds, noisiness,
-                             seed=17)
+         null_truths(arms), replace(noise, seed_correlation=SEED_CORRELATION), None, 1)]
+    fitted = sorted(a for a in arm_noise or {} if a in arms)
+    if fitted:
+        nulls.append((
+            f"null with each arm's own fitted noise: every arm a replicate of the rising "
+            f"control, the {len(fitted)} arms fitted ({', '.join(fitted)}) drawn with their "
+            f"own seed level, wander and drift, the others with the pooled noise",
+            null_truths(arms), noise, arm_noise, 1))
+    for scenario, truths, noisiness, own, times in nulls:
+        count = times * NULL_STUDIES * studies
+        scenario += f" ({count} studies)"
+        rates = run_scenario(truths, any_effect, count, seeds, noisiness, seed=17,
+                             arm_noise=own)
         rows += [(scenario, "<= 0.05 (family-wise)",
                   {f"an effect on {name}": rates[f"an effect on {name}"]
                    for name in vd.HYPOTHESES}),
                  (scenario, "<= 0.05", {"any explanation supported":
                                         rates["any explanation supported"]})]
-        rows += not_rising_rows(scenario, rates, NULL_STUDIES * studies)
+        rows += not_rising_rows(scenario, rates, count)
     return rows
 
 
@@ -580,9 +605,11 @@ def per_run_false_inflections(studies: int, noise: Noise, seed: int = 0) -> floa
 
 def calibration_table(studies: int = 200, seeds: int = 4, noise: Noise = Noise(),
                       effects: Sequence[float] = (0.02, 0.04, 0.06, 0.08, 0.1),
-                      log: Callable[[str], None] = print) -> pd.DataFrame:
+                      log: Callable[[str], None] = print,
+                      arm_noise: Mapping[str, Noise] | None = None) -> pd.DataFrame:
     """Every scenario's rates, one row per (scenario, indicator); the power points use half
-    as many studies as the error rates."""
+    as many studies as the error rates. `arm_noise` (arm -> Noise, fitted per arm) adds a
+    null in which each of its arms draws its own noise."""
     arms = study_arms()
     rows = []
 
@@ -618,7 +645,7 @@ def calibration_table(studies: int = 200, seeds: int = 4, noise: Noise = Noise()
     for scenario, expected, rates in marginal_gate_rows(arms, MARGINAL_STUDIES * studies,
                                                         seeds, noise):
         add(scenario, expected, rates)
-    for scenario, expected, rates in realism_rows(arms, studies, seeds, noise):
+    for scenario, expected, rates in realism_rows(arms, studies, seeds, noise, arm_noise):
         add(scenario, expected, rates)
     fresh, dropout = "fresh_data@reference_lr", "higher_dropout@reference_lr"
     # power on the control's train split (fresh data has its own: a lower rise there is
@@ -808,14 +835,18 @@ def calibration_table(studies: int = 200, seeds: int = 4, noise: Noise = Noise()
     return pd.DataFrame(rows)
 
 
-def read_noise(path: Path) -> tuple[Noise, str | None]:
-    """A Noise from a noise_fit JSON file, and the runs it was fitted to. Its sizes are on
+def read_noise(path: Path) -> tuple[Noise, str | None, dict[str, Noise]]:
+    """A Noise from a noise_fit JSON file, the runs it was fitted to, and each arm's own
+    Noise where the file has them ("arm_noise"; none in an older file). Their sizes are on
     the simulator's 4-step grid whatever grid the runs were recorded on; what a simulated
     run records (record_every) is the preset's, as in Noise()."""
+    recorded = Noise().record_every
     try:
         data = json.loads(path.read_text())
-        noise = replace(Noise(**data["noise"]), record_every=Noise().record_every)
-        return noise, data.get("fitted_to")
+        noise = replace(Noise(**data["noise"]), record_every=recorded)
+        per_arm = {arm: replace(Noise(**sizes), record_every=recorded)
+                   for arm, sizes in data.get("arm_noise", {}).items()}
+        return noise, data.get("fitted_to"), per_arm
     except OSError as error:
         raise UserInputError(f"--noise {path}: cannot be read ({error.strerror})") from error
     except (ValueError, KeyError, TypeError) as error:
@@ -850,7 +881,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     try:
-        noise, fitted_to = (Noise(), None) if args.noise is None else read_noise(args.noise)
+        noise, fitted_to, arm_noise = ((Noise(), None, {}) if args.noise is None
+                                       else read_noise(args.noise))
     except UserInputError as error:
         print(f"calibration: {error}", file=sys.stderr)
         return 2
@@ -858,7 +890,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"noise {noise}")
     started = time.perf_counter()
     with processes(args.jobs):
-        table = calibration_table(args.studies, args.seeds, noise)
+        table = calibration_table(args.studies, args.seeds, noise, arm_noise=arm_noise)
     print("\n" + markdown_table(table))
     if args.out:
         command = (f"python -m moe_core.analysis.calibration --studies {args.studies} "

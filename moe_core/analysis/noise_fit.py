@@ -35,6 +35,11 @@ averaged. Whether the arms' noise differs by more than 4 seeds can
 show is tested (Levene's test, median-centred) on the per-seed rises of the rising arms
 and on the per-seed end losses of all arms.
 
+Per arm (`arm_noises`, the file's "arm_noise"): each pooled arm's run-level sizes from its
+own fit, for the calibration's null in which every arm has its own noise. Four seeds give
+each arm's variances with 3 degrees of freedom, so these sizes differ between arms by
+sampling as well as in truth: that null is a stress as wide as the runs' own spread.
+
 The check: the control simulated `draws` times with the pooled noise and a true rise
 scaled so that the simulated rise's median is the control's measured one; each statistic
 of the real control against the simulated median and 5-95% range. A real value outside
@@ -140,6 +145,26 @@ def pooled(fits: Sequence[ArmNoise], record_every: int, base: Noise | None = Non
         **({} if drift is None else {"drift_sd": float(np.sqrt(drift)),
                                      "noise_sd": float(np.sqrt(noise)),
                                      "drift_phi": float(drift_phi ** (1 / record_every))}))
+
+
+def arm_noises(fits: Sequence[ArmNoise], noise: Noise) -> dict[str, Noise]:
+    """Each arm's own Noise for the simulator: its run-level sizes (seed level, wander and
+    its autocorrelation, drift and its autocorrelation, white) from its fit alone, with
+    the split's sizes (sequence difficulty, rise spread, grid) of `noise`, the pooled
+    noise of `fit_study`. The seed level and wander are scaled by the same factors
+    `_matched` found for the pooled sizes (the estimators' bias removed by simulation is
+    taken to be proportional), so the arms' fitted sizes average to the pooled ones."""
+    raw = pooled(fits, noise.record_every)
+    ratio = {size: (getattr(noise, size) / getattr(raw, size)) if getattr(raw, size) else 1.0
+             for size, _ in MATCHED}
+    split = {k: getattr(noise, k) for k in ("sequence_sd", "rise_spread", "n_sequences",
+                                            "n_evals", "record_every", "seed_correlation")}
+    out = {}
+    for fit in fits:
+        own = pooled([fit], noise.record_every, base=noise)
+        out[fit.arm] = replace(own, **split, **{size: getattr(own, size) * r
+                                                  for size, r in ratio.items()})
+    return out
 
 
 def statistics(curves: fx.ArmCurves) -> dict[str, float]:
@@ -357,7 +382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.out.write_text(json.dumps({
             "fitted_to": str(args.runs), "checked_arm": args.arm, "noise": asdict(noise),
             "not_identifiable": list(unmatched),
-            "arms": [asdict(f) for f in fits], "check": check.to_dict("records")}, indent=1))
+            "arms": [asdict(f) for f in fits],
+            "arm_noise": {arm: asdict(n) for arm, n in arm_noises(fits, noise).items()},
+            "check": check.to_dict("records")}, indent=1))
         print(f"written to {args.out}")
     return 0
 

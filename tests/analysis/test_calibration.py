@@ -92,6 +92,30 @@ def test_noise_can_differ_between_arms_and_be_shared_by_the_runs_of_one_seed():
     assert ends[0.95][pair].corr().iloc[0, 1] > 0.85
 
 
+def test_an_arm_can_draw_its_own_noise_while_sharing_the_split_and_its_seeds_share():
+    """arm_noise gives one arm its own run-level sizes (here 4x the seed level, a slower
+    wander); the others keep the study's, the split (sequence difficulty) stays shared, and
+    a seed's shared part follows each arm's own size."""
+    arms = {"baseline@reference_lr": cal.Truth(), "no_lb@reference_lr": cal.Truth()}
+    noise = cal.Noise(seed_level_sd=0.02, wander_sd=0.0001, drift_sd=0.0001, noise_sd=0.0,
+                      seed_correlation=0.9)
+    own = {"no_lb@reference_lr": cal.replace(noise, seed_level_sd=0.08, wander_phi=0.5)}
+    results = cal.simulate_results(arms, 60, noise, np.random.default_rng(4), arm_noise=own)
+    last = results.evals.groupby(["arm", "seed"])["val_loss"].last().unstack("arm")
+    ratio = last["no_lb@reference_lr"].std() / last["baseline@reference_lr"].std()
+    assert 3.0 < ratio < 5.3
+    assert last.corr().iloc[0, 1] > 0.8  # the seed's shared draw, at each arm's own size
+    seqs = results.val_sequences
+    first = [r for r in seqs if r.startswith("baseline@")][0]
+    other = [r for r in seqs if r.startswith("no_lb@")][0]
+    difficulty = [seqs[r].mean(0) - seqs[r].mean() for r in (first, other)]
+    assert np.corrcoef(*difficulty)[0, 1] > 0.99
+    plain = cal.simulate_results(arms, 60, noise, np.random.default_rng(4))
+    same = cal.simulate_results(arms, 60, noise, np.random.default_rng(4),
+                                arm_noise={"no_lb@reference_lr": noise})
+    assert plain.evals.val_loss.equals(same.evals.val_loss)
+
+
 def test_the_calibration_simulates_the_demos_gate_seeds():
     """The Makefile's GATE_SEEDS and BASELINE_GATE_SEEDS (what `make demo` runs for each
     condition's control) and the design the calibration draws (calibration.GATE_SEEDS) are
@@ -156,3 +180,31 @@ def test_a_scenario_s_rates_do_not_depend_on_how_many_processes_share_its_studie
     assert cal.run_scenario(cal.null_truths(arms), lambda a: {
         "rise": a.rise_tests[arms[0]].estimate}, 2, 3, seed=6) != cal.run_scenario(
         cal.null_truths(arms), lambda a: {"rise": a.rise_tests[arms[0]].estimate}, 2, 3, seed=5)
+
+
+def test_noise_fitted_per_arm_adds_a_null_drawn_with_it(monkeypatch):
+    """Given each arm's own noise, the realism rows gain a null whose studies draw it (named
+    with its arms); without it there is none. The noisier arms' null runs twice the others'
+    studies (its not-rising families are rated among a fifth of them)."""
+    from collections import defaultdict
+
+    drawn = []  # (studies, the per-arm noise) of each scenario run
+
+    def scenario(truths, measure, studies, seeds, noise, seed=0, gates=None, arm_noise=None):
+        drawn.append((studies, arm_noise))
+        return defaultdict(float)
+
+    monkeypatch.setattr(cal, "run_scenario", scenario)
+    arms = cal.study_arms()
+    own = {"no_lb@reference_lr": cal.replace(cal.Noise(), wander_sd=0.02), "elsewhere": cal.Noise()}
+    scenarios = {s for s, _, _ in cal.realism_rows(arms, 10, 3, cal.Noise(), own)}
+    fitted = [s for s in scenarios if "own fitted noise" in s]
+    assert fitted and all("(no_lb@reference_lr)" in s and "elsewhere" not in s
+                          and s.endswith(f"({cal.NULL_STUDIES * 10} studies)") for s in fitted)
+    assert [studies for studies, noise in drawn if noise is own] == [cal.NULL_STUDIES * 10]
+    assert any("heteroscedastic" in s and s.endswith(f"({2 * cal.NULL_STUDIES * 10} studies)")
+               for s in scenarios)
+    drawn.clear()
+    plain = cal.realism_rows(arms, 10, 3, cal.Noise())
+    assert not any("own fitted noise" in s for s, _, _ in plain)
+    assert all(noise is None for _, noise in drawn)

@@ -44,6 +44,29 @@ def test_the_predictive_check_flags_a_noise_five_times_too_small(simulated):
     assert {"wander sd", "end loss, seed sd"} <= outside
 
 
+def test_each_arms_own_noise_is_found_and_averages_to_the_pooled():
+    """Two arms drawn with wander 3x apart: each arm's own Noise keeps that ratio (within
+    what 6 seeds show), the split's sizes are the pooled noise's, and the seed level and
+    wander average (in variance) to the pooled sizes they were scaled with."""
+    quiet, loud = "baseline@reference_lr", "no_lb@reference_lr"
+    base = cal.replace(TRUE, wander_sd=0.006)
+    results = cal.simulate_results({quiet: cal.Truth(rise=0.1), loud: cal.Truth(rise=0.1)}, 6,
+                                   base, np.random.default_rng(8),
+                                   arm_noise={loud: cal.replace(base, wander_sd=0.018)})
+    fits = [noise_fit.fit_arm(c) for c in arm_curves(results).values()]
+    every = TRUE.record_every
+    pooled = cal.replace(noise_fit.pooled(fits, every), seed_level_sd=0.003, wander_sd=0.01,
+                         rise_spread=1.1)
+    own = noise_fit.arm_noises(fits, pooled)
+    assert 2.0 < own[loud].wander_sd / own[quiet].wander_sd < 4.5
+    for size in ("wander_sd", "seed_level_sd"):
+        mean = np.sqrt(np.mean([getattr(n, size) ** 2 for n in own.values()]))
+        assert mean == pytest.approx(getattr(pooled, size))
+    assert {n.rise_spread for n in own.values()} == {1.1}
+    assert {n.sequence_sd for n in own.values()} == {pooled.sequence_sd}
+    assert own[loud].drift_sd != own[quiet].drift_sd  # the run-level sizes are the arm's
+
+
 def test_an_arm_with_two_seeds_is_a_clear_error(simulated):
     from dataclasses import replace
 
@@ -60,7 +83,11 @@ def test_a_noise_file_feeds_the_calibration_and_a_bad_one_is_named(tmp_path, sim
 
     good = tmp_path / "noise.json"
     good.write_text(json.dumps({"fitted_to": "runs/study", "noise": asdict(TRUE)}))
-    assert cal.read_noise(good) == (TRUE, "runs/study")
+    assert cal.read_noise(good) == (TRUE, "runs/study", {})
+    noisy = cal.replace(TRUE, wander_sd=0.02)
+    good.write_text(json.dumps({"noise": asdict(TRUE), "arm_noise": {
+        "no_lb": {**asdict(noisy), "record_every": 1}}}))
+    assert cal.read_noise(good)[2] == {"no_lb": noisy}
     recorded_every_step = {"noise": {**asdict(TRUE), "record_every": 1}}
     good.write_text(json.dumps(recorded_every_step))
     assert cal.read_noise(good)[0].record_every == cal.Noise().record_every

@@ -54,5 +54,25 @@ def test_the_calibration_table_splits_rows_above_their_bound_by_simulation_noise
                       .split("**Rows above their bound, not distinguishable from it"))
     assert "an effect" in beyond and "90 of 1000 studies" in beyond and "leader" not in beyond
     assert "Holm-corrected over the 3 bounded rates" in beyond
-    assert "12 of 200 studies" in within and "nor that the bound holds" in within
-    assert "<leader>" not in text and "any" not in beyond + within
+    within, held = within.split("**Whether each bound holds**")
+    assert "12 of 200 studies" in within and "whether each holds" in within
+    assert "any" not in beyond + within and "<leader>" not in text
+    # 0.06 of 200 (upper limit 0.095) and 0.09 of 1000 (0.106) exceed 1.5 x 0.05; 0.01 of
+    # 200 does not (0.031)
+    assert "1 of 3 bounded rates hold" in held
+    assert "upper limit 0.106 against 0.075" in held and "upper limit 0.095" in held
+    assert "&#60;leader&#62;" in held
+
+
+def test_a_bound_holds_when_its_upper_limit_is_within_bradleys_tolerance():
+    """58 of 1000 (5.8%, within simulation noise of 5%) holds: its one-sided 95% upper
+    limit is 0.071, under 0.075; 11 of 210 (5.2%) is not shown to: 0.085."""
+    def row(rate, n):
+        return {"scenario": f"null ({n} studies)", "indicator": "an effect", "rate": rate,
+                "what it should be": "<= 0.05"}
+
+    assert "1 of 1 bounded rates hold." in appendix._holding([row(0.058, 1000)], 200)
+    short = appendix._holding([row(11 / 210, 210), row(0.058, 1000)], 200)
+    assert "1 of 2 bounded rates hold; not shown to hold" in short
+    assert "(11 of 210 studies), upper limit 0.085" in short and "1000 studies)" not in short
+    assert appendix._holding([{**row(0.2, 10), "what it should be": "power"}], 200) == ""
