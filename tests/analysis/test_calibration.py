@@ -200,8 +200,11 @@ def test_noise_fitted_per_arm_adds_a_null_drawn_with_it(monkeypatch):
     scenarios = {s for s, _, _ in cal.realism_rows(arms, 10, 3, cal.Noise(), own)}
     fitted = [s for s in scenarios if "own fitted noise" in s]
     assert fitted and all("(no_lb@reference_lr)" in s and "elsewhere" not in s
-                          and s.endswith(f"({cal.NULL_STUDIES * 10} studies)") for s in fitted)
-    assert [studies for studies, noise in drawn if noise is own] == [cal.NULL_STUDIES * 10]
+                          and f"({2 * cal.NULL_STUDIES * 10} studies)" in s for s in fitted)
+    count = 2 * cal.NULL_STUDIES * 10
+    assert [studies for studies, noise in drawn if noise is own] == [count]
+    twin = [s for s in scenarios if s.endswith("drawn with the pooled noise")]
+    assert len(twin) == 1 and drawn[drawn.index((count, own)) + 1] == (count, None)
     assert any("heteroscedastic" in s and s.endswith(f"({2 * cal.NULL_STUDIES * 10} studies)")
                for s in scenarios)
     drawn.clear()
