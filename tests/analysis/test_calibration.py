@@ -185,7 +185,8 @@ def test_a_scenario_s_rates_do_not_depend_on_how_many_processes_share_its_studie
 def test_noise_fitted_per_arm_adds_a_null_drawn_with_it(monkeypatch):
     """Given each arm's own noise, the realism rows gain a null whose studies draw it (named
     with its arms); without it there is none. The noisier arms' null runs twice the others'
-    studies (its not-rising families are rated among a fifth of them)."""
+    studies (its not-rising families are rated among a fifth of them); a doubled null says
+    it was extended after a first look (its rows then judged at half the error rate)."""
     from collections import defaultdict
 
     drawn = []  # (studies, the per-arm noise) of each scenario run
@@ -200,12 +201,13 @@ def test_noise_fitted_per_arm_adds_a_null_drawn_with_it(monkeypatch):
     scenarios = {s for s, _, _ in cal.realism_rows(arms, 10, 3, cal.Noise(), own)}
     fitted = [s for s in scenarios if "own fitted noise" in s]
     assert fitted and all("(no_lb@reference_lr)" in s and "elsewhere" not in s
-                          and f"({2 * cal.NULL_STUDIES * 10} studies)" in s for s in fitted)
+                          and f"({2 * cal.NULL_STUDIES * 10} studies, {cal.EXTENDED})" in s
+                          for s in fitted)
     count = 2 * cal.NULL_STUDIES * 10
     assert [studies for studies, noise in drawn if noise is own] == [count]
     twin = [s for s in scenarios if s.endswith("drawn with the pooled noise")]
     assert len(twin) == 1 and drawn[drawn.index((count, own)) + 1] == (count, None)
-    assert any("heteroscedastic" in s and s.endswith(f"({2 * cal.NULL_STUDIES * 10} studies)")
+    assert any("heteroscedastic" in s and f"({2 * cal.NULL_STUDIES * 10} studies, " in s
                for s in scenarios)
     drawn.clear()
     plain = cal.realism_rows(arms, 10, 3, cal.Noise())

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from moe_core import paths
+from moe_core.analysis import calibration as cal
 from moe_core.report import appendix, sections
 
 REFERENCE_DIR = paths.CHECKOUT.parent / "shared" / "reference" / "exp8_original"
@@ -54,25 +55,34 @@ def test_the_calibration_table_splits_rows_above_their_bound_by_simulation_noise
                       .split("**Rows above their bound, not distinguishable from it"))
     assert "an effect" in beyond and "90 of 1000 studies" in beyond and "leader" not in beyond
     assert "Holm-corrected over the 3 bounded rates" in beyond
-    within, held = within.split("**Whether each bound holds**")
-    assert "12 of 200 studies" in within and "whether each holds" in within
+    within, held = within.split("**Within tolerance**")
+    assert "12 of 200 studies" in within and "whether each is within tolerance" in within
     assert "any" not in beyond + within and "<leader>" not in text
     # 0.06 of 200 (upper limit 0.095) and 0.09 of 1000 (0.106) exceed 1.5 x 0.05; 0.01 of
     # 200 does not (0.031)
-    assert "1 of 3 bounded rates hold" in held
+    assert "1 of 3 bounded rates are within tolerance" in held
+    assert html.unescape(text).count("| 0.060 | <= 0.05 | 0.095 (over 0.075) |") == 1
     assert "upper limit 0.106 against 0.075" in held and "upper limit 0.095" in held
     assert "&#60;leader&#62;" in held
 
 
 def test_a_bound_holds_when_its_upper_limit_is_within_bradleys_tolerance():
-    """58 of 1000 (5.8%, within simulation noise of 5%) holds: its one-sided 95% upper
-    limit is 0.071, under 0.075; 11 of 210 (5.2%) is not shown to: 0.085."""
-    def row(rate, n):
-        return {"scenario": f"null ({n} studies)", "indicator": "an effect", "rate": rate,
-                "what it should be": "<= 0.05"}
+    """58 of 1000 (5.8%, within simulation noise of 5%) is within tolerance: its one-sided
+    95% upper limit is 0.071, under 0.075; 11 of 210 (5.2%) is not shown to be: 0.085. A
+    scenario extended after a first look spends half the error rate on each look: 128 of
+    2000 is within at 95% (0.0737) and not at 97.5% (0.0756)."""
+    def row(rate, n, extra=""):
+        return {"scenario": f"null ({n} studies{extra})", "indicator": "an effect",
+                "rate": rate, "what it should be": "<= 0.05"}
 
-    assert "1 of 1 bounded rates hold." in appendix._holding([row(0.058, 1000)], 200)
+    assert "1 of 1 bounded rates are within tolerance." in appendix._holding(
+        [row(0.058, 1000)], 200)
     short = appendix._holding([row(11 / 210, 210), row(0.058, 1000)], 200)
-    assert "1 of 2 bounded rates hold; not shown to hold" in short
+    assert "1 of 2 bounded rates are within tolerance; not shown within it" in short
     assert "(11 of 210 studies), upper limit 0.085" in short and "1000 studies)" not in short
     assert appendix._holding([{**row(0.2, 10), "what it should be": "power"}], 200) == ""
+    plain = cal.holding(row(0.064, 2000), 200)
+    extended = cal.holding(row(0.064, 2000, f", {cal.EXTENDED}"), 200)
+    assert plain.studies == extended.studies == 2000 and plain.hits == 128
+    assert plain.within and not extended.within and extended.confidence == 0.975
+    assert plain.upper < 0.075 < extended.upper

@@ -216,7 +216,7 @@ def test_the_calibration_states_the_verdicts_largest_measured_error_rate():
             {"scenario": "power", "indicator": "detected", "rate": 0.6,
              "what it should be": "power"}]
     # a compound bound counts for the indicator it names, and for no other
-    assert [appendix._bound(r) for r in rows[6:9]] == [0.05, None, None]
+    assert [cal.row_bound(r) for r in rows[6:9]] == [0.05, None, None]
     text = html.unescape(appendix._error_summary(rows))
     assert "the largest of the 3 rates bounded by their row is 0.040 (supported under " \
            "\"overfitting false\")" in text
