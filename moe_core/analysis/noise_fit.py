@@ -4,6 +4,7 @@ look like the real ones.
     python -m moe_core.analysis.noise_fit runs/study    # per arm, pooled, the check
     python -m moe_core.analysis.noise_fit runs/study --out noise.json
     python -m moe_core.analysis.calibration --noise noise.json   # the table under that noise
+    python -m moe_core.analysis.noise_fit runs/study --check-arms noise.json  # per arm
 
 `calibration.Noise` held sizes typed in from two pilot studies. Here they are estimated
 from a study's runs, arm by arm, over the second half of each arm's evals (where the rise
@@ -39,6 +40,8 @@ Per arm (`arm_noises`, the file's "arm_noise"): each pooled arm's run-level size
 own fit, for the calibration's null in which every arm has its own noise. Four seeds give
 each arm's variances with 3 degrees of freedom, so these sizes differ between arms by
 sampling as well as in truth: that null is a stress as wide as the runs' own spread.
+`--check-arms FILE` checks each arm's own noise against that arm's runs (`arm_checks`: the
+pooled check below, arm by arm, on the runs' own eval grid).
 
 The check: the control simulated `draws` times with the pooled noise and a true rise
 scaled so that the simulated rise's median is the control's measured one; each statistic
@@ -60,7 +63,7 @@ import numpy as np
 import pandas as pd
 
 from moe_core.analysis import effects as fx
-from moe_core.analysis.calibration import CONTROL, Noise, Truth, simulate_results
+from moe_core.analysis.calibration import CONTROL, Noise, Truth, read_noise, simulate_results
 from moe_core.analysis.results import Results, load_runs
 from moe_core.analysis.verdicts import arm_configs, arm_curves, late_lr_fraction
 from moe_core.errors import UserInputError
@@ -269,6 +272,18 @@ def predictive_check(real: fx.ArmCurves, noise: Noise, draws: int = DRAWS,
     return pd.DataFrame(rows)
 
 
+def arm_checks(curves: Mapping[str, fx.ArmCurves], arm_noise: Mapping[str, Noise],
+               draws: int = DRAWS, seed: int = 0) -> pd.DataFrame:
+    """`predictive_check` of every arm with its own noise (`arm_noises`), on the arm's own
+    eval grid: one row per (arm, statistic). Arms in only one of the two are skipped."""
+    tables = []
+    for arm in sorted(set(curves) & set(arm_noise)):
+        own = replace(arm_noise[arm], record_every=_record_every(curves[arm]))
+        check = predictive_check(curves[arm], own, draws, seed)
+        tables.append(check.assign(arm=arm)[["arm", *check.columns]])
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
 LATE_LR_SPLIT = 0.5  # arms whose LR over their last quarter is above / below this share of peak
 
 
@@ -352,7 +367,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, default=DRAWS)
     parser.add_argument("--out", type=Path, help="write the pooled noise (and the check) here "
                         "as JSON, for `python -m moe_core.analysis.calibration --noise FILE`")
+    parser.add_argument("--check-arms", type=Path, metavar="FILE",
+                        help="fit nothing: check each arm's own noise in FILE (a noise file's "
+                        "arm_noise) against that arm's runs in RUNS")
     args = parser.parse_args(argv)
+    if args.check_arms:
+        return _check_arms(args.runs, args.check_arms, args.draws)
     try:
         results = load_runs(args.runs)
         curves = arm_curves(results)
@@ -386,6 +406,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             "arm_noise": {arm: asdict(n) for arm, n in arm_noises(fits, noise).items()},
             "check": check.to_dict("records")}, indent=1))
         print(f"written to {args.out}")
+    return 0
+
+
+def _check_arms(runs: str, path: Path, draws: int) -> int:
+    """`--check-arms`: every arm of the noise file against its runs, and what lies outside
+    its simulated 5-95% range."""
+    try:
+        _, fitted_to, own = read_noise(path)
+        if not own:
+            raise UserInputError(f"--check-arms {path}: no per-arm noise (\"arm_noise\") in "
+                                 "it; write one with `python -m moe_core.analysis.noise_fit "
+                                 "RUNS --out FILE`")
+        curves = {a: c for a, c in arm_curves(load_runs(runs)).items() if c.n_seeds >= 3}
+        if not set(own) & set(curves):
+            raise UserInputError(f"{runs}: none of the arms of {path} ({', '.join(sorted(own))}) "
+                                 "has 3 or more finished seeds there")
+    except UserInputError as error:
+        print(f"noise_fit: {error}", file=sys.stderr)
+        return 2
+    check = arm_checks(curves, own, draws)
+    print(f"each arm's own noise ({path}, fitted to {fitted_to}) against {runs}, {draws} "
+          "simulations per arm")
+    print(check.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    outside = check.loc[~check.inside]
+    print(f"\n{int(check.inside.sum())} of {len(check)} statistics inside their simulated "
+          f"5-95% range (about {0.9 * len(check):.0f} expected by chance alone)"
+          + "".join(f"\n  outside: {r.arm}, {r.statistic}: real {r.real:.4f}, simulated "
+                    f"{r['5%']:.4f} to {r['95%']:.4f}" for _, r in outside.iterrows()))
     return 0
 
 

@@ -110,3 +110,24 @@ def test_a_size_the_other_sizes_already_produce_is_not_identifiable_and_set_to_z
     reachable, none = noise_fit._matched(real, TRUE, {"wander sd": 0.004,
                                                       "seed level sd": 0.02}, draws=8)
     assert none == () and reachable.seed_level_sd > TRUE.seed_level_sd
+
+
+def test_each_arms_own_noise_is_checked_against_that_arms_runs(simulated, tmp_path, capsys):
+    """arm_checks simulates each arm with its own noise: an arm drawn with the noise it is
+    checked with lies inside its ranges; one checked with a fifth of its wander does not.
+    A noise file without per-arm noise is a clear error naming the file."""
+    import json
+    from dataclasses import asdict
+
+    arms = {"baseline@reference_lr": TRUE,
+            "no_lb@reference_lr": cal.replace(TRUE, wander_sd=TRUE.wander_sd / 5)}
+    check = noise_fit.arm_checks({**simulated, "elsewhere": simulated["baseline"]}, arms,
+                                 draws=40)
+    assert set(check.arm) == set(arms)
+    right, wrong = (check.loc[check.arm == arm] for arm in arms)
+    assert right.inside.sum() >= len(right) - 1
+    assert not wrong.set_index("statistic").loc["wander sd", "inside"]
+    plain = tmp_path / "pooled_only.json"
+    plain.write_text(json.dumps({"noise": asdict(TRUE)}))
+    assert noise_fit.main(["runs", "--check-arms", str(plain)]) == 2
+    assert "pooled_only.json: no per-arm noise" in capsys.readouterr().err
