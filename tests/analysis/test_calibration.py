@@ -213,3 +213,19 @@ def test_noise_fitted_per_arm_adds_a_null_drawn_with_it(monkeypatch):
     plain = cal.realism_rows(arms, 10, 3, cal.Noise())
     assert not any("own fitted noise" in s for s, _, _ in plain)
     assert all(noise is None for _, noise in drawn)
+
+
+def test_the_printed_table_gives_each_bounded_rows_upper_limit():
+    """The README's table: a bounded row's one-sided upper limit, marked where over its
+    tolerance; nothing for a row without a bound."""
+    import pandas as pd
+
+    table = pd.DataFrame([
+        {"scenario": "null (1000 studies)", "indicator": "a", "rate": 0.058,
+         "what it should be": "<= 0.05"},
+        {"scenario": "null", "indicator": "b", "rate": 0.06, "what it should be": "<= 0.05"},
+        {"scenario": "power", "indicator": "c", "rate": 0.6, "what it should be": "power"}])
+    lines = cal.markdown_table(table, studies=200).splitlines()
+    assert lines[0].endswith("| upper limit |")
+    assert lines[2].endswith("| 0.071 |") and lines[3].endswith("| 0.095 (over 0.075) |")
+    assert lines[4].endswith("| power |  |")
