@@ -227,5 +227,5 @@ def test_the_printed_table_gives_each_bounded_rows_upper_limit():
         {"scenario": "power", "indicator": "c", "rate": 0.6, "what it should be": "power"}])
     lines = cal.markdown_table(table, studies=200).splitlines()
     assert lines[0].endswith("| upper limit |")
-    assert lines[2].endswith("| 0.071 |") and lines[3].endswith("| 0.095 (over 0.075) |")
+    assert lines[2].endswith("| 0.072 |") and lines[3].endswith("| 0.095 (over 0.075) |")
     assert lines[4].endswith("| power |  |")
