@@ -68,7 +68,7 @@ def test_the_calibration_table_splits_rows_above_their_bound_by_simulation_noise
 
 def test_a_bound_holds_when_its_upper_limit_is_within_bradleys_tolerance():
     """58 of 1000 (5.8%, within simulation noise of 5%) is within tolerance: its one-sided
-    95% upper limit is 0.071, under 0.075; 11 of 210 (5.2%) is not shown to be: 0.085. A
+    95% upper limit is 0.072, under 0.075; 11 of 210 (5.2%) is not shown to be: 0.085. A
     scenario extended after a first look spends half the error rate on each look: 128 of
     2000 is within at 95% (0.0737) and not at 97.5% (0.0756)."""
     def row(rate, n, extra=""):
