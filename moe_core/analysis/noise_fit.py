@@ -40,6 +40,8 @@ Per arm (`arm_noises`, the file's "arm_noise"): each pooled arm's run-level size
 own fit, for the calibration's null in which every arm has its own noise. Four seeds give
 each arm's variances with 3 degrees of freedom, so these sizes differ between arms by
 sampling as well as in truth: that null is a stress as wide as the runs' own spread.
+The same-seed correlation across arms (end losses, over the pooled arms) is the
+simulator's seed_correlation (`fitted_seed_correlation`).
 `--check-arms FILE` checks each arm's own noise against that arm's runs (`arm_checks`: the
 pooled check below, arm by arm, on the runs' own eval grid).
 
@@ -47,7 +49,8 @@ The check: the control simulated `draws` times with the pooled noise and a true 
 scaled so that the simulated rise's median is the control's measured one; each statistic
 of the real control against the simulated median and 5-95% range. A real value outside
 its range is named. Runs of one seed in different arms share their initialisation and
-batch order, which the simulator does not draw: their correlation is printed beside it.
+batch order: their correlation is printed beside it (over every arm; the fit's is the
+pooled arms').
 """
 
 from __future__ import annotations
@@ -214,6 +217,15 @@ def same_seed_correlation(curves: Mapping[str, fx.ArmCurves]) -> float:
     return float(np.nanmean(values)) if values else float("nan")
 
 
+def fitted_seed_correlation(curves: Mapping[str, fx.ArmCurves]) -> float:
+    """The simulator's `seed_correlation` (the share of a run's seed level and wander its
+    seed shares in every arm) from `same_seed_correlation` over these arms' end losses:
+    kept within [0, 0.95] (a share; a negative mean correlation is read as none), 0 where
+    no two arms share 3 seeds."""
+    correlation = same_seed_correlation(curves)
+    return 0.0 if not np.isfinite(correlation) else float(np.clip(correlation, 0.0, 0.95))
+
+
 def _simulated(real: fx.ArmCurves, noise: Noise, rise: float, count: int,
                rng: np.random.Generator) -> list[dict[str, float]]:
     """The statistics of `count` simulations of the real arm (its seeds) under `noise`."""
@@ -304,7 +316,8 @@ def fit_study(results: Results, arm: str = CONTROL
     group = {a: c for a, c in curves.items() if high[a] == high[arm] or a == arm}
     fits = [fit_arm(c) for c in group.values()]
     noise = pooled(fits, _record_every(curves[arm]))
-    noise = replace(noise, rise_spread=fit_rise_spread(curves[arm], noise))
+    noise = replace(noise, rise_spread=fit_rise_spread(curves[arm], noise),
+                    seed_correlation=fitted_seed_correlation(group))
     return (fits, *_matched(curves[arm], noise, {
         "wander sd": float(np.sqrt(np.mean([f.wander_var for f in fits]))),
         "seed level sd": float(np.sqrt(np.mean([f.seed_level_var for f in fits])))}))
@@ -394,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               {f.arm: curves[f.arm] for f in fits},
               [f.arm for f in fits if fx.rise_statistic(curves[f.arm]).mean > 0]).items()})
     print(f"same-seed correlation across arms (end loss): {same_seed_correlation(curves):+.2f} "
-          "(simulated: 0)\n")
+          f"over every arm; simulated: {noise.seed_correlation:.2f} (the pooled arms')\n")
     check = predictive_check(curves[args.arm], noise, args.draws)
     print(f"{args.arm}: real against {args.draws} simulations under the pooled noise")
     print(check.to_string(index=False, float_format=lambda v: f"{v:.4f}"))

@@ -131,3 +131,28 @@ def test_each_arms_own_noise_is_checked_against_that_arms_runs(simulated, tmp_pa
     plain.write_text(json.dumps({"noise": asdict(TRUE)}))
     assert noise_fit.main(["runs", "--check-arms", str(plain)]) == 2
     assert "pooled_only.json: no per-arm noise" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_fit_carries_the_runs_same_seed_correlation_into_the_simulator():
+    """Runs of one seed drawn sharing 0.6 of their level and wander across arms: the fit's
+    seed_correlation finds most of it, and about none where they share nothing (4 seeds:
+    loose bounds); a negative mean correlation is read as none."""
+    arms = ["baseline@reference_lr", "no_lb@reference_lr", "aux_free_balance@reference_lr",
+            "higher_dropout@reference_lr"]
+    found = {}
+    for share in (0.0, 0.6):
+        results = cal.simulate_results(cal.study_like(arms), 6,
+                                       cal.replace(TRUE, seed_correlation=share),
+                                       np.random.default_rng(11))
+        found[share] = noise_fit.fit_study(results)[1].seed_correlation
+    assert found[0.6] > 0.35 and found[0.0] < 0.25 and found[0.6] > found[0.0] + 0.2
+    curves = arm_curves(cal.simulate_results(cal.study_like(arms[:1]), 4, TRUE,
+                                             np.random.default_rng(0)))
+    from dataclasses import replace
+
+    a = replace(curves[arms[0]], per_sequence=None)
+    mirrored = replace(a, arm="mirrored", loss=2 * a.loss.mean(0) - a.loss)  # deviations negated
+    opposed = {a.arm: a, "mirrored": mirrored}
+    assert noise_fit.same_seed_correlation(opposed) == pytest.approx(-1.0)
+    assert noise_fit.fitted_seed_correlation(opposed) == 0.0
