@@ -469,6 +469,15 @@ def realism_rows(arms: Sequence[str], studies: int, seeds: int, noise: Noise,
             f"control, the {len(fitted)} arms fitted ({', '.join(fitted)}) drawn with their "
             f"own seed level, wander and drift, the others with the pooled noise",
             null_truths(arms), noise, arm_noise, 2))
+    def bounded(scenario: str, rates: Mapping[str, float]
+                ) -> list[tuple[str, str, dict[str, float]]]:
+        """A null's rows held to 5%: each verdict family, and some explanation supported."""
+        return [(scenario, "<= 0.05 (family-wise)",
+                 {f"an effect on {name}": rates[f"an effect on {name}"]
+                  for name in vd.HYPOTHESES}),
+                (scenario, "<= 0.05", {"any explanation supported":
+                                       rates["any explanation supported"]})]
+
     for scenario, truths, noisiness, own, times in nulls:
         count = times * NULL_STUDIES * studies
         # a doubled null was first looked at on its first half (the per-arm null and its
@@ -476,21 +485,13 @@ def realism_rows(arms: Sequence[str], studies: int, seeds: int, noise: Noise,
         scenario += f" ({count} studies, {EXTENDED})" if times > 1 else f" ({count} studies)"
         rates = run_scenario(truths, any_effect, count, seeds, noisiness, seed=17,
                              arm_noise=own)
-        rows += [(scenario, "<= 0.05 (family-wise)",
-                  {f"an effect on {name}": rates[f"an effect on {name}"]
-                   for name in vd.HYPOTHESES}),
-                 (scenario, "<= 0.05", {"any explanation supported":
-                                        rates["any explanation supported"]})]
+        rows += bounded(scenario, rates)
         rows += not_rising_rows(scenario, rates, count)
         if own:  # the same studies' draws at the pooled sizes: what per-arm noise changes
             # (a replicate of the plain null on another stream, bounded as it is)
-            pooled = run_scenario(truths, any_effect, count, seeds, noisiness, seed=17)
-            twin = f"{scenario}: the same studies drawn with the pooled noise"
-            rows += [(twin, "<= 0.05 (family-wise)",
-                      {f"an effect on {name}": pooled[f"an effect on {name}"]
-                       for name in vd.HYPOTHESES}),
-                     (twin, "<= 0.05", {"any explanation supported":
-                                        pooled["any explanation supported"]})]
+            rows += bounded(f"{scenario}: the same studies drawn with the pooled noise",
+                            run_scenario(truths, any_effect, count, seeds, noisiness,
+                                         seed=17))
     return rows
 
 
@@ -880,8 +881,9 @@ def read_noise(path: Path) -> tuple[Noise, str | None, dict[str, Noise]]:
 HOLD_TOLERANCE = 1.5
 HOLD_CONFIDENCE = 0.95
 # a scenario whose studies were extended after its rates were first seen: each of the two
-# looks spends half the error rate (its limit at 1 - (1 - HOLD_CONFIDENCE) / 2)
+# looks spends half the error rate
 EXTENDED = "extended after a first look"
+EXTENDED_CONFIDENCE = 1 - (1 - HOLD_CONFIDENCE) / 2
 
 
 def row_bound(row: Mapping) -> float | None:
@@ -930,9 +932,8 @@ def holding(row: Mapping, table_studies: int | None) -> Holding | None:
     if bound is None or not n:
         return None
     hits = round(float(row["rate"]) * n)
-    confidence = HOLD_CONFIDENCE
-    if EXTENDED in str(row.get("scenario", "")):
-        confidence = 1 - (1 - HOLD_CONFIDENCE) / 2
+    confidence = (EXTENDED_CONFIDENCE if EXTENDED in str(row.get("scenario", ""))
+                  else HOLD_CONFIDENCE)
     upper = binomtest(hits, n, alternative="less").proportion_ci(confidence).high
     return Holding(bound, hits, n, float(upper), confidence)
 
@@ -946,13 +947,16 @@ def upper_text(row: Mapping, table_studies: int | None) -> str:
     return f"{held.upper:.3f}" + ("" if held.within else f" (over {held.tolerance:g})")
 
 
-def markdown_table(table: pd.DataFrame, studies: int | None = None) -> str:
-    """The rows as markdown, with each bounded row's one-sided upper limit (`holding`)."""
+def markdown_table(table: pd.DataFrame, studies: int | None = None,
+                   text: Callable[[str], str] = str) -> str:
+    """The rows as markdown, with each bounded row's one-sided upper limit (`holding`);
+    `text` writes each row's words (the report passes its escaping)."""
     lines = ["| scenario | indicator | rate | should be | upper limit |",
              "| --- | --- | --- | --- | --- |"]
     for _, row in table.iterrows():
-        lines.append(f"| {row['scenario']} | {row['indicator']} | {row['rate']:.3f} | "
-                     f"{row['what it should be']} | {upper_text(row, studies)} |")
+        lines.append(f"| {text(row['scenario'])} | {text(row['indicator'])} | "
+                     f"{row['rate']:.3f} | {text(row['what it should be'])} | "
+                     f"{upper_text(row, studies)} |")
     return "\n".join(lines)
 
 

@@ -20,13 +20,13 @@ from moe_core.analysis import progress as mp
 from moe_core.analysis import verdicts as vd
 from moe_core.analysis.calibration import (
     EXTENDED,
+    EXTENDED_CONFIDENCE,
     HOLD_CONFIDENCE,
     HOLD_TOLERANCE,
     WITHOUT_GATE_SEEDS,
     holding,
+    markdown_table,
     row_bound,
-    row_studies,
-    upper_text,
 )
 from moe_core.analysis.results import OURS
 from moe_core.paths import CALIBRATION_TABLE, PACKAGE_DIR
@@ -236,12 +236,9 @@ def calibration_table() -> dict | None:
         return None
     rows = stored.get("rows") or []
     studies = stored.get("studies")
-    table = ["| scenario | indicator | rate | should be | upper limit |",
-             "| --- | --- | --- | --- | --- |"]
-    table += [f"| {esc.md(r['scenario'])} | {esc.md(r['indicator'])} | {r['rate']:.3f} | "
-              f"{esc.md(r['what it should be'])} | {upper_text(r, studies)} |" for r in rows]
+    table = [markdown_table(pd.DataFrame(rows), studies, text=esc.md)]
     over = _over_bound(rows, studies)
-    tested = sum(row_bound(r) is not None and bool(row_studies(r, studies)) for r in rows)
+    tested = sum(holding(r, studies) is not None for r in rows)
     for kind, words in (
             (BEYOND, f"**Rows above their bound beyond simulation noise** (a one-sided exact "
                      f"binomial test of each rate against its bound, Holm-corrected over the "
@@ -331,18 +328,17 @@ def _over_bound(rows: list[dict], studies: int | None) -> list[tuple[str, str]]:
     from scipy.stats import binomtest
     from statsmodels.stats.multitest import multipletests
 
-    counted = []  # (row, bound, studies, hits, one-sided p)
+    counted = []  # (row, its holding, one-sided p against its bound)
     for r in rows:
-        bound, n = row_bound(r), row_studies(r, studies)
-        if bound is not None and n:
-            hits = round(r["rate"] * n)
-            counted.append((r, bound, n, hits,
-                            binomtest(hits, n, bound, alternative="greater").pvalue))
+        held = holding(r, studies)
+        if held is not None:
+            counted.append((r, held, binomtest(held.hits, held.studies, held.bound,
+                                               alternative="greater").pvalue))
     beyond = {}
     if counted:
-        reject, adjusted, _, _ = multipletests([c[4] for c in counted], method="holm")
-        beyond = {id(c[0]): (bool(x), float(p)) for c, x, p in zip(counted, reject, adjusted,
-                                                                   strict=True)}
+        reject, adjusted, _, _ = multipletests([c[2] for c in counted], method="holm")
+        beyond = {id(c[0]): (c[1], bool(x), float(p))
+                  for c, x, p in zip(counted, reject, adjusted, strict=True)}
     out = []
     for r in rows:
         bound = row_bound(r)
@@ -353,12 +349,10 @@ def _over_bound(rows: list[dict], studies: int | None) -> list[tuple[str, str]]:
         if id(r) not in beyond:
             out.append((text, UNCOUNTED))
             continue
-        n = row_studies(r, studies)
-        hits = round(r["rate"] * n)
-        ci = binomtest(hits, n).proportion_ci()
-        significant, p = beyond[id(r)]
-        out.append((text + f" ({hits} of {n} studies, 95% CI {ci.low:.3f} to {ci.high:.3f}; "
-                    f"Holm p {p:.2g})", BEYOND if significant else WITHIN))
+        held, significant, p = beyond[id(r)]
+        ci = binomtest(held.hits, held.studies).proportion_ci()
+        out.append((text + f" ({held.hits} of {held.studies} studies, 95% CI {ci.low:.3f} to "
+                    f"{ci.high:.3f}; Holm p {p:.2g})", BEYOND if significant else WITHIN))
     return out
 
 
@@ -379,7 +373,7 @@ def _holding(rows: list[dict], studies: int | None) -> str:
         return ""
     text = (f"**Within tolerance**: a bounded rate is shown within tolerance when its "
             f"one-sided {HOLD_CONFIDENCE:.0%} upper limit over its studies (Clopper-Pearson; "
-            f"{1 - (1 - HOLD_CONFIDENCE) / 2:.1%} for a scenario {EXTENDED}, each look "
+            f"{EXTENDED_CONFIDENCE:.1%} for a scenario {EXTENDED}, each look "
             f"spending half) is at most {HOLD_TOLERANCE:g}x its bound: Bradley's (1978) "
             "\"liberal\" criterion for a test's robustness, a convention from outside these "
             "data, adopted after an earlier table's rates were seen. A rate within tolerance "
