@@ -1,0 +1,263 @@
+"""The calibration table's null rows confirmed on fresh streams, as docs/calibration_plan.md
+fixed before the table was drawn.
+
+A calibration row's upper limit (Clopper-Pearson, `calibration.holding`) assumes its
+studies are independent draws of one rate. The table at c3813d3 read the plain null on six
+streams of studies (each stream a scenario seed, each study its own generator seeded
+(stream, study)) and found them further apart than binomial noise allows, so this module
+redraws the nulls on streams no table has used, in equal parts, and gives each bounded row
+two upper limits: the pooled count's Clopper-Pearson limit, and the streams' mean plus a
+one-sided t over the streams' rates (honest if the streams do differ). A row is confirmed
+within tolerance when the larger is at most `calibration.HOLD_TOLERANCE` x its bound. The
+plain null's streams are also tested for homogeneity (chi-square, each family and some
+explanation supported, Holm over them).
+
+Which nulls: the plain null always (8 streams); each realism null (`calibration.
+realism_nulls`) with a bounded row above its bound in the table given (4 streams); the
+per-arm null's pooled twin is the plain null drawn on another stream, confirmed by it.
+
+    python -m moe_core.analysis.confirmation --table moe_core/analysis/calibration_table.json \\
+        --noise moe_core/analysis/noise_fitted.json --jobs 2 --out FILE
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from moe_core.analysis import verdicts as vd
+from moe_core.analysis.calibration import (
+    HOLD_CONFIDENCE,
+    HOLD_TOLERANCE,
+    NOT_RISING_MIN_STUDIES,
+    POOLED_TWIN,
+    NullScenario,
+    any_effect,
+    null_rows,
+    null_truths,
+    plain_null_rows,
+    processes,
+    read_noise,
+    realism_nulls,
+    row_bound,
+    row_studies,
+    run_scenario,
+    study_arms,
+)
+from moe_core.errors import UserInputError
+
+# stream seeds no calibration table uses (the table's scenarios use 1-36)
+FIRST_STREAM = 1001
+PLAIN_STREAMS = 8
+OTHER_STREAMS = 4
+PER_STREAM = 500
+PLAIN = "null: every arm a replicate of the rising control"
+# the plain null's rows tested for homogeneity across its streams
+HOMOGENEITY = tuple(f"an effect on {name}" for name in vd.HYPOTHESES) + (
+    "any explanation supported",)
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """One bounded row over k streams: its hits and studies per stream, pooled, and the
+    two upper limits (the pooled Clopper-Pearson one, the streams' mean + t)."""
+
+    scenario: str
+    indicator: str
+    bound: float
+    hits: tuple[int, ...]
+    studies: tuple[int, ...]
+
+    @property
+    def rate(self) -> float:
+        return sum(self.hits) / sum(self.studies)
+
+    @property
+    def pooled_upper(self) -> float:
+        from scipy.stats import binomtest
+
+        return float(binomtest(sum(self.hits), sum(self.studies), alternative="less")
+                     .proportion_ci(HOLD_CONFIDENCE).high)
+
+    @property
+    def streams_upper(self) -> float:
+        """The streams' mean rate + t(HOLD_CONFIDENCE, k - 1) x their sd / sqrt(k), over
+        the streams that had studies of this row."""
+        from scipy.stats import t
+
+        rates = np.array([h / n for h, n in zip(self.hits, self.studies, strict=True) if n])
+        if len(rates) < 2:
+            return float("nan")
+        return float(rates.mean() + t.ppf(HOLD_CONFIDENCE, len(rates) - 1)
+                     * rates.std(ddof=1) / np.sqrt(len(rates)))
+
+    @property
+    def upper(self) -> float:
+        return max(self.pooled_upper, self.streams_upper)
+
+    @property
+    def within(self) -> bool:
+        return self.upper <= HOLD_TOLERANCE * self.bound
+
+
+def stream_rows(null: NullScenario, stream: int, per_stream: int, seeds: int, plain: bool
+                ) -> list[dict]:
+    """One stream of `null`: its bounded rows as the table builds them (`plain_null_rows`
+    or `null_rows`), each with its hits and studies (a not-rising family counted among the
+    studies that had one, however few)."""
+    rates = run_scenario(null.truths, any_effect, per_stream, seeds, null.noise, seed=stream,
+                         arm_noise=null.arm_noise)
+    scenario = f"{null.name} ({per_stream} studies)"
+    build = plain_null_rows if plain else null_rows
+    rows = []
+    for name, expected, values in build(scenario, rates, per_stream, least=1):
+        for indicator, rate in values.items():
+            bound = row_bound({"what it should be": expected, "indicator": indicator})
+            if bound is None:
+                continue
+            n = row_studies({"scenario": name}, per_stream)
+            rows.append({"indicator": indicator, "bound": bound, "stream": stream,
+                         "hits": round(rate * n), "studies": n})
+    return rows
+
+
+def confirm(null: NullScenario, streams: Sequence[int], per_stream: int, seeds: int,
+            plain: bool = False, log=print) -> list[Confirmed]:
+    """Every bounded row of `null` over `streams`, pooled (a row missing from a stream, a
+    not-rising family no study of it had, counts 0 of 0 there); a not-rising family is kept
+    where NOT_RISING_MIN_STUDIES or more studies had one, as in the table."""
+    rows = []
+    for stream in streams:
+        started = time.perf_counter()
+        rows += stream_rows(null, stream, per_stream, seeds, plain)
+        log(f"  stream {stream}: {per_stream} studies in {time.perf_counter() - started:.0f} s")
+    frame = pd.DataFrame(rows)
+    confirmed = []
+    for (indicator, bound), group in frame.groupby(["indicator", "bound"], sort=False):
+        by_stream = group.set_index("stream")
+        hits = tuple(int(by_stream["hits"].get(s, 0)) for s in streams)
+        studies = tuple(int(by_stream["studies"].get(s, 0)) for s in streams)
+        if sum(studies) < NOT_RISING_MIN_STUDIES:
+            continue
+        confirmed.append(Confirmed(null.name, indicator, bound, hits, studies))
+    return confirmed
+
+
+def homogeneity(rows: Sequence[Confirmed]) -> pd.DataFrame:
+    """Chi-square of streams x (hit, miss) for each row named in HOMOGENEITY, its
+    dispersion (chi-square / df) and Holm's adjusted p over them."""
+    from scipy.stats import chi2_contingency
+    from statsmodels.stats.multitest import multipletests
+
+    tests = []
+    for row in rows:
+        if row.indicator not in HOMOGENEITY:
+            continue
+        counts = np.array([[h, n - h] for h, n in zip(row.hits, row.studies, strict=True)])
+        if counts[:, 0].sum() == 0:
+            tests.append({"indicator": row.indicator, "chi-square": 0.0,
+                          "df": len(counts) - 1, "p": 1.0})
+            continue
+        chi2, p, df, _ = chi2_contingency(counts, correction=False)
+        tests.append({"indicator": row.indicator, "chi-square": float(chi2), "df": int(df),
+                      "p": float(p)})
+    frame = pd.DataFrame(tests)
+    if len(frame):
+        frame["dispersion"] = frame["chi-square"] / frame["df"]
+        frame["Holm p"] = multipletests(frame["p"], method="holm")[1]
+    return frame
+
+
+def to_confirm(table: pd.DataFrame, nulls: Sequence[NullScenario]) -> list[NullScenario]:
+    """The realism nulls with a bounded row above its bound in `table` (rows of the
+    per-arm null's pooled twin excepted: the plain null confirms them)."""
+    chosen = []
+    for null in nulls:
+        own = table[table["scenario"].str.startswith(null.name)
+                    & ~table["scenario"].str.contains(POOLED_TWIN, regex=False)]
+        if any(bound is not None and row["rate"] > bound
+               for _, row in own.iterrows() for bound in [row_bound(row)]):
+            chosen.append(null)
+    return chosen
+
+
+def markdown(rows: Sequence[Confirmed]) -> str:
+    lines = ["| scenario | indicator | streams | hits / studies | rate | pooled upper | "
+             "streams' upper | within tolerance |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        # the scenario's name to its first colon ("null with onset jitter"); the plain one's
+        label = "plain null" if r.scenario == PLAIN else r.scenario.split(":")[0]
+        lines.append(
+            f"| {label} | {r.indicator} | {sum(1 for n in r.studies if n)} | "
+            f"{sum(r.hits)} / {sum(r.studies)} | {r.rate:.3f} | {r.pooled_upper:.3f} | "
+            f"{r.streams_upper:.3f} | {'yes' if r.within else 'no'} "
+            f"(limit {HOLD_TOLERANCE * r.bound:g}) |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m moe_core.analysis.confirmation",
+        description="The calibration table's nulls redrawn on fresh streams "
+                    "(docs/calibration_plan.md).")
+    parser.add_argument("--table", type=Path, required=True,
+                        help="the calibration table (JSON) whose rows choose the nulls")
+    parser.add_argument("--noise", type=Path, required=True,
+                        help="the noise file the table was drawn with")
+    parser.add_argument("--per-stream", type=int, default=PER_STREAM)
+    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--out", type=Path, help="write the confirmation here as JSON")
+    args = parser.parse_args(argv)
+    try:
+        noise, fitted_to, arm_noise = read_noise(args.noise)
+        try:
+            table = pd.DataFrame(json.loads(args.table.read_text())["rows"])
+        except (OSError, ValueError, KeyError) as error:
+            raise UserInputError(f"--table {args.table}: not a calibration table ({error}); "
+                                 "write one with `python -m moe_core.analysis.calibration "
+                                 "--out FILE`") from error
+    except UserInputError as error:
+        print(f"confirmation: {error}", file=sys.stderr)
+        return 2
+    arms = study_arms()
+    plain = NullScenario(PLAIN, null_truths(arms), noise)
+    others = to_confirm(table, realism_nulls(arms, noise, arm_noise))
+    started = time.perf_counter()
+    rows: list[Confirmed] = []
+    with processes(args.jobs):
+        for null, k, is_plain in [(plain, PLAIN_STREAMS, True),
+                                  *[(n, OTHER_STREAMS, False) for n in others]]:
+            print(f"{null.name}: {k} streams x {args.per_stream} studies")
+            rows += confirm(null, range(FIRST_STREAM, FIRST_STREAM + k), args.per_stream,
+                            args.seeds, is_plain)
+    tests = homogeneity([r for r in rows if r.scenario == PLAIN])
+    print("\n" + markdown(rows))
+    print("\nthe plain null's streams, homogeneity (chi-square, Holm):")
+    print(tests.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"\n{sum(r.within for r in rows)} of {len(rows)} rows within tolerance")
+    if args.out:
+        args.out.write_text(json.dumps({
+            "command": f"python -m moe_core.analysis.confirmation --table {args.table} "
+                       f"--noise {args.noise} --per-stream {args.per_stream} "
+                       f"--seeds {args.seeds}",
+            "noise_fitted_to": fitted_to, "minutes": (time.perf_counter() - started) / 60,
+            "rows": [{"scenario": r.scenario, "indicator": r.indicator, "bound": r.bound,
+                      "hits": list(r.hits), "studies": list(r.studies), "rate": r.rate,
+                      "pooled upper": r.pooled_upper, "streams' upper": r.streams_upper,
+                      "within": r.within} for r in rows],
+            "homogeneity": tests.to_dict("records")}, indent=1))
+        print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
