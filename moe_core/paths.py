@@ -22,6 +22,8 @@ TRAIN_NOTEBOOK = NOTEBOOKS_DIR / "train_experiment.ipynb"
 REPORT_NOTEBOOK = NOTEBOOKS_DIR / "inflection_report.ipynb"
 # the table `python -m moe_core.analysis.calibration --out` writes and the report quotes
 CALIBRATION_TABLE = PACKAGE_DIR / "analysis" / "calibration_table.json"
+# its null rows redrawn on fresh streams (`python -m moe_core.analysis.confirmation --out`)
+CALIBRATION_CONFIRMATION = PACKAGE_DIR / "analysis" / "calibration_confirmation.json"
 
 
 def is_checkout() -> bool:

@@ -26,7 +26,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -249,10 +249,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "command": f"python -m moe_core.analysis.confirmation --table {args.table} "
                        f"--noise {args.noise} --per-stream {args.per_stream} "
                        f"--seeds {args.seeds}",
-            "noise_fitted_to": fitted_to, "minutes": (time.perf_counter() - started) / 60,
+            "noise": asdict(noise), "noise_fitted_to": fitted_to,
+            "minutes": (time.perf_counter() - started) / 60,
             "rows": [{"scenario": r.scenario, "indicator": r.indicator, "bound": r.bound,
                       "hits": list(r.hits), "studies": list(r.studies), "rate": r.rate,
                       "pooled upper": r.pooled_upper, "streams' upper": r.streams_upper,
+                      "upper": r.upper,
                       "within": r.within} for r in rows],
             "homogeneity": tests.to_dict("records")}, indent=1))
         print(f"written to {args.out}")

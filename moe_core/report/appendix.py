@@ -29,7 +29,7 @@ from moe_core.analysis.calibration import (
     row_bound,
 )
 from moe_core.analysis.results import OURS
-from moe_core.paths import CALIBRATION_TABLE, PACKAGE_DIR
+from moe_core.paths import CALIBRATION_CONFIRMATION, CALIBRATION_TABLE, PACKAGE_DIR
 from moe_core.record.metrics_json import is_finished_status
 from moe_core.report import figures
 from moe_core.report.render import TABLES_ENV
@@ -253,6 +253,9 @@ def calibration_table() -> dict | None:
     held = _holding(rows, studies)
     if held:
         table += ["", held]
+    confirmed = _confirmation(stored)
+    if confirmed:
+        table += ["", confirmed]
     summary = _error_summary(rows)
     if summary:
         table = [summary, ""] + table
@@ -383,6 +386,40 @@ def _holding(rows: list[dict], studies: int | None) -> str:
     if short:
         return (text + "; not shown within it (more studies, on a fresh stream, would "
                 "decide): " + "; ".join(short) + ".")
+    return text + "."
+
+
+def _confirmation(table: dict) -> str:
+    """The fresh-stream confirmation of the table's null rows
+    (`python -m moe_core.analysis.confirmation`), where one was made with the table's noise:
+    how many rows it holds within tolerance, each that it does not, and whether the plain
+    null's streams agree."""
+    try:
+        stored = json.loads(CALIBRATION_CONFIRMATION.read_text())
+    except (OSError, ValueError):
+        return ""
+    rows = stored.get("rows") or []
+    if not rows or stored.get("noise") != table.get("noise"):
+        return ""
+    short = [f"{esc.md(r['indicator'])} under \"{esc.md(r['scenario'])}\": {r['rate']:.3f} "
+             f"({sum(r['hits'])} of {sum(r['studies'])}), upper limit "
+             f"{r['upper']:.3f}"
+             for r in rows if not r["within"]]
+    text = (f"**Confirmed on fresh streams** (`{esc.md(stored.get('command', ''))}`; its plan "
+            f"fixed before this table was drawn: docs/calibration_plan.md): the table's nulls "
+            f"redrawn on streams no table uses, {sum(r['within'] for r in rows)} of "
+            f"{len(rows)} bounded rows within tolerance, each limit the larger of the pooled "
+            "count's and the streams' mean + t over the streams' rates")
+    text += ("; not within it: " + "; ".join(short) if short else "")
+    tests = stored.get("homogeneity") or []
+    if tests:
+        worst = min(tests, key=lambda t: t["Holm p"])
+        text += (f". The plain null's {worst['df'] + 1} streams "
+                 + ("differ beyond binomial noise" if worst["Holm p"] < 0.05
+                    else "agree within binomial noise")
+                 + f" (chi-square per family and for some explanation supported, smallest "
+                 f"Holm p {worst['Holm p']:.2g}, {esc.md(worst['indicator'])}; dispersion "
+                 f"{worst['dispersion']:.2f})")
     return text + "."
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from moe_core import paths
 from moe_core.analysis import calibration as cal
+from moe_core.analysis import confirmation as conf
 from moe_core.report import appendix, sections
 
 REFERENCE_DIR = paths.CHECKOUT.parent / "shared" / "reference" / "exp8_original"
@@ -86,3 +87,35 @@ def test_a_bound_holds_when_its_upper_limit_is_within_bradleys_tolerance():
     assert plain.studies == extended.studies == 2000 and plain.hits == 128
     assert plain.within and not extended.within and extended.confidence == 0.975
     assert plain.upper < 0.075 < extended.upper
+
+
+def test_the_fresh_stream_confirmation_is_quoted_only_for_the_tables_own_noise(
+        tmp_path, monkeypatch):
+    noise = {"wander_sd": 0.017}
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps({"studies": 200, "noise": noise, "rows": [
+        {"scenario": "null (1000 studies)", "indicator": "an effect", "rate": 0.03,
+         "what it should be": "<= 0.05"}]}))
+    rows = [conf.Confirmed("null <b>", "an effect on <i>x</i>", 0.05, (20, 22), (500, 500)),
+            conf.Confirmed("null", "any explanation supported", 0.05, (2, 70), (500, 500))]
+    confirmation = tmp_path / "confirmation.json"
+    confirmation.write_text(json.dumps({
+        "command": "python -m moe_core.analysis.confirmation", "noise": noise,
+        "rows": [{"scenario": r.scenario, "indicator": r.indicator, "hits": r.hits,
+                  "studies": r.studies, "rate": r.rate, "upper": r.upper,
+                  "within": r.within} for r in rows],
+        "homogeneity": conf.homogeneity(
+            [conf.Confirmed(conf.PLAIN, r.indicator, 0.05, r.hits, r.studies)
+             for r in rows]).to_dict("records")}))
+    monkeypatch.setattr(appendix, "CALIBRATION_TABLE", table)
+    monkeypatch.setattr(appendix, "CALIBRATION_CONFIRMATION", confirmation)
+    text = appendix.calibration_table()["markdown"].split("**Confirmed on fresh streams**")[1]
+    assert "1 of 2 bounded rows within tolerance" in text
+    # the row that is not: 72 of 1000, its streams 0.4% and 14%
+    assert "any explanation supported under" in text and "(72 of 1000)" in text
+    assert "The plain null's 2 streams differ beyond binomial noise" in text
+    assert "<i>" not in text and "<b>" not in text
+    # a confirmation drawn with another noise than the table's is not quoted
+    confirmation.write_text(json.dumps({**json.loads(confirmation.read_text()),
+                                        "noise": {"wander_sd": 0.01}}))
+    assert "Confirmed on fresh streams" not in appendix.calibration_table()["markdown"]
