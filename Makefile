@@ -61,7 +61,7 @@ ifneq ($(shell cat $(STAMP) 2>/dev/null),$(VARIANT))
 $(STAMP): FORCE
 endif
 
-.PHONY: setup lock demo quick placebo valsample lab test lint bench clean FORCE
+.PHONY: setup lock demo quick placebo valsample noise calibration lab test lint bench clean FORCE
 
 setup: $(STAMP)
 
@@ -127,6 +127,24 @@ quick: setup
 # the report's false-effect rate on real runs: 12 replicates of the study's control (its own
 # folder: the demo's runs are never pooled with them), split 4 + 4 into a control and a
 # placebo intervention (a key the preset never reads) through the report's pipeline
+# the calibration's noise: the study's runs recorded every 4 steps (the simulator's grid;
+# evals and checkpoints change nothing training reads, and no study arm stops early, so these
+# are the demo's runs, recorded 4x as densely: ~29 min here), then the fit (~20 s)
+noise: setup
+	$(BIN)/moe-suite run --suite study --preset $(PRESET) --seeds $(SEEDS) --jobs $(JOBS) \
+	    --out runs/study_every4 --no-report --set eval_every=4 --set patience=32 \
+	    --set checkpoint_every_evals=24
+	$(BIN)/python -m moe_core.analysis.noise_fit runs/study_every4 --out moe_core/analysis/noise_fitted.json
+
+# the calibration table the report quotes (~35 min on 2 cores), then its null rows redrawn
+# on fresh streams (docs/calibration_plan.md)
+calibration: setup
+	$(BIN)/python -m moe_core.analysis.calibration --studies 200 --seeds $(SEEDS) --jobs $(JOBS) \
+	    --noise moe_core/analysis/noise_fitted.json --out moe_core/analysis/calibration_table.json
+	$(BIN)/python -m moe_core.analysis.confirmation --table moe_core/analysis/calibration_table.json \
+	    --noise moe_core/analysis/noise_fitted.json --jobs $(JOBS) \
+	    --out moe_core/analysis/calibration_confirmation.json
+
 placebo: setup
 	$(BIN)/moe-suite run -e baseline@reference_lr --preset $(PRESET) --seeds 12 --jobs $(JOBS) --out runs/placebo --no-report
 	$(BIN)/python -m moe_core.analysis.placebo runs/placebo

@@ -22,10 +22,11 @@ per-arm null's pooled twin is the plain null drawn on another stream, confirmed 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -88,8 +89,9 @@ class Confirmed:
 
     @property
     def streams_upper(self) -> float:
-        """The streams' mean rate + t(HOLD_CONFIDENCE, k - 1) x their sd / sqrt(k), over
-        the streams that had studies of this row."""
+        """The streams' mean rate (unweighted) + t(HOLD_CONFIDENCE, k - 1) x their sd /
+        sqrt(k), over the k streams that had studies of this row (a not-rising family that
+        no study of a stream had has no rate there)."""
         from scipy.stats import t
 
         rates = np.array([h / n for h, n in zip(self.hits, self.studies, strict=True) if n])
@@ -175,6 +177,14 @@ def homogeneity(rows: Sequence[Confirmed]) -> pd.DataFrame:
     return frame
 
 
+def table_digest(table: Mapping) -> str:
+    """What identifies a calibration table (its stored JSON's rows and noise): a
+    confirmation is quoted beside the table it was made from only."""
+    canonical = json.dumps({"rows": table.get("rows"), "noise": table.get("noise")},
+                           sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
 def to_confirm(table: pd.DataFrame, nulls: Sequence[NullScenario]) -> list[NullScenario]:
     """The realism nulls with a bounded row above its bound in `table` (rows of the
     per-arm null's pooled twin excepted: the plain null confirms them)."""
@@ -220,11 +230,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         noise, fitted_to, arm_noise = read_noise(args.noise)
         try:
-            table = pd.DataFrame(json.loads(args.table.read_text())["rows"])
-        except (OSError, ValueError, KeyError) as error:
+            stored = json.loads(args.table.read_text())
+            table = pd.DataFrame(stored["rows"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
             raise UserInputError(f"--table {args.table}: not a calibration table ({error}); "
                                  "write one with `python -m moe_core.analysis.calibration "
                                  "--out FILE`") from error
+        if stored.get("noise") != asdict(noise):
+            raise UserInputError(f"--table {args.table} was drawn with another noise than "
+                                 f"--noise {args.noise}: give the noise file the table was "
+                                 "drawn with (its JSON's \"noise\")")
     except UserInputError as error:
         print(f"confirmation: {error}", file=sys.stderr)
         return 2
@@ -249,7 +264,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "command": f"python -m moe_core.analysis.confirmation --table {args.table} "
                        f"--noise {args.noise} --per-stream {args.per_stream} "
                        f"--seeds {args.seeds}",
-            "noise": asdict(noise), "noise_fitted_to": fitted_to,
+            "table": table_digest(stored), "noise": asdict(noise),
+            "arm_noise": {arm: asdict(n) for arm, n in arm_noise.items()},
+            "streams": {r.scenario: [FIRST_STREAM, FIRST_STREAM + len(r.studies) - 1]
+                        for r in rows},
+            "per_stream": args.per_stream, "seeds": args.seeds, "noise_fitted_to": fitted_to,
             "minutes": (time.perf_counter() - started) / 60,
             "rows": [{"scenario": r.scenario, "indicator": r.indicator, "bound": r.bound,
                       "hits": list(r.hits), "studies": list(r.studies), "rate": r.rate,

@@ -28,6 +28,7 @@ from moe_core.analysis.calibration import (
     markdown_table,
     row_bound,
 )
+from moe_core.analysis.confirmation import table_digest
 from moe_core.analysis.results import OURS
 from moe_core.paths import CALIBRATION_CONFIRMATION, CALIBRATION_TABLE, PACKAGE_DIR
 from moe_core.record.metrics_json import is_finished_status
@@ -379,7 +380,8 @@ def _holding(rows: list[dict], studies: int | None) -> str:
             f"{EXTENDED_CONFIDENCE:.1%} for a scenario {EXTENDED}, each look "
             f"spending half) is at most {HOLD_TOLERANCE:g}x its bound: Bradley's (1978) "
             "\"liberal\" criterion for a test's robustness, a convention from outside these "
-            "data, adopted after an earlier table's rates were seen. A rate within tolerance "
+            "data, adopted after an earlier table's rates were seen (c3813d3's) and fixed "
+            "before the tables drawn since (docs/calibration_plan.md). A rate within tolerance "
             "may still be above its bound (the list above): it is not shown to be at most "
             f"the bound, only below {HOLD_TOLERANCE:g}x it. {counted - len(short)} of "
             f"{counted} bounded rates are within tolerance")
@@ -391,35 +393,42 @@ def _holding(rows: list[dict], studies: int | None) -> str:
 
 def _confirmation(table: dict) -> str:
     """The fresh-stream confirmation of the table's null rows
-    (`python -m moe_core.analysis.confirmation`), where one was made with the table's noise:
-    how many rows it holds within tolerance, each that it does not, and whether the plain
-    null's streams agree."""
+    (`python -m moe_core.analysis.confirmation`), where it was made from this very table
+    (`confirmation.table_digest`): which nulls it redrew, how many rows it holds within
+    tolerance and each that it does not, and whether the plain null's streams differ
+    (if they do, the table's limits are too narrow: said so, with the dispersion)."""
     try:
         stored = json.loads(CALIBRATION_CONFIRMATION.read_text())
     except (OSError, ValueError):
         return ""
     rows = stored.get("rows") or []
-    if not rows or stored.get("noise") != table.get("noise"):
+    if not rows or stored.get("table") != table_digest(table):
         return ""
     short = [f"{esc.md(r['indicator'])} under \"{esc.md(r['scenario'])}\": {r['rate']:.3f} "
-             f"({sum(r['hits'])} of {sum(r['studies'])}), upper limit "
-             f"{r['upper']:.3f}"
+             f"({sum(r['hits'])} of {sum(r['studies'])}), upper limit {r['upper']:.3f}"
              for r in rows if not r["within"]]
-    text = (f"**Confirmed on fresh streams** (`{esc.md(stored.get('command', ''))}`; its plan "
-            f"fixed before this table was drawn: docs/calibration_plan.md): the table's nulls "
-            f"redrawn on streams no table uses, {sum(r['within'] for r in rows)} of "
-            f"{len(rows)} bounded rows within tolerance, each limit the larger of the pooled "
-            "count's and the streams' mean + t over the streams' rates")
-    text += ("; not within it: " + "; ".join(short) if short else "")
+    redrawn = "; ".join(f"\"{esc.md(name)}\"" for name in dict.fromkeys(
+        r["scenario"] for r in rows))
+    text = (f"**Confirmed on fresh streams** ({esc.md(stored.get('command', ''))}; its plan "
+            f"fixed before this table was drawn: docs/calibration_plan.md): redrawn on streams "
+            f"no table uses: {redrawn}. {sum(r['within'] for r in rows)} of {len(rows)} "
+            "bounded rows within tolerance, each limit the larger of the pooled count's "
+            "(Clopper-Pearson) and the streams' mean + t over the streams' rates")
+    text += ("; not shown within it: " + "; ".join(short) if short else "")
     tests = stored.get("homogeneity") or []
     if tests:
         worst = min(tests, key=lambda t: t["Holm p"])
-        text += (f". The plain null's {worst['df'] + 1} streams "
-                 + ("differ beyond binomial noise" if worst["Holm p"] < 0.05
-                    else "agree within binomial noise")
-                 + f" (chi-square per family and for some explanation supported, smallest "
-                 f"Holm p {worst['Holm p']:.2g}, {esc.md(worst['indicator'])}; dispersion "
-                 f"{worst['dispersion']:.2f})")
+        spread = max(t["dispersion"] for t in tests)
+        if worst["Holm p"] < 0.05:
+            text += (f". The plain null's {worst['df'] + 1} streams differ beyond binomial "
+                     f"noise ({esc.md(worst['indicator'])}: chi-square Holm p "
+                     f"{worst['Holm p']:.2g}), so the table's Clopper-Pearson limits, which "
+                     f"assume one rate per row, are too narrow (dispersion up to {spread:.2f}x "
+                     "binomial)")
+        else:
+            text += (f". The plain null's {worst['df'] + 1} streams are not shown to differ "
+                     f"(chi-square per family and for some explanation supported, smallest "
+                     f"Holm p {worst['Holm p']:.2g}; dispersion up to {spread:.2f}x binomial)")
     return text + "."
 
 

@@ -229,3 +229,36 @@ def test_the_printed_table_gives_each_bounded_rows_upper_limit():
     assert lines[0].endswith("| upper limit |")
     assert lines[2].endswith("| 0.072 |") and lines[3].endswith("| 0.095 (over 0.075) |")
     assert lines[4].endswith("| power |  |")
+
+
+def test_each_realism_null_rates_its_not_rising_families_its_pooled_twin_does_not(monkeypatch):
+    """The rows a null emits (shared with the fresh-stream confirmation): its families and
+    some explanation supported, and where 30 or more studies compared a family against a
+    control that does not rise, that family's rate among them; the per-arm null's pooled
+    twin only the first two (it is the plain null on another stream)."""
+    from collections import defaultdict
+
+    def scenario(truths, measure, studies, seeds, noise, seed=0, gates=None, arm_noise=None):
+        rates = defaultdict(float)
+        for name in cal.vd.HYPOTHESES:
+            rates[f"{name} compared {cal.NOT_RISING}"] = 0.1
+            rates[f"an effect on {name} {cal.NOT_RISING}"] = 0.005
+        return rates
+
+    monkeypatch.setattr(cal, "run_scenario", scenario)
+    arms = cal.study_arms()
+    own = {"no_lb@reference_lr": cal.Noise()}
+    rows = cal.realism_rows(arms, 40, 3, cal.Noise(), own)
+    nulls = cal.realism_nulls(arms, cal.Noise(), own)
+    for null in nulls:
+        mine = [(s, e, r) for s, e, r in rows
+                if s.startswith(null.name) and cal.POOLED_TWIN not in s]
+        among = [r for s, e, r in mine if "among the studies" in s]
+        # a tenth of 200 studies: 20, under 30 (none); of the doubled nulls' 400: 40
+        assert len(among) == (len(cal.vd.HYPOTHESES) if null.times == 2 else 0)
+        assert all(abs(v - 0.05) < 1e-12 for r in among for v in r.values())
+        assert mine[0][2].keys() == {f"an effect on {n}" for n in cal.vd.HYPOTHESES}
+        assert mine[1][2].keys() == {"any explanation supported"}
+    twin = [(s, e, r) for s, e, r in rows if cal.POOLED_TWIN in s]
+    assert [set(r) for _, _, r in twin] == [{f"an effect on {n}" for n in cal.vd.HYPOTHESES},
+                                            {"any explanation supported"}]

@@ -1,7 +1,10 @@
 """The fresh-stream confirmation of the calibration's null rows (docs/calibration_plan.md)."""
+import dataclasses
 import json
 
 import pandas as pd
+import pytest
+from scipy.stats import beta, t
 
 from moe_core.analysis import calibration as cal
 from moe_core.analysis import confirmation as conf
@@ -72,3 +75,59 @@ def test_a_table_that_is_not_one_is_named(tmp_path, capsys):
     noise.write_text(json.dumps({"noise": {}}))
     assert conf.main(["--table", str(bad), "--noise", str(noise)]) == 2
     assert f"--table {bad}: not a calibration table" in capsys.readouterr().err
+
+
+def test_the_limits_are_the_one_sided_clopper_pearson_and_the_streams_t():
+    row = conf.Confirmed("s", "i", 0.05, hits=(20, 31, 24, 27), studies=(500, 500, 500, 480))
+    assert row.pooled_upper == pytest.approx(beta.ppf(0.95, 102 + 1, 1980 - 102), rel=1e-9)
+    rates = [20 / 500, 31 / 500, 24 / 500, 27 / 480]
+    mean, sd = sum(rates) / 4, pd.Series(rates).std(ddof=1)
+    assert row.streams_upper == pytest.approx(mean + t.ppf(0.95, 3) * sd / 2, rel=1e-9)
+
+
+def test_streams_pool_by_row_a_row_missing_from_a_stream_counts_none_there(monkeypatch):
+    drawn = {1001: [{"indicator": "a", "bound": 0.05, "stream": 1001, "hits": 3, "studies": 20},
+                    {"indicator": "b", "bound": 0.05, "stream": 1001, "hits": 1, "studies": 9}],
+             1002: [{"indicator": "a", "bound": 0.05, "stream": 1002, "hits": 5, "studies": 20},
+                    {"indicator": "b", "bound": 0.05, "stream": 1002, "hits": 2, "studies": 22}],
+             1003: [{"indicator": "a", "bound": 0.05, "stream": 1003, "hits": 0, "studies": 20},
+                    {"indicator": "c", "bound": 0.05, "stream": 1003, "hits": 1, "studies": 5}]}
+    monkeypatch.setattr(conf, "stream_rows", lambda null, stream, *a: drawn[stream])
+    null = cal.NullScenario("n", {}, cal.Noise())
+    rows = {r.indicator: r for r in conf.confirm(null, (1001, 1002, 1003), 20, 4,
+                                                 log=lambda _: None)}
+    assert rows["a"].hits == (3, 5, 0) and rows["a"].studies == (20, 20, 20)
+    # a not-rising family no study of stream 1003 had: 0 of 0 there, its rate over 2 streams
+    assert rows["b"].hits == (1, 2, 0) and rows["b"].studies == (9, 22, 0)
+    assert rows["b"].streams_upper == conf.Confirmed("n", "b", 0.05, (1, 2), (9, 22)
+                                                     ).streams_upper
+    # fewer than NOT_RISING_MIN_STUDIES (30) studies pooled: no row, as in the table
+    assert "c" not in rows and cal.NOT_RISING_MIN_STUDIES == 30
+
+
+def test_the_plain_null_runs_on_eight_fresh_streams_a_chosen_null_on_four(tmp_path,
+                                                                        monkeypatch):
+    noise_file = tmp_path / "noise.json"
+    noise_file.write_text(json.dumps({"noise": {}}))
+    noise, _, _ = cal.read_noise(noise_file)
+    jitter = cal.realism_nulls(cal.study_arms(), noise)[0].name
+    stored = {"noise": dataclasses.asdict(noise), "rows": [
+        {"scenario": f"{jitter} (1000 studies)", "indicator": "an effect on overfitting",
+         "rate": 0.06, "what it should be": "<= 0.05 (family-wise)"}]}
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps(stored))
+    calls = []
+
+    def fake(null, streams, per_stream, seeds, plain=False, log=print):
+        calls.append((null.name, list(streams), per_stream, plain))
+        return [conf.Confirmed(null.name, "any explanation supported", 0.05, (1,) * 2, (50,) * 2)]
+
+    monkeypatch.setattr(conf, "confirm", fake)
+    out = tmp_path / "out.json"
+    assert conf.main(["--table", str(table), "--noise", str(noise_file), "--out", str(out)]) == 0
+    assert calls == [(conf.PLAIN, list(range(1001, 1009)), 500, True),
+                     (jitter, list(range(1001, 1005)), 500, False)]
+    assert json.loads(out.read_text())["table"] == conf.table_digest(stored)
+    # a table drawn with another noise is refused, naming both files
+    table.write_text(json.dumps({**stored, "noise": {**stored["noise"], "wander_sd": 1.0}}))
+    assert conf.main(["--table", str(table), "--noise", str(noise_file)]) == 2

@@ -89,18 +89,19 @@ def test_a_bound_holds_when_its_upper_limit_is_within_bradleys_tolerance():
     assert plain.upper < 0.075 < extended.upper
 
 
-def test_the_fresh_stream_confirmation_is_quoted_only_for_the_tables_own_noise(
+def test_the_fresh_stream_confirmation_is_quoted_only_beside_the_table_it_was_made_from(
         tmp_path, monkeypatch):
-    noise = {"wander_sd": 0.017}
-    table = tmp_path / "table.json"
-    table.write_text(json.dumps({"studies": 200, "noise": noise, "rows": [
+    stored = {"studies": 200, "noise": {"wander_sd": 0.017}, "command": "python -m x", "rows": [
         {"scenario": "null (1000 studies)", "indicator": "an effect", "rate": 0.03,
-         "what it should be": "<= 0.05"}]}))
+         "what it should be": "<= 0.05"}]}
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps(stored))
     rows = [conf.Confirmed("null <b>", "an effect on <i>x</i>", 0.05, (20, 22), (500, 500)),
             conf.Confirmed("null", "any explanation supported", 0.05, (2, 70), (500, 500))]
     confirmation = tmp_path / "confirmation.json"
     confirmation.write_text(json.dumps({
-        "command": "python -m moe_core.analysis.confirmation", "noise": noise,
+        "command": "python -m moe_core.analysis.confirmation --table a_b.json",
+        "table": conf.table_digest(stored),
         "rows": [{"scenario": r.scenario, "indicator": r.indicator, "hits": r.hits,
                   "studies": r.studies, "rate": r.rate, "upper": r.upper,
                   "within": r.within} for r in rows],
@@ -111,11 +112,17 @@ def test_the_fresh_stream_confirmation_is_quoted_only_for_the_tables_own_noise(
     monkeypatch.setattr(appendix, "CALIBRATION_CONFIRMATION", confirmation)
     text = appendix.calibration_table()["markdown"].split("**Confirmed on fresh streams**")[1]
     assert "1 of 2 bounded rows within tolerance" in text
+    # which nulls were redrawn, named
+    assert html.unescape(text).count('"null <b>"; "null"') == 1
     # the row that is not: 72 of 1000, its streams 0.4% and 14%
     assert "any explanation supported under" in text and "(72 of 1000)" in text
-    assert "The plain null's 2 streams differ beyond binomial noise" in text
+    assert "streams differ beyond binomial noise" in text
+    assert "the table's Clopper-Pearson limits, which assume one rate per row, are too " \
+           "narrow" in text
     assert "<i>" not in text and "<b>" not in text
-    # a confirmation drawn with another noise than the table's is not quoted
-    confirmation.write_text(json.dumps({**json.loads(confirmation.read_text()),
-                                        "noise": {"wander_sd": 0.01}}))
+    # the command is escaped text, not a code span (which would show the entities)
+    assert "`" not in text
+    assert "python -m moe_core.analysis.confirmation --table a_b.json" in html.unescape(text)
+    # the same noise, another table: not quoted
+    table.write_text(json.dumps({**stored, "rows": stored["rows"] * 2}))
     assert "Confirmed on fresh streams" not in appendix.calibration_table()["markdown"]
