@@ -131,3 +131,19 @@ def test_the_plain_null_runs_on_eight_fresh_streams_a_chosen_null_on_four(tmp_pa
     # a table drawn with another noise is refused, naming both files
     table.write_text(json.dumps({**stored, "noise": {**stored["noise"], "wander_sd": 1.0}}))
     assert conf.main(["--table", str(table), "--noise", str(noise_file)]) == 2
+
+
+def test_the_post_hoc_margin_row_is_drawn_on_its_own_streams_with_the_tables_scenario(
+        monkeypatch):
+    seen = []
+
+    def scenario(truths, measure, studies, seeds, noise, seed=0, gates=None, arm_noise=None):
+        seen.append((seed, studies, truths))
+        return {"called persisting": 0.06 if seed % 2 else 0.04}
+
+    monkeypatch.setattr(conf, "run_scenario", scenario)
+    row = conf.confirm_margin(cal.Noise(), range(2001, 2005), 50, 4, log=lambda _: None)
+    assert [s for s, _, _ in seen] == [2001, 2002, 2003, 2004]
+    assert all(t == cal.margin_of_persists(cal.study_arms())[0] for _, _, t in seen)
+    assert row.hits == (3, 2, 3, 2) and row.studies == (50,) * 4
+    assert row.scenario == cal.MARGIN_OF_PERSISTS and row.bound == 0.05
