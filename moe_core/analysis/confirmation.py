@@ -38,6 +38,7 @@ from moe_core.analysis.calibration import (
     HOLD_CONFIDENCE,
     HOLD_TOLERANCE,
     MARGIN_OF_PERSISTS,
+    NOT_RISING,
     NOT_RISING_MIN_STUDIES,
     POOLED_TWIN,
     NullScenario,
@@ -134,9 +135,10 @@ def stream_rows(null: NullScenario, stream: int, per_stream: int, seeds: int, pl
 
 def confirm(null: NullScenario, streams: Sequence[int], per_stream: int, seeds: int,
             plain: bool = False, log=print) -> list[Confirmed]:
-    """Every bounded row of `null` over `streams`, pooled (a row missing from a stream, a
-    not-rising family no study of it had, counts 0 of 0 there); a not-rising family is kept
-    where NOT_RISING_MIN_STUDIES or more studies had one, as in the table."""
+    """Every bounded row of `null` over `streams`, pooled (a row missing from a stream
+    counts 0 hits there, of its studies, or of none for a not-rising family that no study
+    had); a not-rising family is kept where NOT_RISING_MIN_STUDIES or more studies had one,
+    as in the table."""
     rows = []
     for stream in streams:
         started = time.perf_counter()
@@ -146,8 +148,12 @@ def confirm(null: NullScenario, streams: Sequence[int], per_stream: int, seeds: 
     confirmed = []
     for (indicator, bound), group in frame.groupby(["indicator", "bound"], sort=False):
         by_stream = group.set_index("stream")
+        # a row a stream lacks: a crossed control no study of it had claims nothing in its
+        # studies (0 of per_stream, as the table counts it); a not-rising family no study
+        # had has no studies to count (0 of 0)
+        absent = 0 if NOT_RISING in indicator else per_stream
         hits = tuple(int(by_stream["hits"].get(s, 0)) for s in streams)
-        studies = tuple(int(by_stream["studies"].get(s, 0)) for s in streams)
+        studies = tuple(int(by_stream["studies"].get(s, absent)) for s in streams)
         if sum(studies) < NOT_RISING_MIN_STUDIES:
             continue
         confirmed.append(Confirmed(null.name, indicator, bound, hits, studies))

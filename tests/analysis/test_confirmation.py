@@ -85,24 +85,36 @@ def test_the_limits_are_the_one_sided_clopper_pearson_and_the_streams_t():
     assert row.streams_upper == pytest.approx(mean + t.ppf(0.95, 3) * sd / 2, rel=1e-9)
 
 
-def test_streams_pool_by_row_a_row_missing_from_a_stream_counts_none_there(monkeypatch):
-    drawn = {1001: [{"indicator": "a", "bound": 0.05, "stream": 1001, "hits": 3, "studies": 20},
-                    {"indicator": "b", "bound": 0.05, "stream": 1001, "hits": 1, "studies": 9}],
-             1002: [{"indicator": "a", "bound": 0.05, "stream": 1002, "hits": 5, "studies": 20},
-                    {"indicator": "b", "bound": 0.05, "stream": 1002, "hits": 2, "studies": 22}],
-             1003: [{"indicator": "a", "bound": 0.05, "stream": 1003, "hits": 0, "studies": 20},
+def test_streams_pool_by_row_a_row_missing_from_a_stream_counts_no_hits_there(monkeypatch):
+    """A crossed control that no study of a stream had claims nothing in that stream's
+    studies (0 of all of them, as the table counts it); a not-rising family that no study
+    had has no studies there (0 of 0)."""
+    flat = f"an effect on overfitting {cal.NOT_RISING}"
+    crossed = f"{cal.CROSSED_EFFECT} no_lb"
+    drawn = {1001: [{"indicator": crossed, "bound": 0.05, "stream": 1001, "hits": 3,
+                     "studies": 20},
+                    {"indicator": flat, "bound": 0.05, "stream": 1001, "hits": 1, "studies": 9}],
+             1002: [{"indicator": flat, "bound": 0.05, "stream": 1002, "hits": 2, "studies": 22}],
+             1003: [{"indicator": crossed, "bound": 0.05, "stream": 1003, "hits": 0,
+                     "studies": 20},
                     {"indicator": "c", "bound": 0.05, "stream": 1003, "hits": 1, "studies": 5}]}
     monkeypatch.setattr(conf, "stream_rows", lambda null, stream, *a: drawn[stream])
     null = cal.NullScenario("n", {}, cal.Noise())
     rows = {r.indicator: r for r in conf.confirm(null, (1001, 1002, 1003), 20, 4,
                                                  log=lambda _: None)}
-    assert rows["a"].hits == (3, 5, 0) and rows["a"].studies == (20, 20, 20)
-    # a not-rising family no study of stream 1003 had: 0 of 0 there, its rate over 2 streams
-    assert rows["b"].hits == (1, 2, 0) and rows["b"].studies == (9, 22, 0)
-    assert rows["b"].streams_upper == conf.Confirmed("n", "b", 0.05, (1, 2), (9, 22)
-                                                     ).streams_upper
-    # fewer than NOT_RISING_MIN_STUDIES (30) studies pooled: no row, as in the table
-    assert "c" not in rows and cal.NOT_RISING_MIN_STUDIES == 30
+    assert rows[crossed].hits == (3, 0, 0) and rows[crossed].studies == (20, 20, 20)
+    # the not-rising family over the 2 streams that had it
+    assert rows[flat].hits == (1, 2, 0) and rows[flat].studies == (9, 22, 0)
+    assert rows[flat].streams_upper == conf.Confirmed("n", flat, 0.05, (1, 2), (9, 22)
+                                                      ).streams_upper
+    # fewer than NOT_RISING_MIN_STUDIES (30) studies pooled (5 + 20 + 20 for "c": it is not
+    # a not-rising family, so absent counts 0 of 20; 45 pooled) ...
+    assert rows["c"].studies == (20, 20, 5)
+    # ... and a not-rising family with fewer than 30 in all is dropped, as in the table
+    drawn[1002] = []
+    rows = {r.indicator: r for r in conf.confirm(null, (1001, 1002, 1003), 20, 4,
+                                                 log=lambda _: None)}
+    assert flat not in rows and cal.NOT_RISING_MIN_STUDIES == 30
 
 
 def test_the_plain_null_runs_on_eight_fresh_streams_a_chosen_null_on_four(tmp_path,
