@@ -227,13 +227,18 @@ def to_confirm(table: pd.DataFrame, nulls: Sequence[NullScenario]) -> list[NullS
     return chosen
 
 
+def short_name(scenario: str) -> str:
+    """A null's name to its first colon ("null with onset jitter"); the plain one's "the
+    plain null"."""
+    return "the plain null" if scenario == PLAIN else scenario.split(":")[0]
+
+
 def markdown(rows: Sequence[Confirmed]) -> str:
     lines = ["| scenario | indicator | streams | hits / studies | rate | pooled upper | "
              "streams' upper | within tolerance |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        # the scenario's name to its first colon ("null with onset jitter"); the plain one's
-        label = "plain null" if r.scenario == PLAIN else r.scenario.split(":")[0]
+        label = short_name(r.scenario)
         lines.append(
             f"| {label} | {r.indicator} | {sum(1 for n in r.studies if n)} | "
             f"{sum(r.hits)} / {sum(r.studies)} | {r.rate:.3f} | {r.pooled_upper:.3f} | "

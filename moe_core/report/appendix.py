@@ -28,7 +28,7 @@ from moe_core.analysis.calibration import (
     markdown_table,
     row_bound,
 )
-from moe_core.analysis.confirmation import table_digest
+from moe_core.analysis.confirmation import short_name, table_digest
 from moe_core.analysis.results import OURS
 from moe_core.paths import CALIBRATION_CONFIRMATION, CALIBRATION_TABLE, PACKAGE_DIR
 from moe_core.record.metrics_json import is_finished_status
@@ -404,10 +404,11 @@ def _confirmation(table: dict) -> str:
     rows = stored.get("rows") or []
     if not rows or stored.get("table") != table_digest(table):
         return ""
-    short = [f"{esc.md(r['indicator'])} under \"{esc.md(r['scenario'])}\": {r['rate']:.3f} "
+    short = [f"{esc.md(r['indicator'])} under {esc.md(short_name(r['scenario']))}: "
+             f"{r['rate']:.3f} "
              f"({sum(r['hits'])} of {sum(r['studies'])}), upper limit {r['upper']:.3f}"
              for r in rows if not r["within"]]
-    redrawn = "; ".join(f"\"{esc.md(name)}\"" for name in dict.fromkeys(
+    redrawn = ", ".join(esc.md(short_name(name)) for name in dict.fromkeys(
         r["scenario"] for r in rows))
     text = (f"**Confirmed on fresh streams** ({esc.md(stored.get('command', ''))}; its plan "
             f"fixed before this table was drawn: docs/calibration_plan.md): redrawn on streams "

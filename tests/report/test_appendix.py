@@ -96,8 +96,9 @@ def test_the_fresh_stream_confirmation_is_quoted_only_beside_the_table_it_was_ma
          "what it should be": "<= 0.05"}]}
     table = tmp_path / "table.json"
     table.write_text(json.dumps(stored))
-    rows = [conf.Confirmed("null <b>", "an effect on <i>x</i>", 0.05, (20, 22), (500, 500)),
-            conf.Confirmed("null", "any explanation supported", 0.05, (2, 70), (500, 500))]
+    rows = [conf.Confirmed("null <b>: more", "an effect on <i>x</i>", 0.05, (20, 22),
+                           (500, 500)),
+            conf.Confirmed(conf.PLAIN, "any explanation supported", 0.05, (2, 70), (500, 500))]
     confirmation = tmp_path / "confirmation.json"
     confirmation.write_text(json.dumps({
         "command": "python -m moe_core.analysis.confirmation --table a_b.json",
@@ -112,8 +113,9 @@ def test_the_fresh_stream_confirmation_is_quoted_only_beside_the_table_it_was_ma
     monkeypatch.setattr(appendix, "CALIBRATION_CONFIRMATION", confirmation)
     text = appendix.calibration_table()["markdown"].split("**Confirmed on fresh streams**")[1]
     assert "1 of 2 bounded rows within tolerance" in text
-    # which nulls were redrawn, named
-    assert html.unescape(text).count('"null <b>"; "null"') == 1
+    # which nulls were redrawn, named to their first colon
+    assert html.unescape(text).count("redrawn on streams no table uses: null <b>, the plain "
+                                     "null.") == 1
     # the row that is not: 72 of 1000, its streams 0.4% and 14%
     assert "any explanation supported under" in text and "(72 of 1000)" in text
     assert "streams differ beyond binomial noise" in text
