@@ -24,6 +24,8 @@ REPORT_NOTEBOOK = NOTEBOOKS_DIR / "inflection_report.ipynb"
 CALIBRATION_TABLE = PACKAGE_DIR / "analysis" / "calibration_table.json"
 # its null rows redrawn on fresh streams (`python -m moe_core.analysis.confirmation --out`)
 CALIBRATION_CONFIRMATION = PACKAGE_DIR / "analysis" / "calibration_confirmation.json"
+# its post-hoc follow-up (`python -m moe_core.analysis.confirmation --margin --out`)
+CALIBRATION_MARGIN = PACKAGE_DIR / "analysis" / "calibration_margin.json"
 
 
 def is_checkout() -> bool:

@@ -30,7 +30,12 @@ from moe_core.analysis.calibration import (
 )
 from moe_core.analysis.confirmation import short_name, table_digest
 from moe_core.analysis.results import OURS
-from moe_core.paths import CALIBRATION_CONFIRMATION, CALIBRATION_TABLE, PACKAGE_DIR
+from moe_core.paths import (
+    CALIBRATION_CONFIRMATION,
+    CALIBRATION_MARGIN,
+    CALIBRATION_TABLE,
+    PACKAGE_DIR,
+)
 from moe_core.record.metrics_json import is_finished_status
 from moe_core.report import figures
 from moe_core.report.render import TABLES_ENV
@@ -254,9 +259,9 @@ def calibration_table() -> dict | None:
     held = _holding(rows, studies)
     if held:
         table += ["", held]
-    confirmed = _confirmation(stored)
-    if confirmed:
-        table += ["", confirmed]
+    for extra in (_confirmation(stored), _post_hoc(stored)):
+        if extra:
+            table += ["", extra]
     summary = _error_summary(rows)
     if summary:
         table = [summary, ""] + table
@@ -431,6 +436,24 @@ def _confirmation(table: dict) -> str:
                      f"(chi-square per family and for some explanation supported, smallest "
                      f"Holm p {worst['Holm p']:.2g}; dispersion up to {spread:.2f}x binomial)")
     return text + "."
+
+
+def _post_hoc(table: dict) -> str:
+    """The post-hoc follow-up of the confirmation (`confirmation --margin`), made from this
+    very table, labelled as added after the table was seen."""
+    try:
+        stored = json.loads(CALIBRATION_MARGIN.read_text())
+    except (OSError, ValueError):
+        return ""
+    if stored.get("table") != table_digest(table) or not stored.get("studies"):
+        return ""
+    return (f"**Post hoc** (added after this table was seen, docs/calibration_plan.md section "
+            f"5; it does not change the outcome above): {esc.md(stored['indicator'])} under "
+            f"\"{esc.md(stored['scenario'])}\" redrawn on {len(stored['studies'])} fresh "
+            f"streams: {sum(stored['hits'])} of {sum(stored['studies'])} studies "
+            f"({stored['rate']:.3f}), upper limit {stored['upper']:.3f} against "
+            f"{HOLD_TOLERANCE * stored['bound']:g}" + ("" if stored["within"] else
+                                                       ": not within tolerance") + ".")
 
 
 def provenance_markdown(study: Study) -> str:

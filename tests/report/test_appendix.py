@@ -128,3 +128,29 @@ def test_the_fresh_stream_confirmation_is_quoted_only_beside_the_table_it_was_ma
     # the same noise, another table: not quoted
     table.write_text(json.dumps({**stored, "rows": stored["rows"] * 2}))
     assert "Confirmed on fresh streams" not in appendix.calibration_table()["markdown"]
+
+
+def test_the_post_hoc_follow_up_is_labelled_and_quoted_beside_its_own_table(
+        tmp_path, monkeypatch):
+    stored = {"studies": 200, "noise": {}, "rows": [
+        {"scenario": "m (200 studies)", "indicator": "called persisting", "rate": 0.06,
+         "what it should be": "<= 0.05"}]}
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps(stored))
+    row = conf.Confirmed("the margin <of> persists", "called persisting", 0.05,
+                         (26, 26, 18, 23, 20, 26, 17, 25), (500,) * 8)
+    margin = tmp_path / "margin.json"
+    margin.write_text(json.dumps({
+        "table": conf.table_digest(stored), "scenario": row.scenario,
+        "indicator": row.indicator, "bound": row.bound, "hits": list(row.hits),
+        "studies": list(row.studies), "rate": row.rate, "upper": row.upper,
+        "within": row.within}))
+    monkeypatch.setattr(appendix, "CALIBRATION_TABLE", table)
+    monkeypatch.setattr(appendix, "CALIBRATION_CONFIRMATION", tmp_path / "absent.json")
+    monkeypatch.setattr(appendix, "CALIBRATION_MARGIN", margin)
+    text = appendix.calibration_table()["markdown"].split("**Post hoc**")[1]
+    assert "added after this table was seen" in text and "does not change the outcome" in text
+    assert f"181 of 4000 studies (0.045), upper limit {row.upper:.3f} against 0.075." in text
+    assert "<of>" not in text and "the margin &#60;of&#62; persists" in text
+    table.write_text(json.dumps({**stored, "rows": stored["rows"] * 2}))  # another table
+    assert "Post hoc" not in appendix.calibration_table()["markdown"]
