@@ -137,7 +137,7 @@ noise: setup
 	$(BIN)/python -m moe_core.analysis.noise_fit runs/study_every4 --out moe_core/analysis/noise_fitted.json
 
 # the calibration table the report quotes (~35 min on 2 cores), then its null rows redrawn
-# on fresh streams (docs/calibration_plan.md)
+# on fresh streams (~13 min; docs/calibration_plan.md)
 calibration: setup
 	$(BIN)/python -m moe_core.analysis.calibration --studies 200 --seeds $(SEEDS) --jobs $(JOBS) \
 	    --noise moe_core/analysis/noise_fitted.json --out moe_core/analysis/calibration_table.json
