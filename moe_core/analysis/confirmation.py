@@ -15,6 +15,12 @@ explanation supported, Holm over them).
 Which nulls: the plain null always (8 streams); each realism null (`calibration.
 realism_nulls`) with a bounded row above its bound in the table given (4 streams); the
 per-arm null's pooled twin is the plain null drawn on another stream, confirmed by it.
+`--margin`: the plan's post-hoc follow-up (its section 5), the margin-of-persists row on 8
+streams of its own.
+
+A row not within tolerance is not shown within it, never shown above its bound: at a true
+5%, a row of 4 streams x ~90 studies (a not-rising family) passes only ~44% of the time,
+one of 4 x 500 ~97%, one of 200 studies in the table ~33% (binomial simulations).
 
     python -m moe_core.analysis.confirmation --table moe_core/analysis/calibration_table.json \\
         --noise moe_core/analysis/noise_fitted.json --jobs 2 --out FILE
