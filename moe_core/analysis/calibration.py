@@ -428,6 +428,8 @@ SEED_CORRELATION = 0.5  # stress beyond the built-in data's +0.15
 
 
 NOT_RISING_MIN_STUDIES = 30  # fewer studies with such a family: no rate of it
+# the two arms that remove the balancing loss (aux_free_balance keeps a bias that balances)
+BALANCING = ("no_lb@reference_lr", "aux_free_balance@reference_lr")
 
 
 @dataclass(frozen=True)
@@ -515,10 +517,9 @@ def realism_rows(arms: Sequence[str], studies: int, seeds: int, noise: Noise,
     the same studies drawn with the pooled noise. (scenario, what it should be, rates)
     rows."""
     rows = []
-    balancing = ("no_lb@reference_lr", "aux_free_balance@reference_lr")
     rates = run_scenario(
-        study_like(arms, {arm: Truth(rise=0.1, rising_seeds=1) for arm in balancing}),
-        removal_claims(balancing, vd.LOAD_BALANCING, persisting=True), studies, seeds,
+        study_like(arms, {arm: Truth(rise=0.1, rising_seeds=1) for arm in BALANCING}),
+        removal_claims(BALANCING, vd.LOAD_BALANCING, persisting=True), studies, seeds,
         noise, seed=16)
     scenario = ("one seed of four rises as the control does, the other three not at all (both "
                 "balancing arms that remove the loss)")
@@ -677,9 +678,8 @@ def margin_of_persists(arms: Sequence[str]
     """The truths and the measure of MARGIN_OF_PERSISTS: both balancing arms that remove the
     loss keep half of the control's rise as measured (a true MARGIN_RISE of 0.10: the decay
     still falling under it takes about 0.008 from every measured rise)."""
-    balancing = ("no_lb@reference_lr", "aux_free_balance@reference_lr")
-    return (study_like(arms, {arm: Truth(rise=MARGIN_RISE) for arm in balancing}),
-            removal_claims(balancing, vd.LOAD_BALANCING, persisting=True))
+    return (study_like(arms, {arm: Truth(rise=MARGIN_RISE) for arm in BALANCING}),
+            removal_claims(BALANCING, vd.LOAD_BALANCING, persisting=True))
 
 
 def calibration_table(studies: int = 200, seeds: int = 4, noise: Noise = Noise(),
@@ -728,7 +728,6 @@ def calibration_table(studies: int = 200, seeds: int = 4, noise: Noise = Noise()
     # at the margin of "persists": both balancing arms that remove the loss keep half of the
     # control's rise as measured (the decay still falling under it takes about 0.008 from
     # every measured rise, so a true 0.056 of 0.10 measures as about half)
-    balancing = ("no_lb@reference_lr", "aux_free_balance@reference_lr")
     scenario = MARGIN_OF_PERSISTS
     rates = run_scenario(*margin_of_persists(arms), studies, seeds, noise, seed=8)
     add(scenario, "<= 0.05", {k: rates[k] for k in ("called persisting", "removes called")})
@@ -738,8 +737,8 @@ def calibration_table(studies: int = 200, seeds: int = 4, noise: Noise = Noise()
     # rise may not be called persisting (more than half) nor the explanation not supported;
     # part of the cause (a rise survives without it) and supported are both right
     scenario = "balancing is the main cause: without the loss the rise keeps 30% (0.03 of 0.10)"
-    rates = run_scenario(study_like(arms, {arm: Truth(rise=0.03) for arm in balancing}),
-                         main_cause_claims(balancing, vd.LOAD_BALANCING), studies, seeds,
+    rates = run_scenario(study_like(arms, {arm: Truth(rise=0.03) for arm in BALANCING}),
+                         main_cause_claims(BALANCING, vd.LOAD_BALANCING), studies, seeds,
                          noise, seed=32)
     add(scenario, "<= 0.05", {k: rates[k] for k in ("not supported", "called persisting")})
     add(scenario, "reported: power", {k: rates[k] for k in (
@@ -980,16 +979,20 @@ class Holding:
 def holding(row: Mapping, table_studies: int | None) -> Holding | None:
     """The row's upper limit against its tolerance; None for a row with no bound or no
     study count."""
-    from scipy.stats import binomtest
-
     bound, n = row_bound(row), row_studies(row, table_studies)
     if bound is None or not n:
         return None
     hits = round(float(row["rate"]) * n)
     confidence = (EXTENDED_CONFIDENCE if EXTENDED in str(row.get("scenario", ""))
                   else HOLD_CONFIDENCE)
-    upper = binomtest(hits, n, alternative="less").proportion_ci(confidence).high
-    return Holding(bound, hits, n, float(upper), confidence)
+    return Holding(bound, hits, n, upper_limit(hits, n, confidence), confidence)
+
+
+def upper_limit(hits: int, studies: int, confidence: float = HOLD_CONFIDENCE) -> float:
+    """The one-sided Clopper-Pearson upper limit of a rate of `hits` in `studies`."""
+    from scipy.stats import binomtest
+
+    return float(binomtest(hits, studies, alternative="less").proportion_ci(confidence).high)
 
 
 def upper_text(row: Mapping, table_studies: int | None) -> str:

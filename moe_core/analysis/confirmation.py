@@ -60,6 +60,7 @@ from moe_core.analysis.calibration import (
     row_studies,
     run_scenario,
     study_arms,
+    upper_limit,
 )
 from moe_core.errors import UserInputError
 
@@ -91,10 +92,7 @@ class Confirmed:
 
     @property
     def pooled_upper(self) -> float:
-        from scipy.stats import binomtest
-
-        return float(binomtest(sum(self.hits), sum(self.studies), alternative="less")
-                     .proportion_ci(HOLD_CONFIDENCE).high)
+        return upper_limit(sum(self.hits), sum(self.studies), HOLD_CONFIDENCE)
 
     @property
     def streams_upper(self) -> float:
@@ -116,6 +114,23 @@ class Confirmed:
     @property
     def within(self) -> bool:
         return self.upper <= HOLD_TOLERANCE * self.bound
+
+    def record(self) -> dict:
+        """The row as the JSON files keep it (and the report reads it)."""
+        return {"scenario": self.scenario, "indicator": self.indicator, "bound": self.bound,
+                "hits": list(self.hits), "studies": list(self.studies), "rate": self.rate,
+                "pooled upper": self.pooled_upper, "streams' upper": self.streams_upper,
+                "upper": self.upper, "within": self.within}
+
+
+def _over_streams(streams: Sequence[int], per_stream: int, draw, log) -> list:
+    """`draw(stream)` for each stream in turn, each timed in `log`."""
+    drawn = []
+    for stream in streams:
+        started = time.perf_counter()
+        drawn.append(draw(stream))
+        log(f"  stream {stream}: {per_stream} studies in {time.perf_counter() - started:.0f} s")
+    return drawn
 
 
 def stream_rows(null: NullScenario, stream: int, per_stream: int, seeds: int, plain: bool
@@ -145,12 +160,9 @@ def confirm(null: NullScenario, streams: Sequence[int], per_stream: int, seeds: 
     counts 0 hits there, of its studies, or of none for a not-rising family that no study
     had); a not-rising family is kept where NOT_RISING_MIN_STUDIES or more studies had one,
     as in the table."""
-    rows = []
-    for stream in streams:
-        started = time.perf_counter()
-        rows += stream_rows(null, stream, per_stream, seeds, plain)
-        log(f"  stream {stream}: {per_stream} studies in {time.perf_counter() - started:.0f} s")
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame([row for rows in _over_streams(
+        streams, per_stream, lambda stream: stream_rows(null, stream, per_stream, seeds, plain),
+        log) for row in rows])
     confirmed = []
     for (indicator, bound), group in frame.groupby(["indicator", "bound"], sort=False):
         by_stream = group.set_index("stream")
@@ -177,12 +189,9 @@ def confirm_margin(noise, streams: Sequence[int], per_stream: int, seeds: int,
     """"called persisting" at the margin of persists (`calibration.margin_of_persists`, held
     to 5%) over `streams`."""
     truths, measure = margin_of_persists(study_arms())
-    hits = []
-    for stream in streams:
-        started = time.perf_counter()
-        rates = run_scenario(truths, measure, per_stream, seeds, noise, seed=stream)
-        hits.append(round(rates[MARGIN_INDICATOR] * per_stream))
-        log(f"  stream {stream}: {per_stream} studies in {time.perf_counter() - started:.0f} s")
+    hits = _over_streams(streams, per_stream, lambda stream: round(run_scenario(
+        truths, measure, per_stream, seeds, noise, seed=stream)[MARGIN_INDICATOR]
+        * per_stream), log)
     return Confirmed(MARGIN_OF_PERSISTS, MARGIN_INDICATOR, 0.05, tuple(hits),
                      (per_stream,) * len(hits))
 
@@ -315,11 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         for r in rows},
             "per_stream": args.per_stream, "seeds": args.seeds, "noise_fitted_to": fitted_to,
             "minutes": (time.perf_counter() - started) / 60,
-            "rows": [{"scenario": r.scenario, "indicator": r.indicator, "bound": r.bound,
-                      "hits": list(r.hits), "studies": list(r.studies), "rate": r.rate,
-                      "pooled upper": r.pooled_upper, "streams' upper": r.streams_upper,
-                      "upper": r.upper,
-                      "within": r.within} for r in rows],
+            "rows": [r.record() for r in rows],
             "homogeneity": tests.to_dict("records")}, indent=1))
         print(f"written to {args.out}")
     return 0
@@ -340,11 +345,8 @@ def _margin(args: argparse.Namespace, noise, stored: Mapping) -> int:
                        f"{args.table} --noise {args.noise} --per-stream {args.per_stream} "
                        f"--seeds {args.seeds}",
             "table": table_digest(stored), "minutes": (time.perf_counter() - started) / 60,
-            "scenario": row.scenario, "indicator": row.indicator, "bound": row.bound,
             "streams": [MARGIN_FIRST_STREAM, MARGIN_FIRST_STREAM + PLAIN_STREAMS - 1],
-            "hits": list(row.hits), "studies": list(row.studies), "rate": row.rate,
-            "pooled upper": row.pooled_upper, "streams' upper": row.streams_upper,
-            "upper": row.upper, "within": row.within}, indent=1))
+            **row.record()}, indent=1))
         print(f"written to {args.out}")
     return 0
 

@@ -396,18 +396,26 @@ def _holding(rows: list[dict], studies: int | None) -> str:
     return text + "."
 
 
+def _made_from(path: Path, table: dict) -> dict:
+    """The JSON at `path` where it was made from this very table
+    (`confirmation.table_digest`); {} where it is absent, unreadable or another table's."""
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return stored if isinstance(stored, dict) and stored.get("table") == table_digest(
+        table) else {}
+
+
 def _confirmation(table: dict) -> str:
     """The fresh-stream confirmation of the table's null rows
     (`python -m moe_core.analysis.confirmation`), where it was made from this very table
     (`confirmation.table_digest`): which nulls it redrew, how many rows it holds within
     tolerance and each that it does not, and whether the plain null's streams differ
     (if they do, the table's limits are too narrow: said so, with the dispersion)."""
-    try:
-        stored = json.loads(CALIBRATION_CONFIRMATION.read_text())
-    except (OSError, ValueError):
-        return ""
+    stored = _made_from(CALIBRATION_CONFIRMATION, table)
     rows = stored.get("rows") or []
-    if not rows or stored.get("table") != table_digest(table):
+    if not rows:
         return ""
     short = [f"{esc.md(r['indicator'])} under {esc.md(short_name(r['scenario']))}: "
              f"{r['rate']:.3f} "
@@ -441,11 +449,8 @@ def _confirmation(table: dict) -> str:
 def _post_hoc(table: dict) -> str:
     """The post-hoc follow-up of the confirmation (`confirmation --margin`), made from this
     very table, labelled as added after the table was seen."""
-    try:
-        stored = json.loads(CALIBRATION_MARGIN.read_text())
-    except (OSError, ValueError):
-        return ""
-    if stored.get("table") != table_digest(table) or not stored.get("studies"):
+    stored = _made_from(CALIBRATION_MARGIN, table)
+    if not stored.get("studies"):
         return ""
     return (f"**Post hoc** (added after this table was seen, docs/calibration_plan.md section "
             f"5; it does not change the outcome above): {esc.md(stored['indicator'])} under "

@@ -103,9 +103,7 @@ def test_the_fresh_stream_confirmation_is_quoted_only_beside_the_table_it_was_ma
     confirmation.write_text(json.dumps({
         "command": "python -m moe_core.analysis.confirmation --table a_b.json",
         "table": conf.table_digest(stored),
-        "rows": [{"scenario": r.scenario, "indicator": r.indicator, "hits": r.hits,
-                  "studies": r.studies, "rate": r.rate, "upper": r.upper,
-                  "within": r.within} for r in rows],
+        "rows": [r.record() for r in rows],
         "homogeneity": conf.homogeneity(
             [conf.Confirmed(conf.PLAIN, r.indicator, 0.05, r.hits, r.studies)
              for r in rows]).to_dict("records")}))
@@ -140,11 +138,7 @@ def test_the_post_hoc_follow_up_is_labelled_and_quoted_beside_its_own_table(
     row = conf.Confirmed("the margin <of> persists", "called persisting", 0.05,
                          (26, 26, 18, 23, 20, 26, 17, 25), (500,) * 8)
     margin = tmp_path / "margin.json"
-    margin.write_text(json.dumps({
-        "table": conf.table_digest(stored), "scenario": row.scenario,
-        "indicator": row.indicator, "bound": row.bound, "hits": list(row.hits),
-        "studies": list(row.studies), "rate": row.rate, "upper": row.upper,
-        "within": row.within}))
+    margin.write_text(json.dumps({"table": conf.table_digest(stored), **row.record()}))
     monkeypatch.setattr(appendix, "CALIBRATION_TABLE", table)
     monkeypatch.setattr(appendix, "CALIBRATION_CONFIRMATION", tmp_path / "absent.json")
     monkeypatch.setattr(appendix, "CALIBRATION_MARGIN", margin)
