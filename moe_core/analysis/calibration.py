@@ -432,6 +432,10 @@ NOT_RISING_MIN_STUDIES = 30  # fewer studies with such a family: no rate of it
 BALANCING = ("no_lb@reference_lr", "aux_free_balance@reference_lr")
 
 
+# the table's first scenario, its name (with its study count after it)
+PLAIN_NULL = "null: every arm a replicate of the rising control"
+
+
 @dataclass(frozen=True)
 class NullScenario:
     """A null of the realism rows: every arm a replicate of the rising control, drawn with
@@ -698,10 +702,9 @@ def calibration_table(studies: int = 200, seeds: int = 4, noise: Noise = Noise()
                          "what it should be": expected})
         log(f"{scenario}: " + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
 
-    identical = {arm: Truth(rise=0.1) for arm in arms}
     nulls = NULL_STUDIES * studies
-    scenario = f"null: every arm a replicate of the rising control ({nulls} studies)"
-    rates = run_scenario(identical, any_effect, nulls, seeds, noise, seed=1)
+    scenario = f"{PLAIN_NULL} ({nulls} studies)"
+    rates = run_scenario(null_truths(arms), any_effect, nulls, seeds, noise, seed=1)
     for row in plain_null_rows(scenario, rates, nulls):
         add(*row)
     flat = {arm: Truth(rise=0.0) for arm in arms}

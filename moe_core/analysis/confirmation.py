@@ -46,6 +46,7 @@ from moe_core.analysis.calibration import (
     MARGIN_OF_PERSISTS,
     NOT_RISING,
     NOT_RISING_MIN_STUDIES,
+    PLAIN_NULL,
     POOLED_TWIN,
     NullScenario,
     any_effect,
@@ -69,7 +70,7 @@ FIRST_STREAM = 1001
 PLAIN_STREAMS = 8
 OTHER_STREAMS = 4
 PER_STREAM = 500
-PLAIN = "null: every arm a replicate of the rising control"
+PLAIN = PLAIN_NULL  # the plain null's scenario, as the table names it
 # the plain null's rows tested for homogeneity across its streams
 HOMOGENEITY = tuple(f"an effect on {name}" for name in vd.HYPOTHESES) + (
     "any explanation supported",)
