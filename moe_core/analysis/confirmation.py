@@ -86,6 +86,7 @@ class Confirmed:
     bound: float
     hits: tuple[int, ...]
     studies: tuple[int, ...]
+    confidence: float = HOLD_CONFIDENCE
 
     @property
     def rate(self) -> float:
@@ -93,11 +94,11 @@ class Confirmed:
 
     @property
     def pooled_upper(self) -> float:
-        return upper_limit(sum(self.hits), sum(self.studies), HOLD_CONFIDENCE)
+        return upper_limit(sum(self.hits), sum(self.studies), self.confidence)
 
     @property
     def streams_upper(self) -> float:
-        """The streams' mean rate (unweighted) + t(HOLD_CONFIDENCE, k - 1) x their sd /
+        """The streams' mean rate (unweighted) + t(confidence, k - 1) x their sd /
         sqrt(k), over the k streams that had studies of this row (a not-rising family that
         no study of a stream had has no rate there)."""
         from scipy.stats import t
@@ -105,7 +106,7 @@ class Confirmed:
         rates = np.array([h / n for h, n in zip(self.hits, self.studies, strict=True) if n])
         if len(rates) < 2:
             return float("nan")
-        return float(rates.mean() + t.ppf(HOLD_CONFIDENCE, len(rates) - 1)
+        return float(rates.mean() + t.ppf(self.confidence, len(rates) - 1)
                      * rates.std(ddof=1) / np.sqrt(len(rates)))
 
     @property
@@ -121,7 +122,7 @@ class Confirmed:
         return {"scenario": self.scenario, "indicator": self.indicator, "bound": self.bound,
                 "hits": list(self.hits), "studies": list(self.studies), "rate": self.rate,
                 "pooled upper": self.pooled_upper, "streams' upper": self.streams_upper,
-                "upper": self.upper, "within": self.within}
+                "upper": self.upper, "confidence": self.confidence, "within": self.within}
 
 
 def _over_streams(streams: Sequence[int], per_stream: int, draw, log) -> list:
@@ -156,7 +157,8 @@ def stream_rows(null: NullScenario, stream: int, per_stream: int, seeds: int, pl
 
 
 def confirm(null: NullScenario, streams: Sequence[int], per_stream: int, seeds: int,
-            plain: bool = False, log=print) -> list[Confirmed]:
+            plain: bool = False, log=print, confidence: float = HOLD_CONFIDENCE
+            ) -> list[Confirmed]:
     """Every bounded row of `null` over `streams`, pooled (a row missing from a stream
     counts 0 hits there, of its studies, or of none for a not-rising family that no study
     had); a not-rising family is kept where NOT_RISING_MIN_STUDIES or more studies had one,
@@ -175,7 +177,7 @@ def confirm(null: NullScenario, streams: Sequence[int], per_stream: int, seeds: 
         studies = tuple(int(by_stream["studies"].get(s, absent)) for s in streams)
         if sum(studies) < NOT_RISING_MIN_STUDIES:
             continue
-        confirmed.append(Confirmed(null.name, indicator, bound, hits, studies))
+        confirmed.append(Confirmed(null.name, indicator, bound, hits, studies, confidence))
     return confirmed
 
 
@@ -186,7 +188,7 @@ MARGIN_INDICATOR = "called persisting"
 
 
 def confirm_margin(noise, streams: Sequence[int], per_stream: int, seeds: int,
-                   log=print) -> Confirmed:
+                   log=print, confidence: float = HOLD_CONFIDENCE) -> Confirmed:
     """"called persisting" at the margin of persists (`calibration.margin_of_persists`, held
     to 5%) over `streams`."""
     truths, measure = margin_of_persists(study_arms())
@@ -194,7 +196,7 @@ def confirm_margin(noise, streams: Sequence[int], per_stream: int, seeds: int,
         truths, measure, per_stream, seeds, noise, seed=stream)[MARGIN_INDICATOR]
         * per_stream), log)
     return Confirmed(MARGIN_OF_PERSISTS, MARGIN_INDICATOR, 0.05, tuple(hits),
-                     (per_stream,) * len(hits))
+                     (per_stream,) * len(hits), confidence)
 
 
 def homogeneity(rows: Sequence[Confirmed]) -> pd.DataFrame:
@@ -263,6 +265,23 @@ def markdown(rows: Sequence[Confirmed]) -> str:
     return "\n".join(lines)
 
 
+def read_table(path: Path, noise, noise_path: Path) -> dict:
+    """The calibration table stored at `path` (its JSON), refused where it is not one or
+    was drawn with another noise than `noise` (read from `noise_path`)."""
+    try:
+        stored = json.loads(path.read_text())
+        pd.DataFrame(stored["rows"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UserInputError(f"--table {path}: not a calibration table ({error}); write one "
+                             "with `python -m moe_core.analysis.calibration --out FILE`"
+                             ) from error
+    if stored.get("noise") != asdict(noise):
+        raise UserInputError(f"--table {path} was drawn with another noise than --noise "
+                             f"{noise_path}: give the noise file the table was drawn with "
+                             "(its JSON's \"noise\")")
+    return stored
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m moe_core.analysis.confirmation",
@@ -282,17 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         noise, fitted_to, arm_noise = read_noise(args.noise)
-        try:
-            stored = json.loads(args.table.read_text())
-            table = pd.DataFrame(stored["rows"])
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise UserInputError(f"--table {args.table}: not a calibration table ({error}); "
-                                 "write one with `python -m moe_core.analysis.calibration "
-                                 "--out FILE`") from error
-        if stored.get("noise") != asdict(noise):
-            raise UserInputError(f"--table {args.table} was drawn with another noise than "
-                                 f"--noise {args.noise}: give the noise file the table was "
-                                 "drawn with (its JSON's \"noise\")")
+        stored = read_table(args.table, noise, args.noise)
+        table = pd.DataFrame(stored["rows"])
     except UserInputError as error:
         print(f"confirmation: {error}", file=sys.stderr)
         return 2
