@@ -46,7 +46,6 @@ from moe_core.analysis.calibration import (
     processes,
     read_noise,
     realism_nulls,
-    row_bound,
     study_arms,
     upper_limit,
 )
