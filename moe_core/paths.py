@@ -26,6 +26,8 @@ CALIBRATION_TABLE = PACKAGE_DIR / "analysis" / "calibration_table.json"
 CALIBRATION_CONFIRMATION = PACKAGE_DIR / "analysis" / "calibration_confirmation.json"
 # its post-hoc follow-up (`python -m moe_core.analysis.confirmation --margin --out`)
 CALIBRATION_MARGIN = PACKAGE_DIR / "analysis" / "calibration_margin.json"
+# stage 2 of docs/calibration_plan_next.md (`python -m moe_core.analysis.second_stage --out`)
+CALIBRATION_SECOND_STAGE = PACKAGE_DIR / "analysis" / "calibration_second_stage.json"
 
 
 def is_checkout() -> bool:

@@ -30,9 +30,12 @@ from moe_core.analysis.calibration import (
 )
 from moe_core.analysis.confirmation import short_name, table_digest
 from moe_core.analysis.results import OURS
+from moe_core.analysis.second_stage import CONFIDENCE as STAGE_CONFIDENCE
+from moe_core.analysis.second_stage import outcome as stage_outcome
 from moe_core.paths import (
     CALIBRATION_CONFIRMATION,
     CALIBRATION_MARGIN,
+    CALIBRATION_SECOND_STAGE,
     CALIBRATION_TABLE,
     PACKAGE_DIR,
 )
@@ -259,7 +262,7 @@ def calibration_table() -> dict | None:
     held = _holding(rows, studies)
     if held:
         table += ["", held]
-    for extra in (_confirmation(stored), _post_hoc(stored)):
+    for extra in (_confirmation(stored), _post_hoc(stored), _second_stage(stored)):
         if extra:
             table += ["", extra]
     summary = _error_summary(rows)
@@ -459,6 +462,48 @@ def _post_hoc(table: dict) -> str:
             f"({stored['rate']:.3f}), upper limit {stored['upper']:.3f} against "
             f"{HOLD_TOLERANCE * stored['bound']:g}" + ("" if stored["within"] else
                                                        ": not within tolerance") + ".")
+
+
+def _second_stage(table: dict) -> str:
+    """Stage 2 of docs/calibration_plan_next.md (`python -m moe_core.analysis.second_stage`),
+    made from this very table: the rows it judged and each one not within, and the plan's
+    outcome recomputed here from the table and the redrawn rows
+    (`second_stage.outcome`)."""
+    stored = _made_from(CALIBRATION_SECOND_STAGE, table)
+    rows = stored.get("rows") or []
+    if not rows:
+        return ""
+    judged = [r for r in rows if r.get("judged")]
+    verdict = stage_outcome(pd.DataFrame(table.get("rows") or []), table.get("studies"), rows)
+    first, last = stored.get("streams") or ["?", "?"]
+
+    def row_text(r: dict) -> str:
+        return (f"{esc.md(r['indicator'])} under {esc.md(short_name(r['scenario']))} "
+                f"({esc.md(r['judged'])}): {sum(r['hits'])} of {sum(r['studies'])} "
+                f"({r['rate']:.3f}), upper limit {r['upper']:.3f}")
+
+    within = [row_text(r) for r in judged if r["within"]]
+    short = [row_text(r) for r in judged if not r["within"]]
+    text = (f"**Stage 2** ({esc.md(stored.get('command', ''))}; its sizes and criterion fixed "
+            f"before it was drawn: docs/calibration_plan_next.md): every bounded row of this "
+            f"table whose one-sided {STAGE_CONFIDENCE:.1%} upper limit is over "
+            f"{HOLD_TOLERANCE:g}x its bound, and every row the confirmation above did not show "
+            f"within tolerance, redrawn on streams {first}-{last} (never used by a table or a "
+            f"confirmation), each limit at {STAGE_CONFIDENCE:.1%} the larger of the pooled "
+            f"count's (Clopper-Pearson) and the streams' mean + t. {verdict.within} of "
+            f"{verdict.judged} within tolerance")
+    if within:
+        text += ": " + "; ".join(within)
+    if short:
+        text += ". Not shown within it: " + "; ".join(short)
+    text += (f". Against their bounds (one-sided exact binomial, Holm over the "
+             f"{verdict.tested} rates of both stages, the rows redrawn alongside included): "
+             + ("none beyond noise" if verdict.smallest_holm_p >= 0.05 else
+                "some rate beyond noise") + f", smallest Holm p {verdict.smallest_holm_p:.2g}. "
+             "By the plan's rule, every bounded row within tolerance at stage 1 or stage 2, "
+             "none above its bound beyond noise: " + ("**met**" if verdict.met else
+                                                     "**not met**") + ".")
+    return text
 
 
 def provenance_markdown(study: Study) -> str:
