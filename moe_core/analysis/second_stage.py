@@ -5,11 +5,14 @@ from the same table did not show within it, redrawn on STREAMS streams no table 
 confirmation has used (seeds from FIRST_STREAM), each stream with enough studies that about
 COUNTED of them count for the row; at 97.5% again.
 
-What counts as met (the plan): every bounded row within at stage 1 or at stage 2, and no
-rate of either stage above its bound beyond noise (one-sided exact binomial against the
-bound, Holm over all of them). A row truly at the tolerance is called within with
-probability at most 2.5% per stage; `pass_rate` gives the chance that a row at a true rate
-passes stage 2, the figures the plan fixed before this was drawn.
+What counts as met (the plan, with its amendments): every bounded row within at stage 1 or,
+if not, at stage 2; every row the confirmation did not show within, within at stage 2 (a
+judged row not drawn is not within); and no rate of either stage above its bound beyond
+noise (one-sided exact binomial against the bound, Holm over all of them). A row truly at
+the tolerance is called within with probability at most 2.5% per stage; `pass_rate` gives
+the chance that a row at a true rate passes stage 2, the figures the plan fixed before this
+was drawn. Each scenario draws its own block of streams; any `--counted` but the plan's is
+a trial, drawn on streams from TRIAL_FIRST_STREAM, which the report never quotes.
 
 Stage 2 redraws a row through its scenario: the plain null, a realism null
 (`calibration.realism_nulls`; the per-arm null's pooled twin is the plain null on another
@@ -59,10 +62,23 @@ from moe_core.analysis.confirmation import (
 )
 from moe_core.errors import UserInputError
 
-FIRST_STREAM = 4001  # 1-36 (tables), 1001-1008, 2001-2008 used; 3001-3008 burnt (the plan)
+# each scenario redrawn on its own block of streams: the first from FIRST_STREAM, the next
+# from FIRST_STREAM + STREAM_BLOCK, ...; 1-36 (tables), 1001-1008 (confirmation), 2001-2008
+# (post hoc) are used, 3001-3008 burnt (the plan's amendment, item 5)
+FIRST_STREAM = 4001
+STREAM_BLOCK = 100
 STREAMS = 8
 COUNTED = 250  # studies per stream that count for a row (the plan, as amended before drawing)
 CONFIDENCE = 0.975  # each stage spends half of the 5%
+# any other --counted is a trial of the code, never the plan's draw: its own streams
+TRIAL_FIRST_STREAM = 9001
+# the burnt streams' draws (3001-3008, the first 100 studies of the noisier null's, 2 of the
+# margin row's), seen before the plan was fixed: not part of the outcome, pooled into a
+# sensitivity reading only (the plan's amendment, item 5): indicator -> (hits, studies)
+BURNT = {f"an effect on overfitting {NOT_RISING}": (4, 163),
+         f"an effect on the LR schedule {NOT_RISING}": (11, 163),
+         f"an effect on load balancing {NOT_RISING}": (12, 163),
+         "called persisting": (1, 16)}
 
 
 def pass_rate(rate: float, streams: int = STREAMS, per_stream: int = COUNTED,
@@ -153,6 +169,10 @@ def _share(table: pd.DataFrame, null: NullScenario, indicator: str) -> float:
     return float(shares.iloc[0])
 
 
+def _judged_share(table: pd.DataFrame, redraw: Redraw, indicator: str) -> float:
+    return 1.0 if redraw.null is None else _share(table, redraw.null, indicator)
+
+
 def redraws(table: pd.DataFrame, studies: int | None, confirmed: Sequence[Mapping],
             nulls: Sequence[NullScenario], plain: NullScenario,
             counted: int = COUNTED) -> list[Redraw]:
@@ -190,11 +210,13 @@ def draw(redraw: Redraw, noise, seeds: int, streams: Sequence[int], log=print
 
 @dataclass(frozen=True)
 class Outcome:
-    """The plan's outcome: the rows judged at stage 2 and whether each is within, and the
-    smallest Holm-adjusted p of every rate of both stages against its bound."""
+    """The plan's outcome: how many rows stage 2 judges, how many of them it drew and found
+    within (a judged row it did not draw is not within), and the smallest Holm-adjusted p of
+    every rate of both stages against its bound."""
 
     judged: int
     within: int
+    missing: tuple[str, ...]
     tested: int
     smallest_holm_p: float
 
@@ -203,10 +225,12 @@ class Outcome:
         return self.within == self.judged and self.smallest_holm_p >= 0.05
 
 
-def outcome(table: pd.DataFrame, studies: int | None, rows: Sequence[Mapping]) -> Outcome:
-    """From the table and stage 2's rows (their records, each with "judged"): every judged
-    row within, and no rate above its bound beyond noise (one-sided exact binomial against
-    the bound, Holm over the table's bounded rows and every stage 2 row)."""
+def outcome(table: pd.DataFrame, studies: int | None, rows: Sequence[Mapping],
+            judged: Sequence[Mapping]) -> Outcome:
+    """From the table, stage 2's rows (their records) and the rows it judges (scenario,
+    indicator): every judged row drawn and within at stage 2, and no rate above its bound
+    beyond noise (one-sided exact binomial against the bound, Holm over the table's bounded
+    rows and every stage 2 row)."""
     from scipy.stats import binomtest
     from statsmodels.stats.multitest import multipletests
 
@@ -220,8 +244,24 @@ def outcome(table: pd.DataFrame, studies: int | None, rows: Sequence[Mapping]) -
         p.append(binomtest(sum(row["hits"]), sum(row["studies"]), row["bound"],
                            alternative="greater").pvalue)
     smallest = float(min(multipletests(p, method="holm")[1])) if p else 1.0
-    judged = [r for r in rows if r.get("judged")]
-    return Outcome(len(judged), sum(r["within"] for r in judged), len(p), smallest)
+    drawn = {(r["scenario"], r["indicator"]): r for r in rows}
+    found = [drawn.get((j["scenario"], j["indicator"])) for j in judged]
+    missing = tuple(j["indicator"] for j, r in zip(judged, found, strict=True) if r is None)
+    return Outcome(len(judged), sum(bool(r and r["within"]) for r in found), missing, len(p),
+                   smallest)
+
+
+def with_burnt(row: Mapping) -> dict | None:
+    """The sensitivity reading the plan fixed (its amendment, item 5): a judged row's count
+    with the burnt streams' draws of it pooled in, and that pooled count's one-sided
+    CONFIDENCE Clopper-Pearson limit; None for a row with no burnt draws."""
+    if row["indicator"] not in BURNT:
+        return None
+    hits, studies = BURNT[row["indicator"]]
+    hits, studies = hits + sum(row["hits"]), studies + sum(row["studies"])
+    upper = upper_limit(hits, studies, CONFIDENCE)
+    return {"hits": hits, "studies": studies, "upper": upper,
+            "within": upper <= HOLD_TOLERANCE * row["bound"]}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -231,12 +271,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "redrawn on fresh streams.")
     parser.add_argument("--table", type=Path, required=True, help="the calibration table "
                         "(JSON), stage 1")
-    parser.add_argument("--confirmation", type=Path, help="the fresh-stream confirmation "
-                        "made from that table (JSON): its rows not within are redrawn too")
+    parser.add_argument("--confirmation", type=Path, required=True,
+                        help="the fresh-stream confirmation made from that table (JSON): its "
+                             "rows not within are redrawn too")
     parser.add_argument("--noise", type=Path, required=True,
                         help="the noise file the table was drawn with")
     parser.add_argument("--counted", type=int, default=COUNTED,
-                        help="studies per stream that count for a row")
+                        help=f"studies per stream that count for a row (the plan's "
+                             f"{COUNTED}; any other number is a trial of the code, drawn on "
+                             f"streams from {TRIAL_FIRST_STREAM}, never the plan's)")
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", type=Path, help="write stage 2 here as JSON")
@@ -244,18 +287,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         noise, fitted_to, arm_noise = read_noise(args.noise)
         stored = read_table(args.table, noise, args.noise)
-        confirmed = []
-        if args.confirmation:
-            try:
-                made = json.loads(args.confirmation.read_text())
-                confirmed = made["rows"]
-            except (OSError, ValueError, KeyError, TypeError) as error:
-                raise UserInputError(f"--confirmation {args.confirmation}: not a "
-                                     f"confirmation ({error}); write one with `python -m "
-                                     "moe_core.analysis.confirmation --out FILE`") from error
-            if made.get("table") != table_digest(stored):
-                raise UserInputError(f"--confirmation {args.confirmation} was made from "
-                                     f"another table than --table {args.table}")
+        if stored.get("seeds") not in (None, args.seeds):
+            raise UserInputError(f"--seeds {args.seeds}: the table --table {args.table} was "
+                                 f"drawn with {stored['seeds']} seeds per arm; give those")
+        try:
+            made = json.loads(args.confirmation.read_text())
+            confirmed = made["rows"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise UserInputError(f"--confirmation {args.confirmation}: not a confirmation "
+                                 f"({error}); write one with `python -m "
+                                 "moe_core.analysis.confirmation --out FILE`") from error
+        if made.get("table") != table_digest(stored):
+            raise UserInputError(f"--confirmation {args.confirmation} was made from another "
+                                 f"table than --table {args.table}")
         table = pd.DataFrame(stored["rows"])
         arms = study_arms()
         plain = NullScenario(PLAIN_NULL, null_truths(arms), noise)
@@ -264,32 +308,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserInputError as error:
         print(f"second_stage: {error}", file=sys.stderr)
         return 2
-    streams = range(FIRST_STREAM, FIRST_STREAM + STREAMS)
+    trial = args.counted != COUNTED
+    first = TRIAL_FIRST_STREAM if trial else FIRST_STREAM
+    judged = [{"scenario": r.scenario, "indicator": indicator, "why": why,
+               "streams": [first + i * STREAM_BLOCK, first + i * STREAM_BLOCK + STREAMS - 1],
+               "pass rate at 0.05": pass_rate(0.05, per_stream=r.per_stream,
+                                              share=_judged_share(table, r, indicator)),
+               "pass rate at the tolerance": pass_rate(
+                   HOLD_TOLERANCE * 0.05, per_stream=r.per_stream,
+                   share=_judged_share(table, r, indicator))}
+              for i, r in enumerate(chosen) for indicator, why in r.judged.items()]
     started = time.perf_counter()
     records = []
     with processes(args.jobs):
-        for redraw in chosen:
-            for row in draw(redraw, noise, args.seeds, streams):
-                records.append({**row.record(), "per stream": redraw.per_stream,
-                                "judged": redraw.judged.get(row.indicator)})
-    result = outcome(table, stored.get("studies"), records)
+        for i, redraw in enumerate(chosen):
+            start = first + i * STREAM_BLOCK
+            for row in draw(redraw, noise, args.seeds, range(start, start + STREAMS)):
+                record = {**row.record(), "streams": [start, start + STREAMS - 1],
+                          "per stream": redraw.per_stream,
+                          "judged": redraw.judged.get(row.indicator)}
+                if record["judged"] and not trial:
+                    record["with the burnt draws"] = with_burnt(record)
+                records.append(record)
+    result = outcome(table, stored.get("studies"), records, judged)
     print("\n" + markdown([Confirmed(r["scenario"], r["indicator"], r["bound"],
                                      tuple(r["hits"]), tuple(r["studies"]), CONFIDENCE)
                            for r in records]))
-    print(f"\n{result.within} of {result.judged} judged rows within at stage 2; smallest "
-          f"Holm p over {result.tested} rates {result.smallest_holm_p:.3g}; "
-          f"{'met' if result.met else 'not met'}")
+    print(f"\n{result.within} of {result.judged} judged rows within at stage 2"
+          + (f" ({', '.join(result.missing)} not drawn)" if result.missing else "")
+          + f"; smallest Holm p over {result.tested} rates {result.smallest_holm_p:.3g}; "
+          f"{'met' if result.met else 'not met'}"
+          + (f" (a trial on streams from {TRIAL_FIRST_STREAM}, not the plan's)" if trial
+             else ""))
     if args.out:
         args.out.write_text(json.dumps({
             "plan": "docs/calibration_plan_next.md",
+            **({"trial": f"--counted {args.counted}: a trial of the code on streams from "
+                         f"{TRIAL_FIRST_STREAM}, not the plan's stage 2"} if trial else {}),
             "command": f"python -m moe_core.analysis.second_stage --table {args.table}"
                        + (f" --confirmation {args.confirmation}" if args.confirmation else "")
                        + f" --noise {args.noise} --counted {args.counted} --seeds "
                          f"{args.seeds}",
             "table": table_digest(stored), "noise_fitted_to": fitted_to,
-            "confidence": CONFIDENCE, "streams": [FIRST_STREAM, FIRST_STREAM + STREAMS - 1],
+            "confidence": CONFIDENCE, "counted": args.counted,
             "minutes": (time.perf_counter() - started) / 60,
-            "stage 1": stage_one(table, stored.get("studies")),
+            "stage 1": stage_one(table, stored.get("studies")), "judged": judged,
+            "burnt": {"streams": [3001, 3008], "rows": {k: list(v) for k, v in BURNT.items()}},
             "rows": records, "outcome": {**asdict(result), "met": result.met}}, indent=1))
         print(f"written to {args.out}")
     return 0

@@ -466,43 +466,65 @@ def _post_hoc(table: dict) -> str:
 
 def _second_stage(table: dict) -> str:
     """Stage 2 of docs/calibration_plan_next.md (`python -m moe_core.analysis.second_stage`),
-    made from this very table: the rows it judged and each one not within, and the plan's
-    outcome recomputed here from the table and the redrawn rows
-    (`second_stage.outcome`)."""
+    made from this very table and not a trial of the code: the rows it judged and each one
+    not within, the plan's outcome recomputed here from the table and the redrawn rows
+    (`second_stage.outcome`), the burnt streams and the sensitivity reading with them."""
     stored = _made_from(CALIBRATION_SECOND_STAGE, table)
-    rows = stored.get("rows") or []
-    if not rows:
+    rows, judged = stored.get("rows") or [], stored.get("judged") or []
+    if not rows or not judged or stored.get("trial"):
         return ""
-    judged = [r for r in rows if r.get("judged")]
-    verdict = stage_outcome(pd.DataFrame(table.get("rows") or []), table.get("studies"), rows)
-    first, last = stored.get("streams") or ["?", "?"]
+    verdict = stage_outcome(pd.DataFrame(table.get("rows") or []), table.get("studies"), rows,
+                            judged)
+    drawn = {(r["scenario"], r["indicator"]): r for r in rows}
 
-    def row_text(r: dict) -> str:
-        return (f"{esc.md(r['indicator'])} under {esc.md(short_name(r['scenario']))} "
-                f"({esc.md(r['judged'])}): {sum(r['hits'])} of {sum(r['studies'])} "
-                f"({r['rate']:.3f}), upper limit {r['upper']:.3f}")
+    def row_text(j: dict) -> str:
+        r = drawn.get((j["scenario"], j["indicator"]))
+        why = ("not within at stage 1" if j["why"] == "stage 1"
+               else "not within in the confirmation")
+        head = (f"{esc.md(j['indicator'])} under {esc.md(short_name(j['scenario']))} "
+                f"({why})")
+        if r is None:
+            return head + ": not drawn"
+        first, last = r["streams"]
+        text = (f"{head}: {sum(r['hits'])} of {sum(r['studies'])} ({r['rate']:.3f}) on "
+                f"streams {first}-{last}, upper limit {r['upper']:.3f}")
+        burnt = r.get("with the burnt draws")
+        if burnt:
+            text += (f" (with the burnt draws {burnt['hits']} of {burnt['studies']}, "
+                     f"{burnt['upper']:.3f}{'' if burnt['within'] else ', not within'})")
+        return text
 
-    within = [row_text(r) for r in judged if r["within"]]
-    short = [row_text(r) for r in judged if not r["within"]]
+    texts = {True: [], False: []}
+    for j in judged:
+        r = drawn.get((j["scenario"], j["indicator"]))
+        texts[bool(r and r["within"])].append(row_text(j))
     text = (f"**Stage 2** ({esc.md(stored.get('command', ''))}; its sizes and criterion fixed "
-            f"before it was drawn: docs/calibration_plan_next.md): every bounded row of this "
-            f"table whose one-sided {STAGE_CONFIDENCE:.1%} upper limit is over "
-            f"{HOLD_TOLERANCE:g}x its bound, and every row the confirmation above did not show "
-            f"within tolerance, redrawn on streams {first}-{last} (never used by a table or a "
-            f"confirmation), each limit at {STAGE_CONFIDENCE:.1%} the larger of the pooled "
-            f"count's (Clopper-Pearson) and the streams' mean + t. {verdict.within} of "
-            f"{verdict.judged} within tolerance")
-    if within:
-        text += ": " + "; ".join(within)
-    if short:
-        text += ". Not shown within it: " + "; ".join(short)
+            "before it was drawn: docs/calibration_plan_next.md with its amendment): each "
+            f"bounded row of this table whose one-sided {STAGE_CONFIDENCE:.1%} upper limit is "
+            f"over {HOLD_TOLERANCE:g}x its bound, and each row the confirmation above did not "
+            "show within tolerance (judged here on stage 2 alone), redrawn on 8 streams of "
+            "its scenario that no table or confirmation had used, each limit at "
+            f"{STAGE_CONFIDENCE:.1%} the larger of the pooled count's (Clopper-Pearson) and "
+            f"the streams' mean + t. {verdict.within} of {verdict.judged} within tolerance")
+    if texts[True]:
+        text += ": " + "; ".join(texts[True])
+    if texts[False]:
+        text += ". Not shown within it: " + "; ".join(texts[False])
+    burnt = stored.get("burnt") or {}
+    if burnt:
+        first, last = burnt["streams"]
+        text += (f". Streams {first}-{last} were burnt: a trial of the code drew their first "
+                 "studies before the plan was amended, and the plan then moved to fresh "
+                 "streams; their counts are pooled above only as the plan's sensitivity "
+                 "reading, never in the outcome")
     text += (f". Against their bounds (one-sided exact binomial, Holm over the "
              f"{verdict.tested} rates of both stages, the rows redrawn alongside included): "
              + ("none beyond noise" if verdict.smallest_holm_p >= 0.05 else
                 "some rate beyond noise") + f", smallest Holm p {verdict.smallest_holm_p:.2g}. "
-             "By the plan's rule, every bounded row within tolerance at stage 1 or stage 2, "
-             "none above its bound beyond noise: " + ("**met**" if verdict.met else
-                                                     "**not met**") + ".")
+             "By the plan's rule (every bounded row within tolerance at stage 1 or, if not, "
+             "at stage 2; every row the confirmation did not show within, within at stage 2; "
+             "none above its bound beyond noise): " + ("**met**" if verdict.met else
+                                                      "**not met**") + ".")
     return text
 
 

@@ -106,31 +106,50 @@ def test_the_outcome_is_met_only_when_every_judged_row_is_within_and_no_rate_is_
     nulls, _ = _nulls()
     table = _table(nulls[1].name)
 
-    def record(hits, judged="stage 1", per=250):
-        return {**conf.Confirmed("n", "i", 0.05, (hits,) * 8, (per,) * 8, 0.975).record(),
-                "judged": judged}
+    def record(indicator, hits, per=250):
+        return conf.Confirmed("n", indicator, 0.05, (hits,) * 8, (per,) * 8, 0.975).record()
 
-    assert s2.outcome(table, 200, [record(10), record(12, None)]).met
+    judged = [{"scenario": "n", "indicator": "a"}]
+    assert s2.outcome(table, 200, [record("a", 10), record("b", 12)], judged).met
     # a judged row not within: 18 of 250 on every stream (7.2%)
-    late = s2.outcome(table, 200, [record(10), record(18)])
-    assert (late.judged, late.within, late.met) == (2, 1, False)
+    late = s2.outcome(table, 200, [record("a", 18), record("b", 10)], judged)
+    assert (late.judged, late.within, late.met) == (1, 0, False)
+    # a judged row that was not drawn is not within, never dropped
+    absent = s2.outcome(table, 200, [record("b", 10)], judged)
+    assert (absent.judged, absent.within, absent.missing, absent.met) == (1, 0, ("a",), False)
     # an unjudged row far above its bound: beyond noise after Holm over every rate
-    beyond = s2.outcome(table, 200, [record(10), record(40, None)])
+    beyond = s2.outcome(table, 200, [record("a", 10), record("b", 40)], judged)
     assert beyond.within == beyond.judged and beyond.smallest_holm_p < 0.05 and not beyond.met
     assert beyond.tested == 3 + 2  # the table's three bounded rows and stage 2's two
 
 
-def test_stage_two_draws_its_rows_on_its_own_streams_at_975(tmp_path, monkeypatch):
+def test_the_burnt_draws_are_pooled_into_the_sensitivity_reading_only():
+    row = conf.Confirmed("n", "called persisting", 0.05, (10,) * 8, (250,) * 8, 0.975).record()
+    pooled = s2.with_burnt(row)
+    hits, studies = s2.BURNT["called persisting"]
+    assert (pooled["hits"], pooled["studies"]) == (80 + hits, 2000 + studies)
+    assert pooled["upper"] == pytest.approx(beta.ppf(0.975, 81 + hits, 2000 + studies - 80
+                                                     - hits))
+    assert s2.with_burnt({**row, "indicator": "an effect on overfitting"}) is None
+
+
+def _files(tmp_path, confirmed=()):
     noise_file = tmp_path / "noise.json"
     noise_file.write_text(json.dumps({"noise": {}}))
     noise, _, _ = cal.read_noise(noise_file)
     nulls, _ = _nulls()
-    stored = {"noise": dataclasses.asdict(noise), "studies": 200,
+    stored = {"noise": dataclasses.asdict(noise), "studies": 200, "seeds": 4,
               "rows": _table(nulls[1].name).to_dict("records")}
     table = tmp_path / "table.json"
     table.write_text(json.dumps(stored))
-    calls = []
+    confirmation = tmp_path / "confirmation.json"
+    confirmation.write_text(json.dumps({"table": conf.table_digest(stored),
+                                        "rows": list(confirmed)}))
+    return stored, ["--table", str(table), "--noise", str(noise_file), "--confirmation",
+                    str(confirmation)]
 
+
+def _fakes(monkeypatch, calls):
     def fake_confirm(null, streams, per_stream, seeds, plain=False, log=print, confidence=0.95):
         calls.append((null.name, list(streams), per_stream, confidence))
         return [conf.Confirmed(null.name, NOISY, 0.05, (10,) * 8, (250,) * 8, confidence)]
@@ -142,16 +161,44 @@ def test_stage_two_draws_its_rows_on_its_own_streams_at_975(tmp_path, monkeypatc
 
     monkeypatch.setattr(s2, "confirm", fake_confirm)
     monkeypatch.setattr(s2, "confirm_margin", fake_margin)
+
+
+def test_stage_two_draws_each_scenario_on_its_own_fresh_streams_at_975(tmp_path, monkeypatch):
+    stored, args = _files(tmp_path)
+    calls = []
+    _fakes(monkeypatch, calls)
     out = tmp_path / "stage2.json"
-    assert s2.main(["--table", str(table), "--noise", str(noise_file), "--out", str(out)]) == 0
-    assert calls == [(nulls[1].name, list(range(4001, 4009)), 1500, 0.975),
-                     ("margin", list(range(4001, 4009)), 250, 0.975)]
+    assert s2.main([*args, "--out", str(out)]) == 0
+    noisier = _nulls()[0][1].name
+    assert calls == [(noisier, list(range(4001, 4009)), 1500, 0.975),
+                     ("margin", list(range(4101, 4109)), 250, 0.975)]
     written = json.loads(out.read_text())
-    assert written["table"] == conf.table_digest(stored)
+    assert written["table"] == conf.table_digest(stored) and "trial" not in written
     assert [r["judged"] for r in written["rows"]] == ["stage 1", "stage 1"]
+    assert [j["streams"] for j in written["judged"]] == [[4001, 4008], [4101, 4108]]
+    assert written["rows"][1]["with the burnt draws"]["studies"] == 2000 + 16
     assert written["outcome"]["met"] and written["outcome"]["judged"] == 2
-    # a confirmation made from another table is refused, naming it
+
+
+def test_a_trial_of_the_code_never_draws_the_plans_streams(tmp_path, monkeypatch):
+    _, args = _files(tmp_path)
+    calls = []
+    _fakes(monkeypatch, calls)
+    out = tmp_path / "trial.json"
+    assert s2.main([*args, "--counted", "2", "--out", str(out)]) == 0
+    assert [c[1][0] for c in calls] == [9001, 9101]
+    assert "not the plan's stage 2" in json.loads(out.read_text())["trial"]
+
+
+def test_stage_two_refuses_another_tables_confirmation_and_other_seeds(tmp_path, monkeypatch,
+                                                                       capsys):
+    _, args = _files(tmp_path)
+    _fakes(monkeypatch, [])
+    assert s2.main([*args, "--seeds", "3"]) == 2
+    assert "drawn with 4 seeds per arm" in capsys.readouterr().err
     other = tmp_path / "confirmation.json"
     other.write_text(json.dumps({"table": "0" * 16, "rows": []}))
-    assert s2.main(["--table", str(table), "--noise", str(noise_file), "--confirmation",
-                    str(other)]) == 2
+    assert s2.main(args) == 2
+    assert "was made from another table" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the confirmation is required
+        s2.main(args[:4])

@@ -160,28 +160,41 @@ def test_stage_two_is_quoted_beside_its_own_table_with_the_outcome_recomputed(
 
     def record(hits, judged):
         return {**conf.Confirmed("null <b>: more", "an effect on <i>x</i>", 0.05, (hits,) * 8,
-                                 (250,) * 8, 0.975).record(), "judged": judged}
+                                 (250,) * 8, 0.975).record(), "judged": judged,
+                "streams": [4001, 4008]}
 
     second = tmp_path / "second.json"
     second.write_text(json.dumps({
         "command": "python -m moe_core.analysis.second_stage --table a_b.json",
-        "table": conf.table_digest(stored), "streams": [4001, 4008],
-        "rows": [record(11, "stage 1"), record(20, None)],
+        "table": conf.table_digest(stored), "burnt": {"streams": [3001, 3008]},
+        "judged": [{"scenario": "null <b>: more", "indicator": "an effect on <i>x</i>",
+                    "why": "stage 1"}],
+        "rows": [record(11, "stage 1"), {**record(20, None), "indicator": "y"}],
         "outcome": {"met": True}}))  # what the file says is not what the report says
     monkeypatch.setattr(appendix, "CALIBRATION_TABLE", table)
     monkeypatch.setattr(appendix, "CALIBRATION_CONFIRMATION", tmp_path / "absent.json")
     monkeypatch.setattr(appendix, "CALIBRATION_MARGIN", tmp_path / "absent.json")
     monkeypatch.setattr(appendix, "CALIBRATION_SECOND_STAGE", second)
     text = appendix.calibration_table()["markdown"].split("**Stage 2**")[1]
-    assert "streams 4001-4008" in text and "1 of 1 within tolerance" in text
-    assert "88 of 2000 (0.044)" in text  # the judged row; the other is redrawn alongside
+    assert "1 of 1 within tolerance" in text and "Streams 3001-3008 were burnt" in text
+    # the judged row; the other is redrawn alongside
+    assert "(not within at stage 1): 88 of 2000 (0.044) on streams 4001-4008" in text
     # 20 of 250 on every stream (8%): beyond noise against 5%, so the plan is not met
     assert "some rate beyond noise" in text and "**not met**" in text
     assert "<i>" not in text and "<b>" not in text and "`" not in text
     assert "python -m moe_core.analysis.second_stage --table a_b.json" in html.unescape(text)
     second.write_text(json.dumps({**json.loads(second.read_text()),
-                                  "rows": [record(11, "stage 1"), record(12, None)]}))
+                                  "rows": [record(11, "stage 1"),
+                                           {**record(12, None), "indicator": "y"}]}))
     assert "none beyond noise" in appendix.calibration_table()["markdown"]
     assert "**met**" in appendix.calibration_table()["markdown"]
+    # a judged row the file lacks is not within: not met
+    second.write_text(json.dumps({**json.loads(second.read_text()), "rows": [
+        {**record(12, None), "indicator": "y"}]}))
+    text = appendix.calibration_table()["markdown"]
+    assert "0 of 1 within tolerance" in text and ": not drawn" in text and "**not met**" in text
+    # a trial of the code is never quoted
+    second.write_text(json.dumps({**json.loads(second.read_text()), "trial": "--counted 2"}))
+    assert "Stage 2" not in appendix.calibration_table()["markdown"]
     table.write_text(json.dumps({**stored, "rows": stored["rows"] * 2}))  # another table
     assert "Stage 2" not in appendix.calibration_table()["markdown"]
