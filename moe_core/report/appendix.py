@@ -476,47 +476,40 @@ def _second_stage(table: dict) -> str:
     verdict = stage_outcome(pd.DataFrame(table.get("rows") or []), table.get("studies"), rows,
                             judged)
     drawn = {(r["scenario"], r["indicator"]): r for r in rows}
-
-    def row_text(j: dict) -> str:
+    lines = ["| row | why judged | streams | hits / studies | rate | upper limit | with the "
+             "burnt draws | within tolerance |", "| --- | --- | --- | --- | --- | --- | --- | "
+             "--- |"]
+    for j in judged:
         r = drawn.get((j["scenario"], j["indicator"]))
         why = ("not within at stage 1" if j["why"] == "stage 1"
                else "not within in the confirmation")
-        head = (f"{esc.md(j['indicator'])} under {esc.md(short_name(j['scenario']))} "
-                f"({why})")
+        name = f"{esc.md(j['indicator'])} under {esc.md(short_name(j['scenario']))}"
         if r is None:
-            return head + ": not drawn"
-        first, last = r["streams"]
-        text = (f"{head}: {sum(r['hits'])} of {sum(r['studies'])} ({r['rate']:.3f}) on "
-                f"streams {first}-{last}, upper limit {r['upper']:.3f}")
+            lines.append(f"| {name} | {why} | not drawn | | | | | no |")
+            continue
         burnt = r.get("with the burnt draws")
-        if burnt:
-            text += (f" (with the burnt draws {burnt['hits']} of {burnt['studies']}, "
-                     f"{burnt['upper']:.3f}{'' if burnt['within'] else ', not within'})")
-        return text
-
-    texts = {True: [], False: []}
-    for j in judged:
-        r = drawn.get((j["scenario"], j["indicator"]))
-        texts[bool(r and r["within"])].append(row_text(j))
+        lines.append(
+            f"| {name} | {why} | {r['streams'][0]}-{r['streams'][1]} | {sum(r['hits'])} / "
+            f"{sum(r['studies'])} | {r['rate']:.3f} | {r['upper']:.3f} | "
+            + (f"{burnt['hits']} / {burnt['studies']}, {burnt['upper']:.3f}" if burnt else "")
+            + f" | {'yes' if r['within'] else 'no'} (limit {HOLD_TOLERANCE * r['bound']:g}) |")
     text = (f"**Stage 2** ({esc.md(stored.get('command', ''))}; its sizes and criterion fixed "
-            "before it was drawn: docs/calibration_plan_next.md with its amendment): each "
+            "before it was drawn: docs/calibration_plan_next.md with its amendments): each "
             f"bounded row of this table whose one-sided {STAGE_CONFIDENCE:.1%} upper limit is "
             f"over {HOLD_TOLERANCE:g}x its bound, and each row the confirmation above did not "
             "show within tolerance (judged here on stage 2 alone), redrawn on 8 streams of "
             "its scenario that no table or confirmation had used, each limit at "
             f"{STAGE_CONFIDENCE:.1%} the larger of the pooled count's (Clopper-Pearson) and "
-            f"the streams' mean + t. {verdict.within} of {verdict.judged} within tolerance")
-    if texts[True]:
-        text += ": " + "; ".join(texts[True])
-    if texts[False]:
-        text += ". Not shown within it: " + "; ".join(texts[False])
+            f"the streams' mean + t. {verdict.within} of {verdict.judged} within tolerance "
+            "(the table below)")
     burnt = stored.get("burnt") or {}
     if burnt:
         first, last = burnt["streams"]
         text += (f". Streams {first}-{last} were burnt: a trial of the code drew their first "
                  "studies before the plan was amended, and the plan then moved to fresh "
-                 "streams; their counts are pooled above only as the plan's sensitivity "
-                 "reading, never in the outcome")
+                 "streams; their counts are pooled in (the table's \"with the burnt draws\": "
+                 "the pooled count and its limit) only as the plan's sensitivity reading, "
+                 "never in the outcome")
     text += (f". Against their bounds (one-sided exact binomial, Holm over the "
              f"{verdict.tested} rates of both stages, the rows redrawn alongside included): "
              + ("none beyond noise" if verdict.smallest_holm_p >= 0.05 else
@@ -525,7 +518,7 @@ def _second_stage(table: dict) -> str:
              "at stage 2; every row the confirmation did not show within, within at stage 2; "
              "none above its bound beyond noise): " + ("**met**" if verdict.met else
                                                       "**not met**") + ".")
-    return text
+    return text + "\n\n" + "\n".join(lines)
 
 
 def provenance_markdown(study: Study) -> str:

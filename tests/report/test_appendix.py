@@ -177,8 +177,9 @@ def test_stage_two_is_quoted_beside_its_own_table_with_the_outcome_recomputed(
     monkeypatch.setattr(appendix, "CALIBRATION_SECOND_STAGE", second)
     text = appendix.calibration_table()["markdown"].split("**Stage 2**")[1]
     assert "1 of 1 within tolerance" in text and "Streams 3001-3008 were burnt" in text
-    # the judged row; the other is redrawn alongside
-    assert "(not within at stage 1): 88 of 2000 (0.044) on streams 4001-4008" in text
+    # the judged row, in the table; the other is redrawn alongside
+    assert "| not within at stage 1 | 4001-4008 | 88 / 2000 | 0.044 |" in text
+    assert text.count("| not within") == 1
     # 20 of 250 on every stream (8%): beyond noise against 5%, so the plan is not met
     assert "some rate beyond noise" in text and "**not met**" in text
     assert "<i>" not in text and "<b>" not in text and "`" not in text
@@ -192,7 +193,8 @@ def test_stage_two_is_quoted_beside_its_own_table_with_the_outcome_recomputed(
     second.write_text(json.dumps({**json.loads(second.read_text()), "rows": [
         {**record(12, None), "indicator": "y"}]}))
     text = appendix.calibration_table()["markdown"]
-    assert "0 of 1 within tolerance" in text and ": not drawn" in text and "**not met**" in text
+    assert "0 of 1 within tolerance" in text and "| not drawn |" in text
+    assert "**not met**" in text
     # a trial of the code is never quoted
     second.write_text(json.dumps({**json.loads(second.read_text()), "trial": "--counted 2"}))
     assert "Stage 2" not in appendix.calibration_table()["markdown"]
