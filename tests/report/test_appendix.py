@@ -166,7 +166,8 @@ def test_stage_two_is_quoted_beside_its_own_table_with_the_outcome_recomputed(
     second = tmp_path / "second.json"
     second.write_text(json.dumps({
         "command": "python -m moe_core.analysis.second_stage --table a_b.json",
-        "table": conf.table_digest(stored), "burnt": {"streams": [3001, 3008]},
+        "table": conf.table_digest(stored),
+        "burnt": {"streams": [3001, 3008], "rows": {"an effect on <i>x</i>": [4, 163]}},
         "judged": [{"scenario": "null <b>: more", "indicator": "an effect on <i>x</i>",
                     "why": "stage 1"}],
         "rows": [record(11, "stage 1"), {**record(20, None), "indicator": "y"}],
@@ -177,6 +178,8 @@ def test_stage_two_is_quoted_beside_its_own_table_with_the_outcome_recomputed(
     monkeypatch.setattr(appendix, "CALIBRATION_SECOND_STAGE", second)
     text = appendix.calibration_table()["markdown"].split("**Stage 2**")[1]
     assert "1 of 1 within tolerance" in text and "Streams 3001-3008 were burnt" in text
+    assert "printed their rates (an effect on <i>x</i> 4 of 163)" in html.unescape(text)
+    assert "decided after those rates were seen" in text
     # the judged row, in the table; the other is redrawn alongside
     assert "| not within at stage 1 | 4001-4008 | 88 / 2000 | 0.044 |" in text
     assert text.count("| not within") == 1
@@ -189,6 +192,15 @@ def test_stage_two_is_quoted_beside_its_own_table_with_the_outcome_recomputed(
                                            {**record(12, None), "indicator": "y"}]}))
     assert "none beyond noise" in appendix.calibration_table()["markdown"]
     assert "**met**" in appendix.calibration_table()["markdown"]
+    # beside a confirmation of this table: the first plan's outcome, counted (the table's
+    # 12 of 200, upper limit 0.095, and the confirmation's row not within)
+    confirmation = tmp_path / "confirmation.json"
+    confirmation.write_text(json.dumps({"table": conf.table_digest(stored), "rows": [
+        conf.Confirmed("n", "a", 0.05, (40, 40), (500, 500)).record()]}))
+    monkeypatch.setattr(appendix, "CALIBRATION_CONFIRMATION", confirmation)
+    assert "the first (docs/calibration_plan.md: every row of the table and of the " \
+           "confirmation within tolerance) was not met (2 rows not shown within it" in \
+           html.unescape(appendix.calibration_table()["markdown"])
     # a judged row the file lacks is not within: not met
     second.write_text(json.dumps({**json.loads(second.read_text()), "rows": [
         {**record(12, None), "indicator": "y"}]}))
