@@ -128,19 +128,26 @@ def test_the_fresh_stream_confirmation_is_quoted_only_beside_the_table_it_was_ma
     assert "Confirmed on fresh streams" not in appendix.calibration_table()["markdown"]
 
 
-def test_the_post_hoc_follow_up_is_labelled_and_quoted_beside_its_own_table(
-        tmp_path, monkeypatch):
+def _margin_table(tmp_path, monkeypatch):
+    """A one-row table (the margin row at 12 of 200) as the report's, no follow-up beside it."""
     stored = {"studies": 200, "noise": {}, "rows": [
         {"scenario": "m (200 studies)", "indicator": "called persisting", "rate": 0.06,
          "what it should be": "<= 0.05"}]}
     table = tmp_path / "table.json"
     table.write_text(json.dumps(stored))
+    monkeypatch.setattr(appendix, "CALIBRATION_TABLE", table)
+    for name in ("CALIBRATION_CONFIRMATION", "CALIBRATION_MARGIN", "CALIBRATION_SECOND_STAGE"):
+        monkeypatch.setattr(appendix, name, tmp_path / "absent.json")
+    return stored, table
+
+
+def test_the_post_hoc_follow_up_is_labelled_and_quoted_beside_its_own_table(
+        tmp_path, monkeypatch):
+    stored, table = _margin_table(tmp_path, monkeypatch)
     row = conf.Confirmed("the margin <of> persists", "called persisting", 0.05,
                          (26, 26, 18, 23, 20, 26, 17, 25), (500,) * 8)
     margin = tmp_path / "margin.json"
     margin.write_text(json.dumps({"table": conf.table_digest(stored), **row.record()}))
-    monkeypatch.setattr(appendix, "CALIBRATION_TABLE", table)
-    monkeypatch.setattr(appendix, "CALIBRATION_CONFIRMATION", tmp_path / "absent.json")
     monkeypatch.setattr(appendix, "CALIBRATION_MARGIN", margin)
     text = appendix.calibration_table()["markdown"].split("**Post hoc**")[1]
     assert "added after this table was seen" in text and "does not change the outcome" in text
@@ -152,11 +159,7 @@ def test_the_post_hoc_follow_up_is_labelled_and_quoted_beside_its_own_table(
 
 def test_stage_two_is_quoted_beside_its_own_table_with_the_outcome_recomputed(
         tmp_path, monkeypatch):
-    stored = {"studies": 200, "noise": {}, "rows": [
-        {"scenario": "m (200 studies)", "indicator": "called persisting", "rate": 0.06,
-         "what it should be": "<= 0.05"}]}
-    table = tmp_path / "table.json"
-    table.write_text(json.dumps(stored))
+    stored, table = _margin_table(tmp_path, monkeypatch)
 
     def record(hits, judged):
         return {**conf.Confirmed("null <b>: more", "an effect on <i>x</i>", 0.05, (hits,) * 8,
@@ -172,9 +175,6 @@ def test_stage_two_is_quoted_beside_its_own_table_with_the_outcome_recomputed(
                     "why": "stage 1"}],
         "rows": [record(11, "stage 1"), {**record(20, None), "indicator": "y"}],
         "outcome": {"met": True}}))  # what the file says is not what the report says
-    monkeypatch.setattr(appendix, "CALIBRATION_TABLE", table)
-    monkeypatch.setattr(appendix, "CALIBRATION_CONFIRMATION", tmp_path / "absent.json")
-    monkeypatch.setattr(appendix, "CALIBRATION_MARGIN", tmp_path / "absent.json")
     monkeypatch.setattr(appendix, "CALIBRATION_SECOND_STAGE", second)
     text = appendix.calibration_table()["markdown"].split("**Stage 2**")[1]
     assert "1 of 1 within tolerance" in text and "Streams 3001-3008 were burnt" in text
