@@ -153,10 +153,11 @@ def stage_one(table: pd.DataFrame, studies: int | None) -> list[dict]:
     return short
 
 
-def _share(table: pd.DataFrame, null: NullScenario, indicator: str) -> float:
+def _share(table: pd.DataFrame, null: NullScenario | None, indicator: str) -> float:
     """The share of the table's studies of `null` in which a not-rising family's row was
-    compared against a control that does not rise (1 for any other row)."""
-    if NOT_RISING not in indicator:
+    compared against a control that does not rise (1 for any other row, and for the margin
+    of persists, `null` None)."""
+    if null is None or NOT_RISING not in indicator:
         return 1.0
     name = indicator.removeprefix("an effect on ").removesuffix(f" {NOT_RISING}")
     shares = table[(table["indicator"] == f"{name} compared {NOT_RISING}")
@@ -167,10 +168,6 @@ def _share(table: pd.DataFrame, null: NullScenario, indicator: str) -> float:
                              f"compared {NOT_RISING} under \"{null.name}\": stage 2 cannot "
                              "size its streams")
     return float(shares.iloc[0])
-
-
-def _judged_share(table: pd.DataFrame, redraw: Redraw, indicator: str) -> float:
-    return 1.0 if redraw.null is None else _share(table, redraw.null, indicator)
 
 
 def redraws(table: pd.DataFrame, studies: int | None, confirmed: Sequence[Mapping],
@@ -187,7 +184,7 @@ def redraws(table: pd.DataFrame, studies: int | None, confirmed: Sequence[Mappin
     for scenario, indicator, why in wanted:
         null = _scenario_of(scenario, nulls, plain)
         name = MARGIN_OF_PERSISTS if null is None else null.name
-        share = 1.0 if null is None else _share(table, null, indicator)
+        share = _share(table, null, indicator)
         per_stream = counted if share == 1.0 else 100 * math.ceil(counted / share / 100)
         old = chosen.get(name)
         redraw = Redraw(name, null, max(per_stream, old.per_stream if old else 0),
@@ -313,10 +310,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     judged = [{"scenario": r.scenario, "indicator": indicator, "why": why,
                "streams": [first + i * STREAM_BLOCK, first + i * STREAM_BLOCK + STREAMS - 1],
                "pass rate at 0.05": pass_rate(0.05, per_stream=r.per_stream,
-                                              share=_judged_share(table, r, indicator)),
+                                              share=_share(table, r.null, indicator)),
                "pass rate at the tolerance": pass_rate(
                    HOLD_TOLERANCE * 0.05, per_stream=r.per_stream,
-                   share=_judged_share(table, r, indicator))}
+                   share=_share(table, r.null, indicator))}
               for i, r in enumerate(chosen) for indicator, why in r.judged.items()]
     started = time.perf_counter()
     records = []
