@@ -168,6 +168,12 @@ def test_a_family_against_a_control_that_does_not_rise_is_rated_among_its_own_st
     assert [r[2] for r in rows] == [{f"{lr} compared {cal.NOT_RISING}": 0.25},
                                     {f"an effect on {lr} {cal.NOT_RISING}": 0.08}]
     assert "(50 studies)" in rows[1][0] and rows[1][1] == "<= 0.05 (family-wise)"
+    # a null's rows carry them; the per-arm null's pooled twin (not_rising=False) does not
+    rates.update({f"an effect on {name}": 0.03 for name in vd.HYPOTHESES}
+                 | {"any explanation supported": 0.01})
+    assert cal.null_rows("null", rates, 200)[2:] == rows
+    twin = cal.null_rows("null", rates, 200, not_rising=False)
+    assert [r[2] for r in twin] == [r[2] for r in cal.null_rows("null", rates, 200)[:2]]
 
 
 def test_a_scenario_s_rates_do_not_depend_on_how_many_processes_share_its_studies():
