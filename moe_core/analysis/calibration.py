@@ -979,6 +979,10 @@ class Holding:
     def within(self) -> bool:
         return self.upper <= self.tolerance
 
+    @property
+    def above_p(self) -> float:
+        return above_p(self.hits, self.studies, self.bound)
+
 
 def holding(row: Mapping, table_studies: int | None) -> Holding | None:
     """The row's upper limit against its tolerance; None for a row with no bound or no
@@ -997,6 +1001,13 @@ def upper_limit(hits: int, studies: int, confidence: float = HOLD_CONFIDENCE) ->
     from scipy.stats import binomtest
 
     return float(binomtest(hits, studies, alternative="less").proportion_ci(confidence).high)
+
+
+def above_p(hits: int, studies: int, bound: float) -> float:
+    """The one-sided exact binomial p that a rate of `hits` in `studies` is above `bound`."""
+    from scipy.stats import binomtest
+
+    return float(binomtest(hits, studies, bound, alternative="greater").pvalue)
 
 
 def upper_text(row: Mapping, table_studies: int | None) -> str:

@@ -44,6 +44,7 @@ from moe_core.analysis.calibration import (
     PLAIN_NULL,
     POOLED_TWIN,
     NullScenario,
+    above_p,
     holding,
     null_truths,
     processes,
@@ -228,18 +229,11 @@ def outcome(table: pd.DataFrame, studies: int | None, rows: Sequence[Mapping],
     indicator): every judged row drawn and within at stage 2, and no rate above its bound
     beyond noise (one-sided exact binomial against the bound, Holm over the table's bounded
     rows and every stage 2 row)."""
-    from scipy.stats import binomtest
     from statsmodels.stats.multitest import multipletests
 
-    p = []
-    for _, row in table.iterrows():
-        held = holding(row, studies)
-        if held is not None:
-            p.append(binomtest(held.hits, held.studies, held.bound,
-                               alternative="greater").pvalue)
-    for row in rows:
-        p.append(binomtest(sum(row["hits"]), sum(row["studies"]), row["bound"],
-                           alternative="greater").pvalue)
+    p = [held.above_p for held in (holding(row, studies) for _, row in table.iterrows())
+         if held is not None]
+    p += [above_p(sum(row["hits"]), sum(row["studies"]), row["bound"]) for row in rows]
     smallest = float(min(multipletests(p, method="holm")[1])) if p else 1.0
     drawn = {(r["scenario"], r["indicator"]): r for r in rows}
     found = [drawn.get((j["scenario"], j["indicator"])) for j in judged]
@@ -307,21 +301,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     trial = args.counted != COUNTED
     first = TRIAL_FIRST_STREAM if trial else FIRST_STREAM
-    judged = [{"scenario": r.scenario, "indicator": indicator, "why": why,
-               "streams": [first + i * STREAM_BLOCK, first + i * STREAM_BLOCK + STREAMS - 1],
-               "pass rate at 0.05": pass_rate(0.05, per_stream=r.per_stream,
-                                              share=_share(table, r.null, indicator)),
-               "pass rate at the tolerance": pass_rate(
-                   HOLD_TOLERANCE * 0.05, per_stream=r.per_stream,
-                   share=_share(table, r.null, indicator))}
-              for i, r in enumerate(chosen) for indicator, why in r.judged.items()]
+    # each scenario its own block of streams
+    blocks = [range(first + i * STREAM_BLOCK, first + i * STREAM_BLOCK + STREAMS)
+              for i in range(len(chosen))]
+    judged = []
+    for redraw, block in zip(chosen, blocks, strict=True):
+        for indicator, why in redraw.judged.items():
+            share = _share(table, redraw.null, indicator)
+            judged.append({"scenario": redraw.scenario, "indicator": indicator, "why": why,
+                           "streams": [block[0], block[-1]],
+                           "pass rate at 0.05": pass_rate(0.05, per_stream=redraw.per_stream,
+                                                          share=share),
+                           "pass rate at the tolerance": pass_rate(
+                               HOLD_TOLERANCE * 0.05, per_stream=redraw.per_stream,
+                               share=share)})
     started = time.perf_counter()
     records = []
     with processes(args.jobs):
-        for i, redraw in enumerate(chosen):
-            start = first + i * STREAM_BLOCK
-            for row in draw(redraw, noise, args.seeds, range(start, start + STREAMS)):
-                record = {**row.record(), "streams": [start, start + STREAMS - 1],
+        for redraw, block in zip(chosen, blocks, strict=True):
+            for row in draw(redraw, noise, args.seeds, block):
+                record = {**row.record(), "streams": [block[0], block[-1]],
                           "per stream": redraw.per_stream,
                           "judged": redraw.judged.get(row.indicator)}
                 if record["judged"] and not trial:

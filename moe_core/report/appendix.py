@@ -344,8 +344,7 @@ def _over_bound(rows: list[dict], studies: int | None) -> list[tuple[str, str]]:
     for r in rows:
         held = holding(r, studies)
         if held is not None:
-            counted.append((r, held, binomtest(held.hits, held.studies, held.bound,
-                                               alternative="greater").pvalue))
+            counted.append((r, held, held.above_p))
     beyond = {}
     if counted:
         reject, adjusted, _, _ = multipletests([c[2] for c in counted], method="holm")
