@@ -124,9 +124,6 @@ quick: setup
 	$(BIN)/moe-suite run -e baseline@reference_lr --preset $(PRESET) --seeds $(GATE_SEEDS) --jobs $(JOBS) --out runs/quick --no-report
 	$(BIN)/moe-suite run --suite glance --preset $(PRESET) --seeds 3 --jobs $(JOBS) --out runs/quick
 
-# the report's false-effect rate on real runs: 12 replicates of the study's control (its own
-# folder: the demo's runs are never pooled with them), split 4 + 4 into a control and a
-# placebo intervention (a key the preset never reads) through the report's pipeline
 # the calibration's noise: the study's runs recorded every 4 steps (the simulator's grid;
 # evals and checkpoints change nothing training reads, and no study arm stops early, so these
 # are the demo's runs, recorded 4x as densely: ~29 min here), then the fit (~20 s)
@@ -143,13 +140,16 @@ calibration: setup
 	$(BIN)/python -m moe_core.analysis.calibration --studies 200 --seeds $(SEEDS) --jobs $(JOBS) \
 	    --noise moe_core/analysis/noise_fitted.json --out moe_core/analysis/calibration_table.json
 	$(BIN)/python -m moe_core.analysis.confirmation --table moe_core/analysis/calibration_table.json \
-	    --noise moe_core/analysis/noise_fitted.json --jobs $(JOBS) \
+	    --noise moe_core/analysis/noise_fitted.json --seeds $(SEEDS) --jobs $(JOBS) \
 	    --out moe_core/analysis/calibration_confirmation.json
 	$(BIN)/python -m moe_core.analysis.second_stage --table moe_core/analysis/calibration_table.json \
 	    --confirmation moe_core/analysis/calibration_confirmation.json \
-	    --noise moe_core/analysis/noise_fitted.json --jobs $(JOBS) \
+	    --noise moe_core/analysis/noise_fitted.json --seeds $(SEEDS) --jobs $(JOBS) \
 	    --out moe_core/analysis/calibration_second_stage.json
 
+# the report's false-effect rate on real runs: 12 replicates of the study's control (its own
+# folder: the demo's runs are never pooled with them), split 4 + 4 into a control and a
+# placebo intervention (a key the preset never reads) through the report's pipeline
 placebo: setup
 	$(BIN)/moe-suite run -e baseline@reference_lr --preset $(PRESET) --seeds 12 --jobs $(JOBS) --out runs/placebo --no-report
 	$(BIN)/python -m moe_core.analysis.placebo runs/placebo
