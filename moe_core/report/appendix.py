@@ -534,10 +534,13 @@ def _first_plan(table: dict) -> str:
         return ""
     studies = table.get("studies")
     held = [h for h in (holding(r, studies) for r in table.get("rows") or []) if h]
-    short = sum(not h.within for h in held) + sum(not r["within"] for r in confirmed)
+    in_table = sum(not h.within for h in held)
+    confirming = sum(not r["within"] for r in confirmed)
     return ("; this second plan was written after the first (docs/calibration_plan.md: every "
             "row of the table and of the confirmation within tolerance) was "
-            + (f"not met ({short} rows not shown within it, above)" if short else "met"))
+            + (f"not met ({in_table} of the table's rows and {confirming} of the "
+               "confirmation's not shown within it, above)" if in_table + confirming
+               else "met"))
 
 
 def provenance_markdown(study: Study) -> str:

@@ -199,7 +199,8 @@ def test_stage_two_is_quoted_beside_its_own_table_with_the_outcome_recomputed(
         conf.Confirmed("n", "a", 0.05, (40, 40), (500, 500)).record()]}))
     monkeypatch.setattr(appendix, "CALIBRATION_CONFIRMATION", confirmation)
     assert "the first (docs/calibration_plan.md: every row of the table and of the " \
-           "confirmation within tolerance) was not met (2 rows not shown within it" in \
+           "confirmation within tolerance) was not met (1 of the table's rows and 1 of the " \
+           "confirmation's not shown within it" in \
            html.unescape(appendix.calibration_table()["markdown"])
     # a judged row the file lacks is not within: not met
     second.write_text(json.dumps({**json.loads(second.read_text()), "rows": [
